@@ -1,0 +1,125 @@
+"""The exemplar bank on disk: a versioned folder of shards that grows without retraining stage 1.
+
+Layout (format "pixelnn-bank", version 1)::
+
+    bank/
+      bank.json            manifest: format, version, model fingerprint, backbone, size, signal,
+                           input shape, global descriptor size, and the list of shards in order
+      shard-000/           one shard per `pixelnn index` run, written to a temporary folder and renamed
+        f.npy              (n, S, S, 3) float16  stage-1 outputs f(x_n) in [0, 1]
+        y.npy              (n, S, S, 3) uint8    target photos y_n
+        x.npy              (n, h, w, c) uint8    input signals x_n (for display)
+        global.npy         (n, G) float32        global descriptors of f(x_n), unit norm
+        meta.json          {"names": [...], "labels": [...]} (label null when unknown)
+
+Exemplar ids are positions in the concatenation of shards in manifest order. Pixel descriptors
+are not stored: they are recomputed from f.npy for the few exemplars a query needs. Arrays are
+memory-mapped, so a bank's resident memory is its global descriptors plus what a query touches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BankError
+from ..fileio import write_json
+
+FORMAT = "pixelnn-bank"
+VERSION = 1
+MANIFEST = "bank.json"
+ARRAYS = ("f", "y", "x", "global")
+
+
+@dataclass
+class Shard:
+    f: np.ndarray  # (n, S, S, 3) float16
+    y: np.ndarray  # (n, S, S, 3) uint8
+    x: np.ndarray  # (n, h, w, c) uint8
+    global_: np.ndarray  # (n, G) float32
+    names: list[str]
+    labels: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def read_manifest(root: Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        raise BankError(f"no exemplar bank at {root} (missing {MANIFEST}); build one with `pixelnn index`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BankError(f"{path} is not a readable bank manifest ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise BankError(f"{path} is not a PixelNN exemplar bank")
+    if manifest.get("version") != VERSION:
+        raise BankError(f"bank {root} has format version {manifest.get('version')}; this PixelNN reads version {VERSION}")
+    return manifest
+
+
+def new_manifest(fingerprint: str, backbone: str, size: int, signal: str, input_shape: tuple, global_dim: int) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_fingerprint": fingerprint,
+        "backbone": backbone,
+        "size": size,
+        "signal": signal,
+        "input_shape": list(input_shape),
+        "global_dim": global_dim,
+        "shards": [],
+        "count": 0,
+    }
+
+
+def check_compatible(manifest: dict, expected: dict, root: Path) -> None:
+    """Refuse a bank whose model, backbone, size or input differs from what it is used with."""
+    for key in ("model_fingerprint", "backbone", "size", "signal", "input_shape", "global_dim"):
+        if manifest.get(key) != expected.get(key):
+            raise BankError(
+                f"bank {root} does not match this model: its {key} is {manifest.get(key)!r}, "
+                f"the model's is {expected.get(key)!r}. Build a new bank with `pixelnn index` for this model."
+            )
+
+
+def write_shard(root: Path, manifest: dict, shard: Shard) -> dict:
+    """Write a shard atomically and return the updated manifest (already written to disk)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"shard-{len(manifest['shards']):03d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    try:
+        for key, arr in (("f", shard.f), ("y", shard.y), ("x", shard.x), ("global", shard.global_)):
+            np.save(tmp / f"{key}.npy", arr)
+        (tmp / "meta.json").write_text(json.dumps({"names": shard.names, "labels": shard.labels}))
+        if (root / name).exists():  # a leftover of an interrupted run that never reached the manifest
+            shutil.rmtree(root / name)
+        os.replace(tmp, root / name)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    manifest = {**manifest, "shards": [*manifest["shards"], {"name": name, "count": len(shard)}]}
+    manifest["count"] = sum(s["count"] for s in manifest["shards"])
+    write_json(root / MANIFEST, manifest)
+    return manifest
+
+
+def read_shard(root: Path, entry: dict) -> Shard:
+    folder = Path(root) / entry["name"]
+    try:
+        arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BankError(f"bank shard {folder} is missing or corrupt ({e})") from None
+    shard = Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"])
+    if len(shard) != entry["count"] or any(len(a) != entry["count"] for a in arrays.values()):
+        raise BankError(f"bank shard {folder} holds {len(shard)} exemplars, its manifest says {entry['count']}")
+    return shard

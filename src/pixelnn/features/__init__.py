@@ -1,0 +1,1 @@
+"""Pixel and global descriptors computed from images by a pluggable backbone."""

@@ -1,0 +1,54 @@
+"""Stage-1 checkpoints: written atomically, with the resolved configuration inside and beside them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..fileio import atomic_path
+from .unet import Stage1Config, UNet
+
+FORMAT = "pixelnn-stage1"
+VERSION = 1
+FILENAME = "stage1.pt"
+
+
+def save(path: Path, model: UNet, state: dict) -> None:
+    """Write model weights, its config and the training state (optimizer, step, elapsed, ...)."""
+    blob = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "model": model.state_dict(), **state}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def read(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no stage-1 checkpoint at {path}: train one with `pixelnn train`")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not ours
+        raise ConfigError(f"{path} is not a readable stage-1 checkpoint ({e.__class__.__name__}: {e})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a PixelNN stage-1 checkpoint")
+    if blob.get("version") != VERSION:
+        raise ConfigError(f"{path} has checkpoint version {blob.get('version')}, this PixelNN reads {VERSION}")
+    return blob
+
+
+def load_model(path: Path) -> UNet:
+    blob = read(path)
+    model = UNet(Stage1Config(**blob["config"]))
+    model.load_state_dict(blob["model"])
+    return model.eval()
+
+
+def fingerprint(model: UNet) -> str:
+    """A hash of the weights and configuration: a bank built with another model is refused."""
+    h = hashlib.sha256(repr(sorted(model.cfg.to_dict().items())).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,112 @@
+"""Stage-1 training loop: L2 loss, a time or epoch budget, atomic checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .unet import Stage1Config, UNet, predict, to_tensor
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    minutes: float = 20.0  # wall-clock budget (the learning rate follows a cosine over it)
+    max_epochs: int = 1000
+    batch: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    flip: bool = True  # random horizontal flips of (x, y) pairs
+    save_every_s: float = 60.0
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images in [0, 1]: (N, C, H, W) x2 -> (N,)."""
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator):
+    order = rng.permutation(n)
+    for i in range(0, n - batch + 1 if n >= batch else 1, batch):
+        yield order[i : i + batch]
+
+
+def _lr(cfg: TrainConfig, elapsed: float) -> float:
+    frac = min(elapsed / (cfg.minutes * 60.0), 1.0)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def _step(model, opt, x, y, flip: bool, rng: np.random.Generator) -> float:
+    xb, yb = to_tensor(x), to_tensor(y)
+    if flip:
+        mask = torch.from_numpy(rng.random(len(xb)) < 0.5)
+        xb[mask], yb[mask] = xb[mask].flip(-1), yb[mask].flip(-1)
+    loss = torch.nn.functional.mse_loss(model(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg: TrainConfig) -> UNet:
+    """Train (or resume) stage 1 on uint8 x (N, h, w, c) and y (N, S, S, 3); returns the model.
+
+    A checkpoint in out_dir is resumed: its weights, optimizer, elapsed time and epoch carry on.
+    """
+    path = Path(out_dir) / checkpoint.FILENAME
+    torch.manual_seed(cfg.seed)
+    model = UNet(stage1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "done": False, "train": asdict(cfg), "history": []}
+    if path.exists():
+        blob = checkpoint.read(path)
+        model.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["optimizer"])
+        state.update({k: blob[k] for k in ("step", "epoch", "elapsed_s", "history")})
+        tqdm.write(f"resuming stage 1 from {path}: epoch {state['epoch']}, {state['elapsed_s'] / 60:.1f} min done")
+    rng = np.random.default_rng(cfg.seed + state["epoch"])
+    budget = cfg.minutes * 60.0
+    bar = tqdm(total=round(budget), initial=min(round(state["elapsed_s"]), round(budget)), unit="s", desc="training stage 1")
+    last_save = time.monotonic()
+    model.train()
+    while state["elapsed_s"] < budget and state["epoch"] < cfg.max_epochs:
+        losses = []
+        for idx in _batches(len(x), cfg.batch, rng):
+            t0 = time.monotonic()
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, state["elapsed_s"])
+            losses.append(_step(model, opt, x[idx], y[idx], cfg.flip, rng))
+            dt = time.monotonic() - t0
+            state["elapsed_s"] += dt
+            state["step"] += 1
+            bar.update(min(dt, max(budget - bar.n, 0)))
+            bar.set_postfix(epoch=state["epoch"], loss=f"{np.mean(losses[-20:]):.4f}")
+            if time.monotonic() - last_save > cfg.save_every_s:
+                checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
+                last_save = time.monotonic()
+            if state["elapsed_s"] >= budget:
+                break
+        state["epoch"] += 1
+        state["history"].append({"epoch": state["epoch"], "loss": float(np.mean(losses)), "elapsed_s": state["elapsed_s"]})
+    bar.close()
+    state["done"] = True
+    checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate_psnr(model: UNet, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Mean PSNR of f(x) and of bicubic upsampling (when x is a smaller RGB image) against y."""
+    target = to_tensor(y)
+    out = {"stage1_psnr": psnr(predict(model, x), target).mean().item()}
+    if x.shape[-1] == 3 and x.shape[1] != y.shape[1]:
+        up = torch.nn.functional.interpolate(to_tensor(x), size=y.shape[1:3], mode="bicubic", align_corners=False)
+        out["bicubic_psnr"] = psnr(up.clamp(0, 1), target).mean().item()
+    return out

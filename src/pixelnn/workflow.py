@@ -1,0 +1,97 @@
+"""The jobs behind the CLI verbs, callable from Python: train a model folder, index, synthesize.
+
+A model folder holds config.json (the resolved configuration), stage1.pt and bank/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .bank.build import add_exemplars
+from .errors import ConfigError
+from .fileio import write_json
+from .regress import checkpoint
+from .regress.train import TrainConfig, evaluate_psnr, train
+from .regress.unet import Stage1Config, UNet
+from .synth.pipeline import RUN_CONFIG, read_run_config
+
+
+def write_run(root: Path, model: UNet, config: dict) -> None:
+    """Write a model folder from a model and its configuration (used by tests and imports)."""
+    root = Path(root)
+    checkpoint.save(root / checkpoint.FILENAME, model, {"done": True})
+    write_json(root / RUN_CONFIG, {**config, "stage1": model.cfg.to_dict()})
+
+
+def stage1_config(x: np.ndarray, y: np.ndarray, signal: str, width: int, levels: int) -> Stage1Config:
+    h, w, c = x.shape[1:]
+    if h != w:
+        raise ConfigError(f"input signals must be square, got {h}x{w}")
+    return Stage1Config(
+        in_channels=c, input_size=h, size=y.shape[1], width=width, levels=levels, residual=(signal == "lowres")
+    )
+
+
+def train_run(root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int = 16, levels: int = 4, val=None) -> dict:
+    """Train (or resume) stage 1 into `root`; returns the metrics written to root/metrics.json."""
+    root = Path(root)
+    cfg = stage1_config(x, y, config["signal"], width, levels)
+    if (root / RUN_CONFIG).exists():
+        old = read_run_config(root)
+        if old.get("stage1") != cfg.to_dict() or old.get("signal") != config["signal"]:
+            raise ConfigError(
+                f"{root} already holds a model with another configuration ({old.get('signal')}, "
+                f"{old.get('stage1')}); choose another --out folder"
+            )
+    write_json(root / RUN_CONFIG, {**config, "stage1": cfg.to_dict(), "train": train_cfg.__dict__})
+    model = train(x, y, root, cfg, train_cfg)
+    metrics = {"train": evaluate_psnr(model, x[:500], y[:500])}
+    if val is not None:
+        metrics["val"] = evaluate_psnr(model, *val)
+    write_json(root / "metrics.json", metrics)
+    return metrics
+
+
+def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, progress=True) -> dict:
+    """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest."""
+    root = Path(root)
+    config = read_run_config(root)
+    model = checkpoint.load_model(root / checkpoint.FILENAME)
+    return add_exemplars(
+        Path(bank) if bank else root / "bank",
+        model,
+        backbone or config.get("backbone", "vgg16-hed"),
+        config["signal"],
+        x,
+        y,
+        names,
+        labels,
+        progress=progress,
+    )
+
+
+def synthesize_to_folder(model, inputs, names, out: Path, grid=None, labels=None, exemplar_ids=None, targets=None) -> list[Path]:
+    """Synthesize every input and write its folder of PNGs, correspondences and an HTML page."""
+    from .report.result_page import write_result, write_index
+
+    out = Path(out)
+    pages = []
+    for i, (x, name) in enumerate(tqdm(list(zip(inputs, names)), desc="synthesizing", unit="input")):
+        result = model.synthesize(x, grid=grid, labels=labels, exemplar_ids=exemplar_ids)
+        target = None if targets is None else targets[i]
+        pages.append(write_result(out / _safe(name), result, model.bank, target=target, title=name))
+    write_index(out, pages)
+    return pages
+
+
+def _safe(name: str) -> str:
+    stem = Path(name).with_suffix("").as_posix()
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "input"
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny images, a tiny stage-1 model and bank made by the tests themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def smooth_textures(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, size, size, 3) uint8 random images with structure at several scales (no two alike)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, size, size, 3), np.float32)
+    for scale in (4, 8, size):
+        coarse = torch.from_numpy(rng.random((n, 3, scale, scale), dtype=np.float32))
+        up = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+        out += up.permute(0, 2, 3, 1).numpy()
+    out /= 3
+    return (out * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A model folder with an untrained stage 1 (lowres 8 -> 32) and a 6-exemplar labelled bank."""
+    from pixelnn.regress.unet import Stage1Config, UNet
+    from pixelnn.workflow import write_run, index_arrays
+
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = UNet(Stage1Config(in_channels=3, input_size=8, size=32, width=8, levels=2, residual=True)).eval()
+    write_run(root, model, {"signal": "lowres", "factor": 4, "size": 32, "backbone": "vgg16-hed"})
+    y = smooth_textures(6, 32)
+    x = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(im).resize((8, 8))) for im in y])
+    labels = ["cat", "cat", "dog", "dog", "dog/terrier", None]
+    index_arrays(root, x, y, [f"im{i}.png" for i in range(6)], labels, progress=False)
+    return root, x, y, labels

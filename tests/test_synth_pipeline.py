@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from pixelnn.errors import ConfigError
+from pixelnn.search.pixel_match import WHOLE
+from pixelnn.synth.grid import Spec, authors_72
+from pixelnn.synth.pipeline import PixelNN
+
+
+@pytest.fixture(scope="module")
+def model(tiny_run):
+    return PixelNN.load(tiny_run[0])
+
+
+@pytest.mark.parametrize("window", [1, 3, 5, WHOLE])
+def test_training_input_returns_its_own_target_with_identity_correspondence(model, tiny_run, window):
+    _, x, y, _ = tiny_run
+    for n in (0, 3):
+        result = model.synthesize(x[n], grid=[Spec(1, 1, window)])
+        cand = result.candidates[0]
+        assert result.neighbours[0] == n
+        assert np.array_equal(cand.image, y[n].astype(np.float32) / 255.0)
+        H, W = y.shape[1:3]
+        assert (cand.corr.exemplar == n).all()
+        assert np.array_equal(cand.corr.sy, np.repeat(np.arange(H)[:, None], W, 1))
+        assert np.array_equal(cand.corr.sx, np.repeat(np.arange(W)[None, :], H, 0))
+
+
+def test_outputs_rebuild_from_their_correspondences(model, tiny_run):
+    _, x, y, _ = tiny_run
+    query = np.ascontiguousarray(x[2][::-1])  # flipped: not in the bank
+    result = model.synthesize(query)
+    assert result.candidates
+    f_bank = model.bank.gather("f", np.arange(len(model.bank))).astype(np.float32)
+    y_bank = model.bank.gather("y", np.arange(len(model.bank))).astype(np.float32) / 255
+    for cand in result.candidates:
+        c = cand.corr
+        rebuilt = np.clip(result.stage1 + y_bank[c.exemplar, c.sy, c.sx] - f_bank[c.exemplar, c.sy, c.sx], 0, 1)
+        assert np.allclose(rebuilt, cand.image, atol=1e-6), str(cand.spec)
+
+
+def test_whole_image_window_beats_smaller_windows_in_similarity(model, tiny_run):
+    _, x, _, _ = tiny_run
+    query = np.ascontiguousarray(x[4][:, ::-1])
+    res = model.synthesize(query, grid=[Spec(1, 1, w) for w in (1, 3, 5, WHOLE)])
+    sims = {c.spec.window: c.corr.sim for c in res.candidates}
+    for w in (1, 3, 5):
+        assert (sims[WHOLE] >= sims[w] - 1e-5).all()
+    # window 1 copies only from the same position
+    c1 = res.candidates[0].corr
+    H, W = c1.sy.shape
+    assert np.array_equal(c1.sy, np.repeat(np.arange(H)[:, None], W, 1))
+
+
+def test_label_restriction_keeps_every_correspondence_inside_the_subset(model, tiny_run):
+    _, x, _, labels = tiny_run
+    res = model.synthesize(x[0], grid="5:1:whole,3:1:3", labels=["dog"])
+    allowed = {i for i, lab in enumerate(labels) if lab and (lab == "dog" or lab.startswith("dog/"))}
+    assert allowed == {2, 3, 4}
+    assert set(res.neighbours.tolist()) <= allowed
+    for cand in res.candidates:
+        assert set(np.unique(cand.corr.exemplar).tolist()) <= allowed
+
+
+def test_exemplar_id_restriction_and_empty_restriction(model, tiny_run):
+    _, x, _, _ = tiny_run
+    res = model.synthesize(x[0], grid="3:1:5", exemplar_ids=[1, 5])
+    assert set(np.unique(res.candidates[0].corr.exemplar).tolist()) <= {1, 5}
+    with pytest.raises(ConfigError, match="no exemplar"):
+        model.synthesize(x[0], grid="1:1:1", labels=["cat"], exemplar_ids=[2])
+    with pytest.raises(ConfigError, match="no exemplar has label"):
+        model.synthesize(x[0], grid="1:1:1", labels=["horse"])
+
+
+def test_wrong_input_shape_names_the_expected_shape(model):
+    with pytest.raises(ConfigError, match=r"\(8, 8, 3\)"):
+        model.synthesize(np.zeros((12, 12, 3), np.uint8))
+
+
+def test_default_grid_gives_72_candidates_when_the_bank_is_large_enough(model, tiny_run):
+    # the tiny bank has 6 exemplars: candidates whose first rank is beyond 6 are dropped
+    _, x, _, _ = tiny_run
+    res = model.synthesize(x[1])
+    expected = [s for s in authors_72() if s.first <= 6]
+    assert [c.spec for c in res.candidates] == expected
