@@ -1,0 +1,113 @@
+"""`pixelnn`: one verb per job. Run `pixelnn VERB --help` for examples."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import PixelNNError
+
+DATA = "../shared/data"
+
+TRAIN_EXAMPLES = f"""examples:
+  # faces, 12x12 -> 96x96 (low resolution by 8), 25 minutes of training, then a bank of the same faces
+  pixelnn train --data {DATA}/celeba/train --signal lowres --labels {DATA}/celeba/train_identity.csv \\
+      --val {DATA}/celeba/val --out runs/celeba-lowres --minutes 25
+  # edges -> shoes from pix2pix pair files (photo|edges: B is the input, so BtoA)
+  pixelnn train --data {DATA}/edges2shoes/train --pairs BtoA --val {DATA}/edges2shoes/val --out runs/shoes
+  # your own signal: matching file names in two folders
+  pixelnn train --data my/normals --targets my/photos --out runs/normals
+Training resumes where it stopped when run again with the same --out."""
+
+INDEX_EXAMPLES = f"""examples:
+  # (re)build the bank of a model from its training photos, with UT-Zap50K category labels
+  pixelnn index --model runs/zap --data {DATA}/ut-zap50k/train --signal edges --labels path:2
+  # add more exemplars to an existing bank (no retraining)
+  pixelnn index --model runs/celeba-lowres --data more/faces --signal lowres
+The bank is versioned and refuses a model other than the one that built it."""
+
+SYNTH_EXAMPLES = f"""examples:
+  # 72 candidates for validation photos turned into the model's input (12x12 or edges), with originals
+  pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --limit 4 --out out/celeba
+  # your own input signals (an edge sketch, a 12x12 image), a custom grid, only 'Boots' exemplars
+  pixelnn synthesize --model runs/zap sketch.png --grid 5:1:3,10:1:whole --restrict Boots --out out/sketch
+  # pair files, and exemplars chosen by id
+  pixelnn synthesize --model runs/shoes --data {DATA}/edges2shoes/val --pairs BtoA --ids 3,17,42 --out out/shoes
+Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids."""
+
+DEMO_EXAMPLES = """examples:
+  pixelnn demo                      # about 3-5 minutes on 2 CPU cores; writes demo-out/index.html
+  pixelnn demo --minutes 5 --out /tmp/demo
+Trains on Fashion-MNIST shoes and bags (Debian package dataset-fashion-mnist): HED edges -> image."""
+
+
+def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, required=required, help="folder of photos, of A|B pair files (--pairs), or of inputs (--targets)")
+    g.add_argument("--pairs", choices=["AtoB", "BtoA"], help="files hold input|target side by side; BtoA: the right half is the input")
+    g.add_argument("--targets", type=Path, help="folder of target photos whose names match the files in --data (inputs)")
+    g.add_argument("--signal", choices=["lowres", "edges", "canny"], help="input made from photos: 12x12 (lowres), HED edges, or Canny edges")
+    g.add_argument("--labels", help="'path', 'path:N' (first N folders of each file's path) or a CSV file,label")
+    g.add_argument("--size", type=int, default=96, help="working size of outputs (default 96)")
+    g.add_argument("--factor", type=int, default=8, help="downsampling factor of --signal lowres (default 8)")
+    g.add_argument("--limit", type=int, help="use only the first N images")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelnn", description="PixelNN: many outputs, with their sources, for an incomplete image.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = verbs.add_parser("train", help="train stage 1 (and build its bank)", epilog=TRAIN_EXAMPLES, formatter_class=fmt)
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="model folder to create or resume")
+    p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR against bicubic")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget in minutes (default 20)")
+    p.add_argument("--width", type=int, default=16, help="U-Net channels at full resolution (default 16)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--backbone", default="vgg16-hed", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
+    p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
+
+    p = verbs.add_parser("index", help="build or extend the exemplar bank of a model", epilog=INDEX_EXAMPLES, formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+    _data_args(p)
+    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    p.add_argument("--backbone", help="descriptor backbone for a new bank (default: the model's)")
+
+    p = verbs.add_parser("synthesize", help="many outputs and their correspondences for inputs", epilog=SYNTH_EXAMPLES, formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+    p.add_argument("inputs", nargs="*", type=Path, help="input signal images (or folders of them)")
+    _data_args(p, required=False)
+    p.add_argument("--from-photo", action="store_true", help="the positional inputs are photos: make the model's input from them")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
+    p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
+    p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")
+
+    p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    p.add_argument("--minutes", type=float, default=2.0, help="stage-1 training budget (default 2)")
+    p.add_argument("--train", type=int, default=3000, help="training images (default 3000)")
+    p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import commands  # heavy imports (torch, faiss) only after parsing, so --help is instant
+
+    try:
+        getattr(commands, args.verb)(args)
+    except PixelNNError as e:
+        print(f"pixelnn {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pixelnn {args.verb}: interrupted; finished files are complete, a rerun resumes", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""What each CLI verb does with its parsed arguments (argument parsing lives in cli.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.images import IMAGE_SUFFIXES, fit_square, load_rgb
+from .data.prepare import Prepared, load_prepared, prepare, save_prepared
+from .data.sources import pair_files, paired_folders, photo_folder
+from .errors import ConfigError
+from .regress.train import TrainConfig
+from .synth.pipeline import PixelNN, read_run_config
+from .workflow import index_arrays, synthesize_to_folder, train_run
+
+torch.set_num_threads(max(torch.get_num_threads(), 1))
+
+
+def _samples(args, root: Path, labels):
+    if args.targets:
+        return paired_folders(root, args.targets, labels=labels)
+    if args.pairs:
+        return pair_files(root, args.pairs, labels=labels)
+    if not args.signal:
+        raise ConfigError(f"{root} is a folder of photos: say which input to make from them with --signal lowres|edges|canny")
+    return photo_folder(root, labels=labels)
+
+
+def _signal(args) -> str:
+    return "folders" if args.targets else "pairs" if args.pairs else args.signal
+
+
+def load_data(args, root: Path, labels=None, cache_dir: Path | None = None) -> Prepared:
+    """Samples from `root` as described by the data options, prepared once and cached by content."""
+    samples = _samples(args, root, labels)[: args.limit]
+    signal = _signal(args)
+    key = json.dumps(
+        [str(Path(root).resolve()), str(args.targets), args.pairs, signal, args.size, args.factor, str(labels),
+         [(s.name, s.label, s.target.stat().st_size) for s in samples]]
+    )
+    cache = Path(cache_dir) / f"data-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz" if cache_dir else None
+    if cache and cache.exists():
+        return load_prepared(cache)
+    prepared, _ = prepare(samples, size=args.size, signal=None if signal in ("pairs", "folders") else signal, factor=args.factor)
+    if cache:
+        save_prepared(cache, prepared)
+    return prepared
+
+
+def _run_config(args) -> dict:
+    return {
+        "signal": _signal(args),
+        "factor": args.factor,
+        "size": args.size,
+        "backbone": args.backbone,
+        "data": {"source": str(args.data), "pairs": args.pairs, "targets": str(args.targets) if args.targets else None, "labels": args.labels},
+    }
+
+
+def train(args) -> None:
+    t0 = time.time()
+    cache = args.out / "cache"
+    data = load_data(args, args.data, args.labels, cache)
+    val = load_data(args, args.val, None, cache) if args.val else None
+    print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
+    cfg = TrainConfig(minutes=args.minutes, batch=args.batch)
+    metrics = train_run(args.out, data.x, data.y, _run_config(args), cfg, width=args.width, val=(val.x, val.y) if val else None)
+    for split, m in metrics.items():
+        print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
+    if not args.no_index:
+        rebuild_bank(args.out, data)
+    print(f"model folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
+
+
+def rebuild_bank(run: Path, data: Prepared) -> None:
+    """Build run/bank from scratch next to the old one, then swap (the old bank survives a failure)."""
+    fresh, old = run / ".bank-new", run / ".bank-old"
+    for p in (fresh, old):
+        shutil.rmtree(p, ignore_errors=True)
+    manifest = index_arrays(run, data.x, data.y, data.names, data.labels, bank=fresh)
+    if (run / "bank").exists():
+        (run / "bank").rename(old)
+    fresh.rename(run / "bank")
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
+
+
+def index(args) -> None:
+    config = read_run_config(args.model)
+    if args.signal is None and not (args.pairs or args.targets):
+        args.signal = config["signal"] if config["signal"] in ("lowres", "edges", "canny") else None
+    if _signal(args) != config["signal"]:
+        raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data gives {_signal(args)!r}")
+    data = load_data(args, args.data, args.labels)
+    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank)
+    print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ConfigError(f"{p}: no such file or folder")
+    if not files:
+        raise ConfigError(f"no image files in {', '.join(map(str, paths))}")
+    return files
+
+
+def _signal_from_file(model: PixelNN, path: Path) -> np.ndarray:
+    """A user's input image fitted to the model's input shape (size and channels)."""
+    h, _, c = model.input_shape
+    x = fit_square(load_rgb(path), h)
+    return x.mean(axis=2, keepdims=True).round().astype(np.uint8) if c == 1 else x
+
+
+def synthesize(args) -> None:
+    model = PixelNN.load(args.model, args.bank)
+    targets = None
+    if args.data:
+        args.size = model.model.cfg.size
+        if args.signal is None and not (args.pairs or args.targets) and model.config["signal"] in ("lowres", "edges", "canny"):
+            args.signal = model.config["signal"]
+            args.factor = model.config.get("factor", 8)
+        data = load_data(args, args.data)
+        inputs, names, targets = list(data.x), data.names, list(data.y)
+    elif args.inputs:
+        files = _image_files(args.inputs)[: args.limit]
+        names = [f.name for f in files]
+        if args.from_photo:
+            photos = [load_rgb(f) for f in files]
+            inputs = [model.input_from_photo(p) for p in photos]
+            targets = [fit_square(p, model.model.cfg.size) for p in photos]
+        else:
+            inputs = [_signal_from_file(model, f) for f in files]
+    else:
+        raise ConfigError("give input images, or --data with a folder of validation data")
+    ids = [int(i) for i in args.ids.split(",")] if args.ids else None
+    pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, labels=args.restrict_labels, exemplar_ids=ids, targets=targets)
+    print(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
+
+
+def demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, n_train=args.train, n_inputs=args.inputs)
