@@ -83,3 +83,17 @@ def test_default_grid_gives_72_candidates_when_the_bank_is_large_enough(model, t
     res = model.synthesize(x[1])
     expected = [s for s in authors_72() if s.first <= 6]
     assert [c.spec for c in res.candidates] == expected
+
+
+def test_another_backbone_chosen_by_name_gives_the_same_guarantees(tiny_run, tmp_path):
+    from pixelnn.workflow import index_arrays
+
+    run, x, y, labels = tiny_run
+    names = [f"im{i}.png" for i in range(len(y))]
+    manifest = index_arrays(run, x, y, names, labels, backbone="efficientnet-lite0", bank=tmp_path / "bank", progress=False)
+    assert manifest["backbone"] == "efficientnet-lite0" and manifest["global_dim"] == 320 * 9
+    model = PixelNN.load(run, bank=tmp_path / "bank")
+    res = model.synthesize(x[2], grid="1:1:5,1:1:whole")
+    for cand in res.candidates:
+        assert (cand.corr.exemplar == 2).all()
+        assert np.array_equal(cand.image, y[2].astype(np.float32) / 255.0)

@@ -24,6 +24,7 @@ class TrainConfig:
     seed: int = 0
     flip: bool = True  # random horizontal flips of (x, y) pairs
     save_every_s: float = 60.0
+    bf16: bool = True  # bfloat16 autocast for the forward pass (about 2x faster on CPUs with AVX-512 BF16)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -43,12 +44,14 @@ def _lr(cfg: TrainConfig, elapsed: float) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * frac))
 
 
-def _step(model, opt, x, y, flip: bool, rng: np.random.Generator) -> float:
+def _step(model, opt, x, y, cfg: TrainConfig, rng: np.random.Generator) -> float:
     xb, yb = to_tensor(x), to_tensor(y)
-    if flip:
+    if cfg.flip:
         mask = torch.from_numpy(rng.random(len(xb)) < 0.5)
         xb[mask], yb[mask] = xb[mask].flip(-1), yb[mask].flip(-1)
-    loss = torch.nn.functional.mse_loss(model(xb), yb)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        out = model(xb)
+    loss = torch.nn.functional.mse_loss(out.float(), yb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -73,7 +76,12 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
         tqdm.write(f"resuming stage 1 from {path}: epoch {state['epoch']}, {state['elapsed_s'] / 60:.1f} min done")
     rng = np.random.default_rng(cfg.seed + state["epoch"])
     budget = cfg.minutes * 60.0
-    bar = tqdm(total=round(budget), initial=min(round(state["elapsed_s"]), round(budget)), unit="s", desc="training stage 1")
+    bar = tqdm(
+        total=budget,
+        initial=min(state["elapsed_s"], budget),
+        desc="training stage 1",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
+    )
     last_save = time.monotonic()
     model.train()
     while state["elapsed_s"] < budget and state["epoch"] < cfg.max_epochs:
@@ -82,7 +90,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
             t0 = time.monotonic()
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, state["elapsed_s"])
-            losses.append(_step(model, opt, x[idx], y[idx], cfg.flip, rng))
+            losses.append(_step(model, opt, x[idx], y[idx], cfg, rng))
             dt = time.monotonic() - t0
             state["elapsed_s"] += dt
             state["step"] += 1
