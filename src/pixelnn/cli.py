@@ -34,6 +34,9 @@ SYNTH_EXAMPLES = f"""examples:
   pixelnn synthesize --model runs/zap sketch.png --grid 5:1:3,10:1:whole --restrict Boots --out out/sketch
   # pair files, and exemplars chosen by id
   pixelnn synthesize --model runs/shoes --data {DATA}/edges2shoes/val --pairs BtoA --ids 3,17,42 --out out/shoes
+  # outputs that look like an example photo; the eyes (white in eyes.png) from exemplars 12 and 40 only
+  pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --limit 1 --like me.jpg \\
+      --region eyes.png:ids=12,40 --out out/control
 Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids."""
 
 DEMO_EXAMPLES = """examples:
@@ -85,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
     p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")
+    p.add_argument("--like", type=Path, help="copy only from the exemplars nearest this example photo ('looks like this')")
+    p.add_argument("--like-k", type=int, default=25, help="how many exemplars --like keeps (default 25)")
+    p.add_argument(
+        "--region",
+        action="append",
+        metavar="MASK.png:RULE",
+        help="inside the white pixels of MASK.png copy only from exemplars given by RULE: ids=1,2,3 | label=NAME | like=PHOTO (repeatable; later regions win)",
+    )
 
     p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")

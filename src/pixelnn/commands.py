@@ -97,6 +97,7 @@ def index(args) -> None:
         args.signal = config["signal"] if config["signal"] in ("lowres", "edges", "canny") else None
     if _signal(args) != config["signal"]:
         raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data gives {_signal(args)!r}")
+    args.size, args.factor = config.get("size", args.size), config.get("factor", args.factor)  # inputs must fit the model
     data = load_data(args, args.data, args.labels)
     manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank)
     print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
@@ -144,7 +145,10 @@ def synthesize(args) -> None:
             inputs = [_signal_from_file(model, f) for f in files]
     else:
         raise ConfigError("give input images, or --data with a folder of validation data")
-    ids = [int(i) for i in args.ids.split(",")] if args.ids else None
+    try:
+        ids = [int(i) for i in args.ids.split(",")] if args.ids else None
+    except ValueError:
+        raise ConfigError(f"--ids takes comma-separated exemplar ids such as 3,17,42; got {args.ids!r}") from None
     pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, labels=args.restrict_labels, exemplar_ids=ids, targets=targets)
     print(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
 

@@ -74,16 +74,23 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
     )
 
 
-def synthesize_to_folder(model, inputs, names, out: Path, grid=None, labels=None, exemplar_ids=None, targets=None) -> list[Path]:
-    """Synthesize every input and write its folder of PNGs, correspondences and an HTML page."""
+def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=None, **control) -> list[Path]:
+    """Synthesize every input and write its folder of PNGs, correspondences and an HTML page.
+
+    control: the exemplar restrictions of PixelNN.synthesize (labels, exemplar_ids, like, like_k, regions).
+    """
     from .report.result_page import write_result, write_index
 
     out = Path(out)
-    pages = []
+    pages, used = [], set()
     for i, (x, name) in enumerate(tqdm(list(zip(inputs, names)), desc="synthesizing", unit="input")):
-        result = model.synthesize(x, grid=grid, labels=labels, exemplar_ids=exemplar_ids)
+        result = model.synthesize(x, grid=grid, **control)
         target = None if targets is None else targets[i]
-        pages.append(write_result(out / _safe(name), result, model.bank, target=target, title=name))
+        folder, k = _safe(name), 1
+        while folder in used:  # 'a b/c.png' and 'a_b/c.png' (or c.png, c.jpg) must not share a folder
+            folder, k = f"{_safe(name)}-{k + 1}", k + 1
+        used.add(folder)
+        pages.append(write_result(out / folder, result, model.bank, target=target, title=name))
     write_index(out, pages)
     return pages
 

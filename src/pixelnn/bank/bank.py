@@ -33,10 +33,14 @@ class Bank:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def _locate(self, ids: np.ndarray) -> list[tuple[int, int]]:
+    def check_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
             raise ConfigError(f"exemplar ids must be in 0..{len(self) - 1}; got {ids.min()}..{ids.max()}")
+        return ids
+
+    def _locate(self, ids) -> list[tuple[int, int]]:
+        ids = self.check_ids(ids)
         shard = np.searchsorted(self.offsets, ids, side="right") - 1
         return [(int(s), int(i - self.offsets[s])) for s, i in zip(shard, ids)]
 
@@ -72,5 +76,6 @@ class Bank:
             return self.index.search(xq, k)
         if len(subset) == 0:
             raise ConfigError("the exemplar restriction leaves no exemplar to copy from")
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(subset, dtype=np.int64)))
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
+        params = faiss.SearchParameters(sel=selector)  # SWIG keeps no reference: `selector` must outlive the search
         return self.index.search(xq, k, params=params)

@@ -117,7 +117,7 @@ def read_shard(root: Path, entry: dict) -> Shard:
     try:
         arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
         meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # np.load raises EOFError on an empty file
         raise BankError(f"bank shard {folder} is missing or corrupt ({e})") from None
     shard = Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"])
     if len(shard) != entry["count"] or any(len(a) != entry["count"] for a in arrays.values()):

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,13 @@ from ..bank import store
 from ..bank.bank import Bank
 from ..bank.build import expected_manifest
 from ..errors import ConfigError
-from ..features.backbones import describe, load_backbone
+from ..features.backbones import describe, describe_global, load_backbone
 from ..regress import checkpoint
 from ..regress.unet import UNet, predict
 from ..search.pixel_match import match
 from . import grid as grids
 from .compose import Correspondence, Matches, choose, compose
+from .control import ExemplarSet, Pool, region_owner
 
 RUN_CONFIG = "config.json"
 
@@ -43,6 +44,7 @@ class Result:
     neighbours: np.ndarray  # (K,) bank ids of the global nearest neighbours, best first
     neighbour_sims: np.ndarray  # (K,) their cosine similarities
     candidates: list[Candidate]
+    region_neighbours: list[np.ndarray] = field(default_factory=list)  # per region: its global neighbours
 
 
 def read_run_config(run: Path) -> dict:
@@ -104,46 +106,95 @@ class PixelNN:
         f = predict(self.model, self.check_input(x)[None])[0].permute(1, 2, 0).numpy()
         return f.astype(np.float16).astype(np.float32)
 
-    def restrict(self, labels: list[str] | None = None, exemplar_ids=None) -> np.ndarray | None:
-        """Bank ids allowed by a label list and/or an id list (their intersection); None = all."""
+    def restrict(self, exemplars: ExemplarSet) -> np.ndarray | None:
+        """Bank ids allowed by an exemplar set (labels, ids and example image intersect); None = all."""
         subset = None
-        if labels:
-            subset = self.bank.ids_with_labels(list(labels))
-        if exemplar_ids is not None:
-            ids = np.unique(np.asarray(exemplar_ids, dtype=np.int64))
-            self.bank._locate(ids)  # range check with a clear message
+        if exemplars.labels:
+            subset = self.bank.ids_with_labels(list(exemplars.labels))
+        if exemplars.ids is not None:
+            ids = np.unique(np.asarray(exemplars.ids, dtype=np.int64))
+            self.bank.check_ids(ids)
             subset = ids if subset is None else np.intersect1d(subset, ids)
+        if exemplars.like is not None:
+            liked = self.like_ids(exemplars.like, exemplars.like_k, subset)
+            subset = liked if subset is None else np.intersect1d(subset, liked)
         if subset is not None and len(subset) == 0:
-            raise ConfigError("the exemplar restriction leaves no exemplar to copy from")
+            raise ConfigError(f"the exemplar restriction {exemplars.describe()} leaves no exemplar to copy from")
         return subset
 
-    def synthesize(self, x: np.ndarray, grid: list[grids.Spec] | str | None = None, labels=None, exemplar_ids=None) -> Result:
-        """All candidates of `grid` (default: the authors' 72) for one input signal x."""
+    def like_ids(self, image: np.ndarray, k: int, subset: np.ndarray | None = None) -> np.ndarray:
+        """The k exemplars nearest to an example photo: "outputs that look like this".
+
+        The photo goes through the model like a query (its input signal, then stage 1), so it is
+        compared with the exemplars in the same smoothed domain; a model trained on paired files
+        cannot make an input from a photo, so there the photo itself is described.
+        """
+        from ..data.images import fit_square
+
+        if self.config["signal"] in ("lowres", "edges", "canny"):
+            f = self.stage1(self.input_from_photo(image))
+        else:
+            f = fit_square(np.asarray(image), self.model.cfg.size).astype(np.float32) / 255.0
+        g = describe_global(self.backbone, torch.from_numpy(f).permute(2, 0, 1)[None])
+        _, ids = self.bank.search(g.numpy(), k, subset)
+        return np.sort(ids[0][ids[0] >= 0])
+
+    def synthesize(
+        self,
+        x: np.ndarray,
+        grid: list[grids.Spec] | str | None = None,
+        labels=None,
+        exemplar_ids=None,
+        like: np.ndarray | None = None,
+        like_k: int = 25,
+        regions: list[ExemplarSet] = (),
+    ) -> Result:
+        """All candidates of `grid` (default: the authors' 72) for one input signal x.
+
+        labels / exemplar_ids / like (the like_k exemplars nearest an example photo) restrict the
+        exemplars everywhere; each region (an ExemplarSet
+        with a mask) replaces that restriction inside its mask, later regions over earlier ones.
+        """
         specs = grids.parse(grid) if isinstance(grid, str) else (grid or grids.authors_72())
-        subset = self.restrict(labels, exemplar_ids)
+        S = self.model.cfg.size
+        sets = [ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k), *[r.checked(S) for r in regions]]
+        subsets = [self.restrict(s) for s in sets]  # validate every restriction before any heavy work
         fq = self.stage1(x)  # (S, S, 3)
         q, gq = describe(self.backbone, torch.from_numpy(fq).permute(2, 0, 1)[None])
-        sims, ids = self.bank.search(gq.numpy(), grids.neighbours_needed(specs), subset)
-        ids, sims = ids[0][ids[0] >= 0], sims[0][ids[0] >= 0]
-        specs = [s for s in specs if s.first - 1 < len(ids)]
+        K = grids.neighbours_needed(specs)
+        pools = [self._pool(q[0], gq, K, subset, specs) for subset in subsets]
+        specs = [s for s in specs if all(s.first - 1 < len(p.ids) for p in pools)]
+        owner = region_owner([s.mask for s in sets], (S, S))  # (S, S) index of the set each pixel uses
+        candidates = [self._candidate(spec, pools, owner, fq) for spec in specs]
+        base = pools[0]
+        return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]])
+
+    def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, specs) -> Pool:
+        """Global neighbours within `subset` and their best matches per (window, rank)."""
+        sims, ids = self.bank.search(gq.numpy(), K, subset)
+        keep = ids[0] >= 0
+        ids, sims = ids[0][keep], sims[0][keep]
         f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
         y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
-        matches = self._match(q[0], f_ex, sorted({s.window for s in specs}))
-        candidates = [self._candidate(s, matches, fq, f_ex, y_ex, ids) for s in specs]
-        return Result(self.check_input(x), fq, ids, sims, candidates)
-
-    def _match(self, q: torch.Tensor, f_ex: np.ndarray, windows: list[int]) -> Matches:
-        """Best source pixel per (window, neighbour rank), shared by every candidate."""
-        out: Matches = {w: [] for w in windows}
+        windows = sorted({s.window for s in specs})
+        matches: Matches = {w: [] for w in windows}
         for f in f_ex:
             e, _ = describe(self.backbone, torch.from_numpy(f).permute(2, 0, 1)[None])
             for w, m in match(q, e[0], windows).items():
-                out[w].append(m)
-        return out
+                matches[w].append(m)
+        return Pool(ids, sims, f_ex, y_ex, matches)
 
-    def _candidate(self, spec, matches, fq, f_ex, y_ex, ids) -> Candidate:
-        sim, rank, j = choose(matches, spec, len(ids))
+    def _candidate(self, spec: grids.Spec, pools: list[Pool], owner: np.ndarray, fq: np.ndarray) -> Candidate:
         W = fq.shape[1]
-        rank, j = rank.numpy(), j.numpy()
-        corr = Correspondence(ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim.numpy())
+        sim, rank, j = (np.zeros(owner.shape, np.float32), np.zeros(owner.shape, np.int64), np.zeros(owner.shape, np.int64))
+        offset = 0
+        for p, pool in enumerate(pools):
+            s, r, jj = (t.numpy() for t in choose(pool.matches, spec, len(pool.ids)))
+            here = owner == p
+            sim[here], rank[here], j[here] = s[here], r[here] + offset, jj[here]
+            offset += len(pool.ids)
+        ids = np.concatenate([p.ids for p in pools])
+        f_ex = np.concatenate([p.f_ex for p in pools])
+        y_ex = np.concatenate([p.y_ex for p in pools])
+        corr = Correspondence(ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim)
         return Candidate(spec, compose(fq, f_ex, y_ex, rank, j), corr)

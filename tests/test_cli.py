@@ -1,0 +1,241 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixelnn.bank.bank import Bank
+from pixelnn.cli import main
+from pixelnn.data.notice import DataWarning
+
+from conftest import smooth_textures
+
+# 12 photos in nested folders with awkward names; sorted, the first two are 'a b/c.d&e.png', 'a b/f (1).png'
+PHOTOS = [
+    "a b/c.d&e.png",
+    "a b/f (1).png",
+    "a b/sub dir/g#h.png",
+    "a b/sub dir/i+j.PNG",
+    "it's/k.png",
+    "it's/l;m.png",
+    "n/o/p.png",
+    "n/o/q.png",
+    "n/r.png",
+    "z_top.png",
+    "ü/ß.png",
+    "ü/%20.png",
+]
+COMMON = ["--signal", "lowres", "--size", "32", "--factor", "4"]
+
+
+def _photos(folder, names, seed):
+    for name, im in zip(names, smooth_textures(len(names), 32, seed=seed)):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(path, format="PNG")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`pixelnn train` on a 12-photo folder: (exit code, data folder, model folder)."""
+    root = tmp_path_factory.mktemp("cli")
+    data = _photos(root / "photos", PHOTOS, seed=21)
+    run = root / "run"
+    code = main(["train", "--data", str(data), *COMMON, "--labels", "path",
+                 "--minutes", "0.03", "--width", "8", "--out", str(run)])
+    return code, data, run
+
+
+def _fails(capsys, argv, verb, *phrases):
+    """Run the CLI expecting a user error: exit 2, one 'pixelnn VERB: error:' line, no traceback."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"pixelnn {verb}: error: " in err
+    assert "Traceback" not in err
+    for phrase in phrases:
+        assert phrase in err, err
+    return err
+
+
+def _png(path):
+    return np.asarray(Image.open(path))
+
+
+def test_train_writes_a_complete_model_folder(trained):
+    code, data, run = trained
+    assert code == 0
+    for name in ("config.json", "stage1.pt", "metrics.json", "bank/bank.json"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["signal"] == "lowres" and config["size"] == 32 and config["factor"] == 4
+    assert config["stage1"]["input_size"] == 8 and config["stage1"]["width"] == 8
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["train"]) == {"stage1_psnr", "bicubic_psnr"}
+    assert all(np.isfinite(v) for v in metrics["train"].values())
+    assert json.loads((run / "bank/bank.json").read_text())["count"] == 12
+    bank = Bank.open(run / "bank")
+    assert bank.names == sorted(PHOTOS)
+    assert bank.labels[bank.names.index("a b/sub dir/g#h.png")] == "a b/sub dir"
+    assert bank.labels[bank.names.index("z_top.png")] is None
+    assert not (run / ".bank-new").exists() and not (run / ".bank-old").exists()
+
+
+def test_synthesize_from_a_data_folder_writes_pages_and_correspondences(trained, tmp_path):
+    _, data, run = trained
+    out = tmp_path / "out"
+    assert main(["synthesize", "--model", str(run), "--data", str(data), "--limit", "2",
+                 "--grid", "1:1:1,3:1:whole", "--out", str(out)]) == 0
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == ["a_b_c_d_e", "a_b_f__1_"]
+    for folder, exemplar in zip(folders, (0, 1)):
+        d = out / folder
+        for name in ("input.png", "stage1.png", "target.png", "index.html",
+                     "cand-00_1-1-1.png", "cand-01_3-1-whole.png"):
+            assert (d / name).is_file(), (folder, name)
+        assert _png(d / "input.png").shape == (32, 32, 3)
+        corrs = sorted(d.glob("*.corr.npz"))
+        assert [p.name for p in corrs] == ["cand-00_1-1-1.corr.npz", "cand-01_3-1-whole.corr.npz"]
+        assert len(list(d.glob("*.corr.png"))) == 2
+        for path in corrs:
+            with np.load(path) as z:
+                assert sorted(z.files) == ["exemplar", "sim", "sx", "sy"]
+                assert all(z[k].shape == (32, 32) for k in z.files)
+                assert ((z["exemplar"] >= 0) & (z["exemplar"] < 12)).all()
+        # a training photo is its own first neighbour: 1:1:1 copies it back exactly
+        with np.load(d / "cand-00_1-1-1.corr.npz") as z:
+            assert (z["exemplar"] == exemplar).all()
+        assert np.array_equal(_png(d / "cand-00_1-1-1.png"), _png(d / "target.png"))
+        page = (d / "index.html").read_text()
+        assert "cand-01_3-1-whole.corr.png" in page
+    index = (out / "index.html").read_text()
+    assert all(f"{f}/index.html" in index for f in folders)
+
+
+def test_synthesize_from_a_photo(trained, tmp_path):
+    _, _, run = trained
+    photo = tmp_path / "my photo.png"
+    Image.fromarray(smooth_textures(1, 48, seed=4)[0][:40]).save(photo)  # 40x48, not square
+    out = tmp_path / "out2"
+    code = main(["synthesize", "--model", str(run), str(photo), "--from-photo", "--grid", "global", "--out", str(out)])
+    assert code == 0
+    d = out / "my_photo"
+    assert _png(d / "target.png").shape == (32, 32, 3)
+    assert _png(d / "input.png").shape == (32, 32, 3)  # the 8x8 input, enlarged for display
+    assert len(list(d.glob("cand-*.corr.npz"))) == 10  # 'global': the 10 nearest exemplars, copied whole
+    assert len([p for p in d.glob("cand-*.png") if ".corr" not in p.name]) == 10
+    assert "my_photo/index.html" in (out / "index.html").read_text()
+
+
+def test_synthesize_keeps_inputs_whose_names_clean_to_the_same_folder(trained, tmp_path):
+    _, _, run = trained
+    signals = smooth_textures(2, 8, seed=8)
+    for name, im in zip(["p/in.png", "q/in.bmp"], signals):  # both are 'in' once cleaned
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(im).save(tmp_path / name)
+    out = tmp_path / "out"
+    code = main(["synthesize", "--model", str(run), str(tmp_path / "p"), str(tmp_path / "q"),
+                 "--grid", "1:1:1", "--out", str(out)])
+    assert code == 0
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [f.name for f in folders] == ["in", "in-2"]
+    inputs = sorted(_png(f / "input.png")[::4, ::4].tobytes() for f in folders)  # display is 4x nearest
+    assert inputs == sorted(im.tobytes() for im in signals)
+
+
+def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path):
+    _, _, run = trained
+    run = shutil.copytree(run, tmp_path / "run")
+    more = _photos(tmp_path / "more", ["x/1.png", "x/2.png", "y.png"], seed=31)
+    assert main(["index", "--model", str(run), "--data", str(more), *COMMON]) == 0
+    bank = Bank.open(run / "bank")
+    assert len(bank) == 15 and len(bank.manifest["shards"]) == 2
+    assert bank.names[12:] == ["x/1.png", "x/2.png", "y.png"]
+    # size and factor default to the model's, not to the 96 / 8 of a fresh model
+    assert main(["index", "--model", str(run), "--data", str(more)]) == 0
+    assert len(Bank.open(run / "bank")) == 18
+
+
+def test_train_refuses_a_data_folder_that_does_not_exist(capsys, tmp_path):
+    _fails(capsys, ["train", "--data", str(tmp_path / "nope"), *COMMON, "--out", str(tmp_path / "r")],
+           "train", "nope", "not found")
+
+
+def test_train_asks_for_a_signal_for_a_photo_folder(capsys, tmp_path):
+    data = _photos(tmp_path / "d", ["a.png"], seed=1)
+    _fails(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r")], "train", "--signal")
+
+
+def test_train_refuses_a_folder_without_images(capsys, tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "notes.txt").write_text("no images here")
+    _fails(capsys, ["train", "--data", str(tmp_path / "d"), *COMMON, "--out", str(tmp_path / "r")],
+           "train", "no image files")
+
+
+def test_a_model_folder_without_config_is_refused(capsys, tmp_path):
+    (tmp_path / "m").mkdir()
+    photo = _photos(tmp_path, ["p.png"], seed=1) / "p.png"
+    _fails(capsys, ["synthesize", "--model", str(tmp_path / "m"), str(photo), "--out", str(tmp_path / "o")],
+           "synthesize", "config.json", "pixelnn train")
+    _fails(capsys, ["index", "--model", str(tmp_path / "m"), "--data", str(tmp_path)], "index", "config.json")
+
+
+def test_synthesize_refuses_a_missing_input_image(capsys, trained, tmp_path):
+    _, _, run = trained
+    _fails(capsys, ["synthesize", "--model", str(run), str(tmp_path / "ghost.png"), "--out", str(tmp_path / "o")],
+           "synthesize", "ghost.png", "no such file")
+
+
+@pytest.mark.parametrize(
+    "extra, phrases",
+    [
+        (["--grid", "x:y"], ["bad candidate 'x:y'", "n:first:window"]),
+        (["--restrict", "horse"], ["no exemplar has label horse", "a b"]),
+        (["--ids", "3,99"], ["exemplar ids must be in 0..11"]),
+        (["--ids", "3,seven"], ["--ids", "'3,seven'"]),
+    ],
+)
+def test_synthesize_refuses_bad_options(capsys, trained, tmp_path, extra, phrases):
+    _, data, run = trained
+    out = tmp_path / "o"
+    _fails(capsys, ["synthesize", "--model", str(run), "--data", str(data), "--limit", "1", *extra, "--out", str(out)],
+           "synthesize", *phrases)
+    assert not (out / "index.html").exists()
+
+
+def test_index_refuses_data_of_another_signal(capsys, trained, tmp_path):
+    _, data, run = trained
+    before = (run / "bank" / "bank.json").read_text()
+    _fails(capsys, ["index", "--model", str(run), "--data", str(data), "--pairs", "BtoA"],
+           "index", "'lowres'", "'pairs'")
+    assert (run / "bank" / "bank.json").read_text() == before
+
+
+def test_training_skips_a_truncated_jpeg_and_says_so(capsys, tmp_path):
+    data = _photos(tmp_path / "d", [f"{i}.png" for i in range(5)], seed=2)
+    jpeg = data / "broken.jpg"
+    Image.fromarray(smooth_textures(1, 64, seed=9)[0]).save(jpeg, format="JPEG", quality=90)
+    raw = jpeg.read_bytes()
+    jpeg.write_bytes(raw[: len(raw) // 2])
+    run = tmp_path / "run"
+    with pytest.warns(DataWarning, match=r"skipped 1 of 6 images.*broken\.jpg"):
+        code = main(["train", "--data", str(data), *COMMON, "--minutes", "0.005", "--width", "8",
+                     "--no-index", "--out", str(run)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "data: 5 training pairs" in captured.out
+    assert (run / "stage1.pt").is_file() and (run / "metrics.json").is_file()
+    assert not (run / "bank").exists()  # --no-index
+
+
+@pytest.mark.parametrize("verb", ["train", "index", "synthesize", "demo"])
+def test_help_of_every_verb_has_examples(capsys, verb):
+    with pytest.raises(SystemExit) as exit_:
+        main([verb, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    assert f"pixelnn {verb}" in out
