@@ -19,6 +19,15 @@ NAMES = [f"new/{i}.png" for i in range(7)]
 LABELS = ["cat", None, "dog", "dog/terrier", "doge", "cat", "dog"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pairs():
     y = smooth_textures(7, 32, seed=11)

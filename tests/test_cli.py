@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pixelnn.bank.bank import Bank
@@ -27,6 +28,15 @@ PHOTOS = [
     "ü/%20.png",
 ]
 COMMON = ["--signal", "lowres", "--size", "32", "--factor", "4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _photos(folder, names, seed):

@@ -14,8 +14,9 @@ import torch
 from .data.images import IMAGE_SUFFIXES, fit_square, load_rgb
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .regress.train import TrainConfig
+from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, read_run_config
 from .workflow import index_arrays, synthesize_to_folder, train_run
 
@@ -23,6 +24,8 @@ torch.set_num_threads(max(torch.get_num_threads(), 1))
 
 
 def _samples(args, root: Path, labels):
+    if not Path(root).is_dir():
+        raise DataError(f"{root}: data folder not found")
     if args.targets:
         return paired_folders(root, args.targets, labels=labels)
     if args.pairs:
@@ -81,6 +84,8 @@ def train(args) -> None:
 def rebuild_bank(run: Path, data: Prepared) -> None:
     """Build run/bank from scratch next to the old one, then swap (the old bank survives a failure)."""
     fresh, old = run / ".bank-new", run / ".bank-old"
+    if old.exists() and not (run / "bank").exists():  # an earlier swap was interrupted: restore
+        old.rename(run / "bank")
     for p in (fresh, old):
         shutil.rmtree(p, ignore_errors=True)
     manifest = index_arrays(run, data.x, data.y, data.names, data.labels, bank=fresh)
@@ -145,12 +150,36 @@ def synthesize(args) -> None:
             inputs = [_signal_from_file(model, f) for f in files]
     else:
         raise ConfigError("give input images, or --data with a folder of validation data")
-    try:
-        ids = [int(i) for i in args.ids.split(",")] if args.ids else None
-    except ValueError:
-        raise ConfigError(f"--ids takes comma-separated exemplar ids such as 3,17,42; got {args.ids!r}") from None
-    pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, labels=args.restrict_labels, exemplar_ids=ids, targets=targets)
+    control = {
+        "labels": args.restrict_labels,
+        "exemplar_ids": _ids(args.ids) if args.ids else None,
+        "like": load_rgb(args.like) if args.like else None,
+        "like_k": args.like_k,
+        "regions": [_region(text, model.model.cfg.size) for text in args.region or []],
+    }
+    pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, targets=targets, **control)
     print(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(i) for i in text.split(",") if i.strip()]
+    except ValueError:
+        raise ConfigError(f"--ids takes comma-separated exemplar ids such as 3,17,42; got {text!r}") from None
+
+
+def _region(text: str, size: int) -> ExemplarSet:
+    """'MASK.png:ids=1,2' | 'MASK.png:label=Boots' | 'MASK.png:like=photo.jpg' -> an ExemplarSet."""
+    path, sep, rule = text.rpartition(":")
+    key, eq, value = rule.partition("=")
+    if not sep or not eq or key not in ("ids", "label", "like"):
+        raise ConfigError(f"bad --region {text!r}: write MASK.png:ids=1,2 or MASK.png:label=NAME or MASK.png:like=PHOTO")
+    mask = fit_square(load_rgb(Path(path)), size).mean(axis=2) > 127  # white = inside the region
+    if key == "ids":
+        return ExemplarSet(ids=_ids(value), mask=mask)
+    if key == "label":
+        return ExemplarSet(labels=[value], mask=mask)
+    return ExemplarSet(like=load_rgb(Path(value)), mask=mask)
 
 
 def demo(args) -> None:

@@ -113,13 +113,18 @@ def write_shard(root: Path, manifest: dict, shard: Shard) -> dict:
 
 
 def read_shard(root: Path, entry: dict) -> Shard:
+    if not isinstance(entry, dict) or not {"name", "count"} <= entry.keys():
+        raise BankError(f"bank {root}: a shard entry of {MANIFEST} lacks its name or count")
     folder = Path(root) / entry["name"]
     try:
         arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError, EOFError) as e:  # np.load raises EOFError on an empty file
         raise BankError(f"bank shard {folder} is missing or corrupt ({e})") from None
+    if not isinstance(meta, dict) or not {"names", "labels"} <= meta.keys():
+        raise BankError(f"bank shard {folder}: meta.json lacks names or labels")
     shard = Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"])
-    if len(shard) != entry["count"] or any(len(a) != entry["count"] for a in arrays.values()):
+    lengths = [len(a) for a in arrays.values()] + [len(shard.names), len(shard.labels)]
+    if any(n != entry["count"] for n in lengths):
         raise BankError(f"bank shard {folder} holds {len(shard)} exemplars, its manifest says {entry['count']}")
     return shard
