@@ -39,6 +39,14 @@ SYNTH_EXAMPLES = f"""examples:
       --region eyes.png:ids=12,40 --out out/control
 Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids."""
 
+SERVE_EXAMPLES = f"""examples:
+  # the demo's model on http://127.0.0.1:8000/ (inputs listed from its bank)
+  pixelnn serve --model demo-out/model
+  # faces: list validation photos, make the 12x12 inputs from them; keep result files in serve-work/
+  pixelnn serve --model runs/celeba-lowres --val {DATA}/celeba/val --work serve-work --port 8080
+Open the printed URL: choose, upload or draw an input, hover a candidate's pixel to see its source.
+The server listens on the loopback address only unless --host says otherwise; Ctrl-C stops it."""
+
 DEMO_EXAMPLES = """examples:
   pixelnn demo                      # about 3-5 minutes on 2 CPU cores; writes demo-out/index.html
   pixelnn demo --minutes 5 --out /tmp/demo
@@ -96,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MASK.png:RULE",
         help="inside the white pixels of MASK.png copy only from exemplars given by RULE: ids=1,2,3 | label=NAME | like=PHOTO (repeatable; later regions win)",
     )
+
+    p = verbs.add_parser("serve", help="a local web app: draw or pick inputs, explore candidates and sources", epilog=SERVE_EXAMPLES, formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--val", type=Path, help="folder of validation photos (or input images) the page lists")
+    p.add_argument("--work", type=Path, help="folder for the result files the server writes (default: a temporary folder, removed at exit)")
+    p.add_argument("--threads", type=int, default=6, help="request threads (default 6); at most 2 syntheses run at once")
 
     p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")

@@ -182,6 +182,22 @@ def _region(text: str, size: int) -> ExemplarSet:
     return ExemplarSet(like=load_rgb(Path(value)), mask=mask)
 
 
+def serve(args) -> None:
+    import tempfile
+
+    from .serve.app import LOOPBACK_HOSTS, create_app
+    from .serve.server import serve_forever
+
+    model = PixelNN.load(args.model, args.bank)
+    with tempfile.TemporaryDirectory(prefix="pixelnn-serve-") as tmp:
+        work = args.work or Path(tmp)
+        loopback = args.host == "localhost" or args.host.startswith("127.")
+        app = create_app(model, val=args.val, work=work, trusted_hosts=[*LOOPBACK_HOSTS, args.host] if loopback else None)
+        if not loopback:
+            print(f"warning: listening on {args.host}: anyone who can reach this machine can use the app")
+        serve_forever(app, args.host, args.port, threads=args.threads, work=work)
+
+
 def demo(args) -> None:
     from .demo import run_demo
 

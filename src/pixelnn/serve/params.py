@@ -11,6 +11,7 @@ GRIDS = {"quick": QUICK, "paper72": "paper72", "global": "global"}
 DEFAULT_GRID = "quick"
 MAX_CANDIDATES = 100
 MAX_NEIGHBOURS = 50
+MAX_WINDOWS = 6  # each distinct window size is one more matching pass per exemplar
 MAX_TEXT = 2000
 
 
@@ -48,6 +49,9 @@ def grid(form) -> tuple[str, list[grids.Spec]]:
     specs = grids.parse(GRIDS.get(value, value))  # ConfigError (a 400) for a malformed string
     if len(specs) > MAX_CANDIDATES:
         raise RequestError(f"the grid has {len(specs)} candidates; the server makes at most {MAX_CANDIDATES}")
+    windows = {s.window for s in specs}
+    if len(windows) > MAX_WINDOWS:
+        raise RequestError(f"the grid uses {len(windows)} window sizes; the server allows {MAX_WINDOWS}")
     if grids.neighbours_needed(specs) > MAX_NEIGHBOURS:
         raise RequestError(f"the grid reaches neighbour rank {grids.neighbours_needed(specs)}; the server goes to {MAX_NEIGHBOURS}")
     return value, specs

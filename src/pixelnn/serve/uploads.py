@@ -21,7 +21,7 @@ MAX_PIXELS = 40_000_000  # 40 megapixels: any camera photo, far below PIL's own 
 def read_file(files, name: str, what: str) -> bytes | None:
     """The bytes of file field `name`, or None when the field is absent or has no file chosen."""
     storage = files.get(name)
-    if storage is None or not storage.filename and not storage.content_length:
+    if storage is None or (not storage.filename and not storage.content_length):
         return None
     data = storage.read()
     if not data:
@@ -46,7 +46,7 @@ def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS
     except UnidentifiedImageError:
         raise RequestError(f"the {what} is not an image this server reads ({', '.join(FORMATS)})", 415) from None
     except Image.DecompressionBombError as exc:
-        raise RequestError(f"the {what} declares too many pixels ({exc})", 413) from None
+        raise RequestError(f"the {what} declares too many pixels to decode safely ({exc})", 413) from None
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error... on bad data
         raise RequestError(f"the {what} is a damaged or truncated image ({_reason(exc)})") from None
 
