@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from pixelnn.search.fast_match import match_all, match_local_blocks, match_whole_coarse_to_fine, pool_descriptors
+from pixelnn.search.pixel_match import WHOLE, match
+
+
+def smooth_desc(K, H, W, d=16, seed=0):
+    """Unit descriptors with spatial structure (like upsampled hypercolumns): (K, H, W, d)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(K, d, H // 4 + 1, W // 4 + 1, generator=g)
+    fine = torch.nn.functional.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
+    fine = fine + 0.3 * torch.randn(K, d, H, W, generator=g)
+    return torch.nn.functional.normalize(fine, dim=1).permute(0, 2, 3, 1).contiguous()
+
+
+@pytest.mark.parametrize("H, W, block", [(16, 16, 8), (20, 13, 8), (24, 24, 4)])
+def test_block_local_matching_equals_exact(H, W, block):
+    q = smooth_desc(1, H, W, seed=1)[0]
+    E = smooth_desc(3, H, W, seed=2)
+    windows = [1, 3, 4, 5]
+    fast = match_local_blocks(q, E, windows, block=block)
+    for k in range(3):
+        exact = match(q.permute(2, 0, 1), E[k].permute(2, 0, 1), windows)
+        for w in windows:
+            assert torch.allclose(fast[w][0][k], exact[w][0], atol=1e-5), w
+            assert torch.equal(fast[w][1][k], exact[w][1]), w
+
+
+def test_block_matching_self_is_identity():
+    q = smooth_desc(1, 16, 16, seed=3)[0]
+    sim, j = match_local_blocks(q, q[None].clone(), [5])[5]
+    assert torch.equal(j[0], torch.arange(256).view(16, 16))
+
+
+def test_coarse_to_fine_is_close_to_exact_and_never_above_it():
+    H = W = 32
+    q = smooth_desc(1, H, W, seed=4)[0]
+    E = smooth_desc(2, H, W, seed=5)
+    sim, j = match_whole_coarse_to_fine(q, E, factor=4, top=3, halo=2)
+    for k in range(2):
+        ex_sim, ex_j = match(q.permute(2, 0, 1), E[k].permute(2, 0, 1), [WHOLE])[WHOLE]
+        assert (sim[k] <= ex_sim + 1e-5).all()  # an approximation can only miss the best
+        same = (j[k] == ex_j).float().mean().item()
+        loss = (ex_sim - sim[k]).mean().item()
+        assert same > 0.5 and loss < 0.05, (same, loss)
+        # the reported similarity is the true similarity of the chosen source
+        chosen = (q.reshape(-1, q.shape[-1]) * E[k].reshape(-1, q.shape[-1])[j[k].flatten()]).sum(-1)
+        assert torch.allclose(chosen, sim[k].flatten(), atol=1e-5)
+
+
+def test_coarse_to_fine_with_every_cell_is_exact():
+    q = smooth_desc(1, 16, 16, seed=6)[0]
+    E = smooth_desc(1, 16, 16, seed=7)
+    sim, j = match_whole_coarse_to_fine(q, E, factor=4, top=16, halo=0)
+    ex_sim, ex_j = match(q.permute(2, 0, 1), E[0].permute(2, 0, 1), [WHOLE])[WHOLE]
+    assert torch.allclose(sim[0], ex_sim, atol=1e-5) and torch.equal(j[0], ex_j)
+
+
+def test_coarse_to_fine_self_is_identity_and_match_all_has_every_window():
+    q = smooth_desc(1, 16, 16, seed=8)[0]
+    out = match_all(q, q[None].clone(), [1, 3, 5, WHOLE])
+    assert set(out) == {1, 3, 5, WHOLE}
+    for w, (sim, j) in out.items():
+        assert torch.equal(j[0], torch.arange(256).view(16, 16)), w
+
+
+def test_pooled_descriptors_are_unit_norm():
+    p = pool_descriptors(smooth_desc(2, 12, 12), 4)
+    assert p.shape == (2, 3, 3, 16)
+    assert torch.allclose(p.norm(dim=-1), torch.ones(2, 3, 3), atol=1e-5)
