@@ -7,9 +7,19 @@ from pixelnn.synth.grid import Spec, authors_72
 from pixelnn.synth.pipeline import PixelNN
 
 
-@pytest.fixture(scope="module")
-def model(tiny_run):
-    return PixelNN.load(tiny_run[0])
+@pytest.fixture(scope="module", params=["exact", "fast"])
+def model(request, tiny_run, tmp_path_factory):
+    """The tiny model with the exact search, and with a bank of 16-d reduced descriptors (fast)."""
+    run, x, y, labels = tiny_run
+    if request.param == "exact":
+        return PixelNN.load(run)
+    from pixelnn.workflow import index_arrays
+
+    bank = tmp_path_factory.mktemp("fast") / "bank"
+    index_arrays(run, x, y, [f"im{i}.png" for i in range(len(y))], labels, bank=bank, descriptors=16, progress=False)
+    model = PixelNN.load(run, bank=bank)
+    assert model.search == "fast"
+    return model
 
 
 @pytest.mark.parametrize("window", [1, 3, 5, WHOLE])
@@ -97,3 +107,9 @@ def test_another_backbone_chosen_by_name_gives_the_same_guarantees(tiny_run, tmp
     for cand in res.candidates:
         assert (cand.corr.exemplar == 2).all()
         assert np.array_equal(cand.image, y[2].astype(np.float32) / 255.0)
+
+
+def test_fast_search_refuses_a_bank_without_reduced_descriptors(tiny_run):
+    with pytest.raises(ConfigError, match="--descriptors"):
+        PixelNN.load(tiny_run[0], search="fast")
+    assert PixelNN.load(tiny_run[0]).search == "exact"

@@ -56,7 +56,7 @@ def train_run(root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int
     return metrics
 
 
-def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, progress=True) -> dict:
+def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, descriptors: int | None = None, progress=True) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest."""
     root = Path(root)
     config = read_run_config(root)
@@ -70,6 +70,7 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
         y,
         names,
         labels,
+        descriptors=descriptors,
         progress=progress,
     )
 

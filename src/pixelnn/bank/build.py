@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..features.backbones import describe_global, load_backbone
+from ..features.backbones import describe, describe_global, load_backbone
+from ..features.projection import fit_projection, project, sample_pixels
 from ..regress.checkpoint import fingerprint
 from ..regress.unet import UNet, predict
 from . import store
@@ -28,13 +31,37 @@ def stage1_outputs(model: UNet, x: np.ndarray, batch: int = 32, progress: bool =
     return np.concatenate(outs)
 
 
-def global_descriptors(backbone_model, f: np.ndarray, batch: int = 32, progress: bool = True) -> np.ndarray:
-    """(N, S, S, 3) float16 -> (N, G) float32 unit-norm global descriptors."""
-    outs = []
-    for i in tqdm(range(0, len(f), batch), desc="global descriptors", disable=not progress, leave=False):
+def fit_bank_projection(backbone_model, f: np.ndarray, dim: int, n_images: int = 256, per_image: int = 128) -> np.ndarray:
+    """Uncentred PCA basis (dim, D) fitted on random pixels of the first n_images exemplars."""
+    gen = torch.Generator().manual_seed(0)
+    samples = []
+    for i in range(0, min(len(f), n_images), 16):
+        imgs = torch.from_numpy(np.asarray(f[i : i + 16], dtype=np.float32)).permute(0, 3, 1, 2)
+        pix, _ = describe(backbone_model, imgs)
+        samples.append(sample_pixels(pix, per_image, gen))
+    return fit_projection(torch.cat(samples), dim).numpy()
+
+
+def describe_exemplars(backbone_model, f: np.ndarray, basis: np.ndarray | None, desc_file: Path | None, batch: int = 16, progress: bool = True) -> np.ndarray:
+    """Global descriptors (N, G) of f(x_n); with a basis, also write reduced pixel descriptors
+    (N, S, S, d) float16 to desc_file (a memory-mapped .npy, so a large bank never sits in RAM)."""
+    out = None
+    if basis is not None:
+        N, S = len(f), f.shape[1]
+        out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=np.float16, shape=(N, S, S, basis.shape[0]))
+        basis_t = torch.from_numpy(basis)
+    glob = []
+    for i in tqdm(range(0, len(f), batch), desc="exemplar descriptors", disable=not progress, leave=False):
         imgs = torch.from_numpy(np.asarray(f[i : i + batch], dtype=np.float32)).permute(0, 3, 1, 2)
-        outs.append(describe_global(backbone_model, imgs).numpy())
-    return np.concatenate(outs)
+        if out is None:
+            glob.append(describe_global(backbone_model, imgs).numpy())
+            continue
+        pix, g = describe(backbone_model, imgs)
+        glob.append(g.numpy())
+        out[i : i + batch] = project(pix, basis_t).numpy().astype(np.float16)
+    if out is not None:
+        out.flush()
+    return np.concatenate(glob)
 
 
 def add_exemplars(
@@ -46,23 +73,41 @@ def add_exemplars(
     y: np.ndarray,
     names: list[str],
     labels: list[str | None],
+    descriptors: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Create the bank at `root` or append a shard to it; returns the new manifest.
 
-    An existing bank must have been built with the same model weights, backbone, size and signal.
+    An existing bank must have been built with the same model weights, backbone, size and signal;
+    its reduced descriptors (if any) are extended with its own projection. `descriptors` d, for a
+    new bank, stores d-dimensional pixel descriptors for the fast search.
     """
     if len(x) != len(y) or len(x) != len(names) or len(x) != len(labels):
         raise ValueError("x, y, names and labels must have the same length")
+    root = Path(root)
+    existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
+    if existing is not None:
+        backbone = existing["backbone"]
     backbone_model = load_backbone(backbone)
     f = stage1_outputs(model, x, progress=progress)
-    g = global_descriptors(backbone_model, f, progress=progress)
-    expected = expected_manifest(model, backbone, signal, g.shape[1])
-    root = Path(root)
-    if (root / store.MANIFEST).exists():
-        manifest = store.read_manifest(root)
-        store.check_compatible(manifest, expected, root)
+    if existing is not None:
+        basis = store.read_projection(root) if existing.get("descriptors") else None
     else:
-        manifest = expected
-    shard = store.Shard(f, np.asarray(y, np.uint8), np.asarray(x, np.uint8), g.astype(np.float32), list(names), list(labels))
-    return store.write_shard(root, manifest, shard)
+        basis = fit_bank_projection(backbone_model, f, descriptors) if descriptors else None
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    try:
+        desc_file = staging / "desc.npy" if basis is not None else None
+        g = describe_exemplars(backbone_model, f, basis, desc_file, progress=progress)
+        expected = expected_manifest(model, backbone, signal, g.shape[1])
+        if existing is not None:
+            store.check_compatible(existing, expected, root)
+            manifest = existing
+        else:
+            manifest = {**expected, "descriptors": None if basis is None else {"dim": int(basis.shape[0]), "dtype": "float16"}}
+            if basis is not None:
+                store.write_projection(root, basis)
+        shard = store.Shard(f, np.asarray(y, np.uint8), np.asarray(x, np.uint8), g.astype(np.float32), list(names), list(labels), desc_file)
+        return store.write_shard(root, manifest, shard)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -10,10 +10,14 @@ Layout (format "pixelnn-bank", version 1)::
         y.npy              (n, S, S, 3) uint8    target photos y_n
         x.npy              (n, h, w, c) uint8    input signals x_n (for display)
         global.npy         (n, G) float32        global descriptors of f(x_n), unit norm
+        desc.npy           (n, S, S, d) float16  optional: reduced pixel descriptors (fast search)
         meta.json          {"names": [...], "labels": [...]} (label null when unknown)
+      projection.npy       optional: (d, D) float32 basis that reduces D-dim hypercolumns to d
 
-Exemplar ids are positions in the concatenation of shards in manifest order. Pixel descriptors
-are not stored: they are recomputed from f.npy for the few exemplars a query needs. Arrays are
+Exemplar ids are positions in the concatenation of shards in manifest order. Full pixel
+descriptors (D = 1472 for VGG-16) are never stored: the exact search recomputes them from f.npy for
+the few exemplars a query needs; a bank built with `descriptors` d stores their projection to d
+dimensions (manifest key "descriptors": {"dim": d}), which the fast search reads. Arrays are
 memory-mapped, so a bank's resident memory is its global descriptors plus what a query touches.
 """
 
@@ -45,6 +49,7 @@ class Shard:
     global_: np.ndarray  # (n, G) float32
     names: list[str]
     labels: list[str | None]
+    desc: np.ndarray | Path | None = None  # (n, S, S, d) float16, or a finished .npy file to move in
 
     def __len__(self) -> int:
         return len(self.y)
@@ -75,6 +80,7 @@ def new_manifest(fingerprint: str, backbone: str, size: int, signal: str, input_
         "signal": signal,
         "input_shape": list(input_shape),
         "global_dim": global_dim,
+        "descriptors": None,
         "shards": [],
         "count": 0,
     }
@@ -99,6 +105,10 @@ def write_shard(root: Path, manifest: dict, shard: Shard) -> dict:
     try:
         for key, arr in (("f", shard.f), ("y", shard.y), ("x", shard.x), ("global", shard.global_)):
             np.save(tmp / f"{key}.npy", arr)
+        if isinstance(shard.desc, Path):
+            os.replace(shard.desc, tmp / "desc.npy")
+        elif shard.desc is not None:
+            np.save(tmp / "desc.npy", shard.desc)
         (tmp / "meta.json").write_text(json.dumps({"names": shard.names, "labels": shard.labels}))
         if (root / name).exists():  # a leftover of an interrupted run that never reached the manifest
             shutil.rmtree(root / name)
@@ -106,10 +116,24 @@ def write_shard(root: Path, manifest: dict, shard: Shard) -> dict:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    manifest = {**manifest, "shards": [*manifest["shards"], {"name": name, "count": len(shard)}]}
+    entry = {"name": name, "count": len(shard), "desc": shard.desc is not None}
+    manifest = {**manifest, "shards": [*manifest["shards"], entry]}
     manifest["count"] = sum(s["count"] for s in manifest["shards"])
     write_json(root / MANIFEST, manifest)
     return manifest
+
+
+def write_projection(root: Path, basis: np.ndarray) -> None:
+    from ..fileio import write_npy
+
+    write_npy(Path(root) / "projection.npy", basis.astype(np.float32))
+
+
+def read_projection(root: Path) -> np.ndarray:
+    try:
+        return np.load(Path(root) / "projection.npy")
+    except (OSError, ValueError, EOFError) as e:
+        raise BankError(f"bank {root} lists reduced descriptors but its projection.npy is unreadable ({e})") from None
 
 
 def read_shard(root: Path, entry: dict) -> Shard:
@@ -118,12 +142,14 @@ def read_shard(root: Path, entry: dict) -> Shard:
     folder = Path(root) / entry["name"]
     try:
         arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
+        if entry.get("desc"):
+            arrays["desc"] = np.load(folder / "desc.npy", mmap_mode="r")
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError, EOFError) as e:  # np.load raises EOFError on an empty file
         raise BankError(f"bank shard {folder} is missing or corrupt ({e})") from None
     if not isinstance(meta, dict) or not {"names", "labels"} <= meta.keys():
         raise BankError(f"bank shard {folder}: meta.json lacks names or labels")
-    shard = Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"])
+    shard = Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"], arrays.get("desc"))
     lengths = [len(a) for a in arrays.values()] + [len(shard.names), len(shard.labels)]
     if any(n != entry["count"] for n in lengths):
         raise BankError(f"bank shard {folder} holds {len(shard)} exemplars, its manifest says {entry['count']}")

@@ -142,10 +142,21 @@ def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4
     return out_s.view(K, H, W), out_j.view(K, H, W)
 
 
+SEED_WINDOW = 5  # the whole-image search also keeps the exact best of this neighbourhood
+
+
 def match_all(q: torch.Tensor, E: torch.Tensor, windows: list[int], **whole_options) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Every window for every exemplar: small windows exactly by blocks, WHOLE coarse-to-fine."""
-    small = [w for w in windows if w != WHOLE]
-    out = match_local_blocks(q, E, small) if small else {}
+    """Every window for every exemplar: small windows exactly by blocks, WHOLE coarse-to-fine.
+
+    The whole-image answer is the better of coarse-to-fine and the exact 5 x 5 neighbourhood, so
+    it is never worse than any window up to 5 (as the exact whole-image match is never worse).
+    """
+    small = sorted({w for w in windows if w != WHOLE} | ({SEED_WINDOW} if WHOLE in windows else set()))
+    local = match_local_blocks(q, E, small) if small else {}
+    out = {w: local[w] for w in windows if w != WHOLE}
     if WHOLE in windows:
-        out[WHOLE] = match_whole_coarse_to_fine(q, E, **whole_options)
+        sim, j = match_whole_coarse_to_fine(q, E, **whole_options)
+        seed_sim, seed_j = local[SEED_WINDOW]
+        better = seed_sim > sim
+        out[WHOLE] = (torch.where(better, seed_sim, sim), torch.where(better, seed_j, j))
     return out

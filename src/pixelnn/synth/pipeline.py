@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..bank import store
 from ..bank.bank import Bank
@@ -22,6 +23,8 @@ from ..errors import ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
 from ..regress import checkpoint
 from ..regress.unet import UNet, predict
+from ..features.projection import project
+from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
 from .compose import Correspondence, Matches, choose, compose
@@ -54,8 +57,19 @@ def read_run_config(run: Path) -> dict:
     return json.loads(path.read_text())
 
 
+SEARCHES = ("auto", "exact", "fast")
+
+
 class PixelNN:
-    def __init__(self, model: UNet, bank: Bank, config: dict) -> None:
+    """A trained stage 1 with its exemplar bank.
+
+    search: 'exact' matches full hypercolumns exhaustively within every window (recomputed for the
+    K neighbours); 'fast' uses the bank's stored reduced descriptors, exact block matching for
+    small windows and coarse-to-fine for whole-image windows; 'auto' is fast when the bank has
+    reduced descriptors.
+    """
+
+    def __init__(self, model: UNet, bank: Bank, config: dict, search: str = "auto") -> None:
         self.model = model
         self.bank = bank
         self.config = config
@@ -66,14 +80,21 @@ class PixelNN:
             expected_manifest(model, self.backbone_name, config["signal"], bank.manifest["global_dim"]),
             bank.root,
         )
+        has_desc = bool(bank.manifest.get("descriptors"))
+        if search not in SEARCHES:
+            raise ConfigError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+        if search == "fast" and not has_desc:
+            raise ConfigError(f"the fast search needs a bank with reduced descriptors; rebuild {bank.root} with --descriptors 64")
+        self.search = "fast" if search == "fast" or (search == "auto" and has_desc) else "exact"
+        self.basis = torch.from_numpy(store.read_projection(bank.root)) if has_desc else None
 
     @classmethod
-    def load(cls, run: str | Path, bank: str | Path | None = None) -> "PixelNN":
+    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto") -> "PixelNN":
         """Open a model folder (config.json, stage1.pt) and its bank (default: run/bank)."""
         run = Path(run)
         config = read_run_config(run)
         model = checkpoint.load_model(run / checkpoint.FILENAME)
-        return cls(model, Bank.open(Path(bank) if bank else run / "bank"), config)
+        return cls(model, Bank.open(Path(bank) if bank else run / "bank"), config, search)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -177,11 +198,18 @@ class PixelNN:
         f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
         y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
         windows = sorted({s.window for s in specs})
-        matches: Matches = {w: [] for w in windows}
-        for f in f_ex:
-            e, _ = describe(self.backbone, torch.from_numpy(f).permute(2, 0, 1)[None])
-            for w, m in match(q, e[0], windows).items():
-                matches[w].append(m)
+        if self.search == "fast":
+            # both sides rounded to float16 as stored, then renormalised: a pixel matches itself exactly
+            E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)), dim=-1)  # (K, S, S, d)
+            qd = F.normalize(project(q[None], self.basis)[0].half().float(), dim=-1)  # (S, S, d)
+            found = match_all(qd, E, windows)
+            matches = {w: [(s[k], j[k]) for k in range(len(ids))] for w, (s, j) in found.items()}
+        else:
+            e, _ = describe(self.backbone, torch.from_numpy(f_ex).permute(0, 3, 1, 2))  # (K, D, S, S)
+            matches = {w: [] for w in windows}
+            for k in range(len(ids)):
+                for w, m in match(q, e[k], windows).items():
+                    matches[w].append(m)
         return Pool(ids, sims, f_ex, y_ex, matches)
 
     def _candidate(self, spec: grids.Spec, pools: list[Pool], owner: np.ndarray, fq: np.ndarray) -> Candidate:

@@ -1,0 +1,263 @@
+"""Evaluation metrics as pure functions on arrays (numpy unless said otherwise).
+
+Images are float arrays in [0, 1], (H, W, 3) or stacked (N, H, W, 3). Every function documents its
+shapes. Which direction is better is given by BETTER (used by the Rand-1 / Oracle selection).
+
+Definitions (the report repeats them):
+- psnr: 10 log10(1 / MSE) over all pixels and channels, MSE floored at 1e-10 (identical images: 100 dB).
+- ssim: skimage.metrics.structural_similarity(channel_axis=-1, data_range=1), its defaults otherwise
+  (7x7 uniform window).
+- edge AP: HED edge probabilities of the output are the scores, HED edges of the real photo
+  thresholded at 0.5 (no non-maximum suppression) the labels, every pixel one sample; AP is the area
+  under the step precision-recall curve, sum_k (R_k - R_{k-1}) P_k over the distinct score thresholds
+  (tied scores form one threshold). Without ties this is the mean of the precision at each true
+  positive. NaN when the real photo has no edge pixel.
+- consistency (lowres inputs): PSNR of the output downsampled by the factor (PIL bicubic, as
+  data.signals.lowres, after rounding to uint8) against the input.
+- diversity L1: mean over pairs of an input's candidates of their mean absolute pixel difference.
+- diversity deep: mean over pairs of the mean over pixels of 1 - cosine between the two candidates'
+  VGG-16 hypercolumn descriptors (features.hypercolumn.pixel_descriptors of the HED VGG-16 taps).
+- spectrum: grayscale (ITU-R 601 luma), minus its mean, |FFT|^2 / (H W), averaged over rings of
+  integer radius r = 1 .. min(H, W) // 2 (cycles per image), then log10. Spectra of several images
+  are averaged in the log domain. Spectrum distance: mean over radii of |log10 P_a(r) - log10 P_b(r)|.
+- Fréchet distance: |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two feature sets
+  (scipy.linalg.sqrtm), on EfficientNet-Lite0 pooled features. Not comparable with published FID.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MSE_FLOOR = 1e-10  # PSNR cap: 100 dB
+EDGE_THRESHOLD = 0.5
+LUMA = np.array([0.299, 0.587, 0.114], np.float64)
+
+# per-candidate metrics and which direction is better
+BETTER = {"psnr": "higher", "ssim": "higher", "edge_ap": "higher", "consistency_psnr": "higher", "spectrum_dist": "lower"}
+
+
+# ---------------------------------------------------------------- fidelity
+
+
+def psnr(images: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """PSNR in dB of images (N, H, W, C) (or one (H, W, C)) against target (H, W, C): (N,) (or a scalar)."""
+    images = np.asarray(images, np.float64)
+    target = np.asarray(target, np.float64)
+    single = images.ndim == target.ndim
+    batch = images[None] if single else images  # (N, H, W, C)
+    mse = ((batch - target[None]) ** 2).reshape(len(batch), -1).mean(1)  # (N,)
+    out = 10.0 * np.log10(1.0 / np.maximum(mse, MSE_FLOOR))
+    return out[0] if single else out
+
+
+def ssim(images: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """SSIM of images (N, H, W, 3) against target (H, W, 3), data range 1: (N,)."""
+    from skimage.metrics import structural_similarity
+
+    target = np.asarray(target, np.float64)
+    return np.array(
+        [structural_similarity(np.asarray(im, np.float64), target, channel_axis=-1, data_range=1.0) for im in images],
+        np.float64,
+    )
+
+
+def consistency_psnr(images: np.ndarray, x: np.ndarray, factor: int) -> np.ndarray:
+    """Input consistency of outputs (N, S, S, 3) float with a low-resolution input x (S/f, S/f, 3) uint8: (N,).
+
+    The outputs are rounded to uint8 and downsampled exactly as the inputs were made (data.signals.lowres).
+    """
+    from ..data.signals import lowres
+
+    small = lowres(to_uint8(images), factor)  # (N, S/f, S/f, 3) uint8
+    return psnr(small.astype(np.float64) / 255.0, np.asarray(x, np.float64) / 255.0)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8, rounded (any shape)."""
+    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- edges
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP of scores (P,) for binary labels (P,): sum over distinct thresholds of (R_k - R_{k-1}) P_k.
+
+    Scores are sorted descending; tied scores are one threshold (so the result does not depend on
+    the order of ties). NaN when there is no positive label.
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    tp = np.cumsum(y)  # (P,) true positives among the first k+1
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each run of tied scores
+    tp = tp[last].astype(np.float64)
+    precision = tp / (last + 1)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def edge_ap(edges: np.ndarray, real_edges: np.ndarray, threshold: float = EDGE_THRESHOLD) -> np.ndarray:
+    """Edge AP of edge probabilities (N, H, W) of outputs against the real photo's (H, W): (N,)."""
+    labels = np.asarray(real_edges) >= threshold  # (H, W) bool
+    return np.array([average_precision(e, labels) for e in np.asarray(edges)], np.float64)
+
+
+# ---------------------------------------------------------------- frequency
+
+
+def grayscale(images: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) RGB -> (..., H, W) luma (ITU-R 601)."""
+    return np.asarray(images, np.float64) @ LUMA
+
+
+def radial_log_spectrum(gray: np.ndarray) -> np.ndarray:
+    """Radially averaged log10 power spectrum of one grayscale image (H, W): (R,), R = min(H, W) // 2.
+
+    Entry r - 1 is the mean of |FFT|^2 / (H W) over frequencies whose radius rounds to r cycles per image.
+    """
+    gray = np.asarray(gray, np.float64)
+    H, W = gray.shape
+    power = np.abs(np.fft.fft2(gray - gray.mean())) ** 2 / (H * W)  # (H, W)
+    fy, fx = np.meshgrid(np.fft.fftfreq(H) * H, np.fft.fftfreq(W) * W, indexing="ij")
+    radius = np.rint(np.hypot(fy, fx)).astype(np.int64)  # (H, W) integer cycles per image
+    R = min(H, W) // 2
+    sums = np.bincount(radius.ravel(), weights=power.ravel(), minlength=R + 1)[1 : R + 1]
+    counts = np.bincount(radius.ravel(), minlength=R + 1)[1 : R + 1]
+    return np.log10(sums / np.maximum(counts, 1) + 1e-12)
+
+
+def log_spectra(images: np.ndarray) -> np.ndarray:
+    """Radial log spectra of RGB images (N, H, W, 3): (N, R)."""
+    return np.stack([radial_log_spectrum(g) for g in grayscale(images)])
+
+
+def spectrum_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of log spectra over radii: a (..., R), b (R,) -> (...)."""
+    return np.abs(np.asarray(a) - np.asarray(b)).mean(-1)
+
+
+# ---------------------------------------------------------------- diversity
+
+
+def pairwise_l1(images: np.ndarray) -> float:
+    """Mean over pairs i < j of mean |images[i] - images[j]|, images (N, H, W, C); 0.0 when N < 2."""
+    flat = np.asarray(images, np.float32).reshape(len(images), -1)  # (N, P)
+    n = len(flat)
+    if n < 2:
+        return 0.0
+    total = 0.0
+    for i in range(n - 1):
+        total += float(np.abs(flat[i + 1 :] - flat[i]).mean(1).sum())
+    return total / (n * (n - 1) / 2)
+
+
+def hypercolumn_similarity(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """Mean over pixels of the cosine between every two images' hypercolumn descriptors: (M, M).
+
+    taps: [(M, C_l, H_l, W_l)] from fine to coarse. Equal to describing the images with
+    features.hypercolumn.pixel_descriptors (D, H, W), then averaging a . b over pixels, but done one
+    layer at a time so the (M, D, H, W) descriptors are never held at once.
+    """
+    M = taps[0].shape[0]
+    P = size[0] * size[1]
+    gram = torch.zeros((M, M), dtype=torch.float64)
+    for t in taps:
+        if t.shape[-2:] != tuple(size):
+            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+        t = F.normalize(t, dim=1).reshape(M, -1)  # (M, C_l * P)
+        gram += (t @ t.T).double() / P
+    return gram / len(taps)
+
+
+def mean_pair_distance(similarity: torch.Tensor | np.ndarray) -> float:
+    """Mean over pairs i < j of 1 - similarity[i, j] for an (M, M) matrix; 0.0 when M < 2."""
+    s = np.asarray(similarity, np.float64)
+    M = len(s)
+    if M < 2:
+        return 0.0
+    iu = np.triu_indices(M, 1)
+    return float(np.mean(1.0 - s[iu]))
+
+
+# ---------------------------------------------------------------- distributions
+
+
+def frechet_from_stats(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """|mu_a - mu_b|^2 + tr(cov_a + cov_b - 2 sqrtm(cov_a cov_b)); mu (D,), cov (D, D)."""
+    from scipy.linalg import sqrtm
+
+    root = sqrtm(np.asarray(cov_a, np.float64) @ np.asarray(cov_b, np.float64))
+    diff = np.asarray(mu_a, np.float64) - np.asarray(mu_b, np.float64)
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.real(np.trace(root)))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D) (N, M >= 2).
+
+    Same value as frechet_from_stats with the sample covariances. When there are fewer samples than
+    dimensions, the trace of sqrtm(S_a S_b) is computed with sqrtm of a small matrix: S_a S_b =
+    A^T A B^T B / ((N-1)(M-1)) (A, B the centred features) has the same non-zero eigenvalues as
+    A B^T B A^T / ((N-1)(M-1)), which is (N, N).
+    """
+    from scipy.linalg import sqrtm
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"the Fréchet distance needs at least 2 samples per set; got {len(a)} and {len(b)}")
+    A, B = a - a.mean(0), b - b.mean(0)  # (N, D), (M, D)
+    na, nb, D = len(a) - 1, len(b) - 1, a.shape[1]
+    diff = a.mean(0) - b.mean(0)
+    tr_a, tr_b = float((A * A).sum() / na), float((B * B).sum() / nb)
+    if min(len(a), len(b)) >= D:
+        small = (A.T @ A / na) @ (B.T @ B / nb)  # (D, D)
+    elif len(a) <= len(b):
+        C = A @ B.T  # (N, M)
+        small = C @ C.T / (na * nb)  # (N, N)
+    else:
+        C = B @ A.T
+        small = C @ C.T / (na * nb)
+    root = np.real(np.trace(sqrtm(small)))
+    return float(diff @ diff + tr_a + tr_b - 2.0 * root)
+
+
+# ---------------------------------------------------------------- Rand-1 / Oracle
+
+
+def rand1_index(seed: int, method: str, i: int, n: int) -> int:
+    """The Rand-1 candidate of input i for a method: a fixed function of (seed, method, i), in 0..n-1."""
+    import zlib
+
+    rng = np.random.default_rng([seed, zlib.crc32(method.encode()), i])
+    return int(rng.integers(n))
+
+
+def select(values: list[np.ndarray], rand_idx: list[int], better: str) -> dict[str, float]:
+    """Rand-1 and Oracle means of one metric for one method.
+
+    values: per input, the metric of each candidate (n_i,); rand_idx: per input the Rand-1 candidate;
+    better: 'higher' or 'lower'. Oracle takes, per input, the best candidate for THIS metric.
+    NaN entries (e.g. AP without real edges) are ignored; inputs with no finite value are skipped.
+    """
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
+    rand, oracle = [], []
+    for v, r in zip(values, rand_idx):
+        v = np.asarray(v, np.float64)
+        finite = v[np.isfinite(v)]
+        if not len(finite):
+            continue
+        oracle.append(finite.max() if better == "higher" else finite.min())
+        if np.isfinite(v[r]):
+            rand.append(v[r])
+    return {
+        "rand1": float(np.mean(rand)) if rand else float("nan"),
+        "oracle": float(np.mean(oracle)) if oracle else float("nan"),
+        "n": len(oracle),
+    }

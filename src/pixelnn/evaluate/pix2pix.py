@@ -1,0 +1,381 @@
+"""A pix2pix baseline (Isola et al., CVPR 2017) trained on the same (x, y) pairs as stage 1.
+
+Generator: the pix2pix U-Net. Encoder C64-C128-C256-C512-C512-... (4x4 convolutions, stride 2,
+LeakyReLU 0.2; no normalisation on the first and the innermost layer), decoder of 4x4 transposed
+convolutions (ReLU, normalisation, dropout 0.5 on the first three decoder layers), skip connections
+between mirrored layers, tanh output. The depth adapts to the size: as many halvings as keep the
+bottleneck an integer >= 1 pixel, at most 8 (256 -> 1x1 as in the paper; 96 -> 3x3 after 5; 64 ->
+1x1 after 6; 32 -> 1x1 after 5).
+
+Discriminator: the 70x70 PatchGAN, C64-C128-C256 (stride 2) - C512 (stride 1) - 1 channel (stride 1),
+4x4 convolutions, LeakyReLU 0.2, no normalisation on the first layer; it sees (x, y) concatenated.
+
+Normalisation: instance norm in both. pix2pix trained with batch size 1 and ran batch norm on the
+test batch's statistics at test time, which is instance normalisation at train and test time; we
+train with larger batches for CPU throughput, so we use instance norm to keep that behaviour.
+
+Loss: L1 (lambda = 100, on images in [-1, 1] as pix2pix) + the original (non-saturating) GAN loss
+with BCE-with-logits; the discriminator's loss is halved. Adam, lr 2e-4, betas (0.5, 0.999), constant
+for the first half of the time budget, then decayed linearly to 0 (pix2pix's 'linear' policy).
+
+Input: the same x as stage 1, scaled to [-1, 1]; an input smaller than the output (12x12 for 96x96)
+is first upsampled bicubically to the output size. At test time dropout stays active (as the paper
+did), so each call samples a different output: `sample(generator, x, n, seed)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..fileio import atomic_path
+from ..regress.train import _batches, psnr
+from ..regress.unet import to_tensor
+
+FORMAT = "pixelnn-pix2pix"
+VERSION = 1
+FILENAME = "pix2pix.pt"
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Pix2PixConfig:
+    in_channels: int  # channels of x (3 for low resolution, 1 for edge maps)
+    input_size: int  # side of x
+    size: int  # side of the output
+    ngf: int = 64  # generator channels of the first layer (x2 per level, at most x8)
+    ndf: int = 64  # discriminator channels of the first layer
+    dropout: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def depth(self) -> int:
+        return generator_depth(self.size)
+
+
+@dataclass(frozen=True)
+class Pix2PixTrainConfig:
+    minutes: float = 15.0  # wall-clock budget
+    max_epochs: int = 1000
+    max_steps: int = 0  # 0: no limit (tests use a few steps)
+    batch: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    l1_weight: float = 100.0
+    seed: int = 0
+    flip: bool = True  # random horizontal flips of (x, y) pairs, as stage 1
+    save_every_s: float = 60.0
+    bf16: bool = True  # bfloat16 autocast for the forward passes, as stage 1
+
+
+def generator_depth(size: int) -> int:
+    """Number of stride-2 layers: halve while the side stays an integer >= 1, at most 8."""
+    depth, s = 0, size
+    while s % 2 == 0 and s >= 2 and depth < MAX_DEPTH:
+        s //= 2
+        depth += 1
+    if depth < 3:
+        raise ConfigError(f"pix2pix needs an output size divisible by 8 (got {size})")
+    return depth
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+class Generator(nn.Module):
+    """pix2pix U-Net: x (B, C, S, S) in [-1, 1] (already at the output size) -> (B, 3, S, S) in [-1, 1]."""
+
+    def __init__(self, cfg: Pix2PixConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        depth = cfg.depth
+        ch = [cfg.ngf * min(2**i, 8) for i in range(depth)]  # encoder outputs, fine to coarse
+        self.down = nn.ModuleList()
+        cin = cfg.in_channels
+        for i, c in enumerate(ch):
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(cin, c, 4, 2, 1))
+            if 0 < i < depth - 1:  # no norm on the outermost and the innermost layer
+                layers.append(_norm(c))
+            self.down.append(nn.Sequential(*layers))
+            cin = c
+        n_dropout = min(3, depth - 1)
+        self.up = nn.ModuleList()
+        for k in range(depth):  # k = 0: innermost
+            i = depth - 1 - k
+            cin = ch[i] if k == 0 else 2 * ch[i]
+            if i == 0:
+                self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(cin, 3, 4, 2, 1), nn.Tanh()))
+            else:
+                layers = [nn.ReLU(), nn.ConvTranspose2d(cin, ch[i - 1], 4, 2, 1), _norm(ch[i - 1])]
+                if k < n_dropout:
+                    layers.append(nn.Dropout(cfg.dropout))
+                self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if x.shape[1] != cfg.in_channels or x.shape[-2:] != (cfg.size, cfg.size):
+            raise ValueError(f"the generator expects (B, {cfg.in_channels}, {cfg.size}, {cfg.size}), got {tuple(x.shape)}")
+        skips = []
+        h = x
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+        h = self.up[0](skips[-1])
+        for k in range(1, len(self.up)):
+            h = self.up[k](torch.cat([h, skips[-1 - k]], dim=1))
+        return h
+
+
+class Discriminator(nn.Module):
+    """70x70 PatchGAN: (x, y) (B, C + 3, S, S) in [-1, 1] -> logits (B, 1, S/8 - 2, S/8 - 2)."""
+
+    def __init__(self, cfg: Pix2PixConfig) -> None:
+        super().__init__()
+        n = cfg.ndf
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.in_channels + 3, n, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(n, 2 * n, 4, 2, 1),
+            _norm(2 * n),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * n, 4 * n, 4, 2, 1),
+            _norm(4 * n),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * n, 8 * n, 4, 1, 1),
+            _norm(8 * n),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(8 * n, 1, 4, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, y], dim=1))
+
+
+def inputs(x_uint8: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 x (N, h, w, C) -> (N, C, S, S) in [-1, 1], bicubically upsampled when h != S."""
+    t = to_tensor(x_uint8)
+    if t.shape[-1] != size or t.shape[-2] != size:
+        t = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False).clamp_(0, 1)
+    return t * 2 - 1
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save(path: Path, gen: Generator, disc: Discriminator, state: dict) -> None:
+    blob = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": gen.cfg.to_dict(),
+        "generator": gen.state_dict(),
+        "discriminator": disc.state_dict(),
+        **state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def read(path: Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.exists():
+        raise ConfigError(f"no pix2pix checkpoint at {path}: train one with `pixelnn train-pix2pix`")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not ours
+        raise ConfigError(f"{path} is not a readable pix2pix checkpoint ({e.__class__.__name__}: {e})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a PixelNN pix2pix checkpoint")
+    if blob.get("version") != VERSION:
+        raise ConfigError(f"{path} has pix2pix checkpoint version {blob.get('version')}, this PixelNN reads {VERSION}")
+    return blob
+
+
+def load_generator(path: Path) -> Generator:
+    """The generator of a pix2pix run folder (or checkpoint file), in eval mode."""
+    blob = read(path)
+    gen = Generator(Pix2PixConfig(**blob["config"]))
+    gen.load_state_dict(blob["generator"])
+    gen.requires_grad_(False)
+    return gen.eval()
+
+
+# ---------------------------------------------------------------- training
+
+
+def _lr(cfg: Pix2PixTrainConfig, elapsed: float) -> float:
+    """Constant for the first half of the budget, then linear to 0."""
+    frac = min(elapsed / (cfg.minutes * 60.0), 1.0)
+    return cfg.lr * min(1.0, 2.0 * (1.0 - frac))
+
+
+def train_step(gen, disc, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor, cfg: Pix2PixTrainConfig) -> dict[str, float]:
+    """One discriminator and one generator update on x (B, C, S, S), y (B, 3, S, S), both in [-1, 1]."""
+    bce = F.binary_cross_entropy_with_logits
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        fake = gen(x)
+        d_real = disc(x, y).float()
+        d_fake = disc(x, fake.detach()).float()
+    loss_d = 0.5 * (bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake)))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        d_fake = disc(x, fake).float()
+    loss_gan = bce(d_fake, torch.ones_like(d_fake))
+    loss_l1 = (fake.float() - y).abs().mean()
+    loss_g = loss_gan + cfg.l1_weight * loss_l1
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return {"d": loss_d.item(), "g_gan": loss_gan.item(), "l1": loss_l1.item()}
+
+
+def _flip(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> None:
+    mask = torch.from_numpy(rng.random(len(x)) < 0.5)
+    x[mask], y[mask] = x[mask].flip(-1), y[mask].flip(-1)
+
+
+def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig, cfg: Pix2PixTrainConfig) -> Generator:
+    """Train (or resume) pix2pix on uint8 x (N, h, w, c), y (N, S, S, 3) within cfg.minutes; returns the generator.
+
+    Same pattern as regress.train: a time budget (elapsed training time is kept across runs), an
+    atomic checkpoint every save_every_s and at the end, resume from out_dir/pix2pix.pt.
+    """
+    path = Path(out_dir) / FILENAME
+    torch.manual_seed(cfg.seed)
+    gen, disc = Generator(model_cfg), Discriminator(model_cfg)
+    betas = (cfg.beta1, 0.999)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=betas)
+    state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "done": False, "train": asdict(cfg), "history": []}
+    if path.exists():
+        blob = read(path)
+        if blob["config"] != model_cfg.to_dict():
+            raise ConfigError(f"{path} holds a pix2pix model with another configuration ({blob['config']}); choose another --out")
+        gen.load_state_dict(blob["generator"])
+        disc.load_state_dict(blob["discriminator"])
+        opt_g.load_state_dict(blob["opt_g"])
+        opt_d.load_state_dict(blob["opt_d"])
+        state.update({k: blob[k] for k in ("step", "epoch", "elapsed_s", "history")})
+        tqdm.write(f"resuming pix2pix from {path}: epoch {state['epoch']}, {state['elapsed_s'] / 60:.1f} min done")
+    rng = np.random.default_rng(cfg.seed + state["epoch"])
+    budget = cfg.minutes * 60.0
+
+    def out_of_budget() -> bool:
+        return state["elapsed_s"] >= budget or (cfg.max_steps > 0 and state["step"] >= cfg.max_steps)
+
+    def checkpoint() -> None:
+        save(path, gen, disc, {**state, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
+
+    bar = tqdm(
+        total=budget,
+        initial=min(state["elapsed_s"], budget),
+        desc="training pix2pix",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
+    )
+    last_save = time.monotonic()
+    gen.train()
+    disc.train()
+    while not out_of_budget() and state["epoch"] < cfg.max_epochs:
+        losses = []
+        for idx in _batches(len(x), cfg.batch, rng):
+            t0 = time.monotonic()
+            for opt in (opt_g, opt_d):
+                for g in opt.param_groups:
+                    g["lr"] = _lr(cfg, state["elapsed_s"])
+            xb, yb = inputs(x[idx], model_cfg.size), to_tensor(y[idx]) * 2 - 1
+            if cfg.flip:
+                _flip(xb, yb, rng)
+            losses.append(train_step(gen, disc, opt_g, opt_d, xb, yb, cfg))
+            dt = time.monotonic() - t0
+            state["elapsed_s"] += dt
+            state["step"] += 1
+            bar.update(min(dt, max(budget - bar.n, 0)))
+            bar.set_postfix(epoch=state["epoch"], l1=f"{np.mean([v['l1'] for v in losses[-20:]]):.3f}")
+            if time.monotonic() - last_save > cfg.save_every_s:
+                checkpoint()
+                last_save = time.monotonic()
+            if out_of_budget():
+                break
+        state["epoch"] += 1
+        state["history"].append(
+            {"epoch": state["epoch"], "elapsed_s": state["elapsed_s"], **{k: float(np.mean([v[k] for v in losses])) for k in losses[0]}}
+        )
+    bar.close()
+    state["done"] = True
+    checkpoint()
+    gen.requires_grad_(False)
+    return gen.eval()
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class dropout_active:
+    """Context: the generator in eval mode except its dropout layers, which stay active."""
+
+    def __init__(self, gen: nn.Module) -> None:
+        self.gen = gen
+
+    def __enter__(self) -> nn.Module:
+        self.was_training = self.gen.training
+        self.gen.eval()
+        for m in self.gen.modules():
+            if isinstance(m, nn.Dropout):
+                m.train()
+        return self.gen
+
+    def __exit__(self, *exc) -> None:
+        self.gen.train(self.was_training)
+
+
+@torch.no_grad()
+def sample(gen: Generator, x: np.ndarray, n: int, seed: int = 0, batch: int = 24) -> np.ndarray:
+    """n outputs for one input x (h, w, c) uint8, dropout active: (n, S, S, 3) float32 in [0, 1].
+
+    The dropout masks come from `seed` (the global torch RNG is left as it was).
+    """
+    xin = inputs(np.asarray(x)[None], gen.cfg.size)  # (1, C, S, S)
+    outs = []
+    with torch.random.fork_rng(devices=[]), dropout_active(gen):
+        torch.manual_seed(seed)
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            outs.append(gen(xin.expand(m, -1, -1, -1)).float())
+    out = (torch.cat(outs) + 1) / 2  # (n, 3, S, S)
+    return out.clamp_(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def evaluate_psnr(gen: Generator, x: np.ndarray, y: np.ndarray, seed: int = 0, batch: int = 32) -> dict[str, float]:
+    """Mean PSNR against y of one dropout sample per input (x (N, h, w, c), y (N, S, S, 3) uint8)."""
+    outs = []
+    with torch.random.fork_rng(devices=[]), dropout_active(gen):
+        torch.manual_seed(seed)
+        for i in range(0, len(x), batch):
+            outs.append(((gen(inputs(x[i : i + batch], gen.cfg.size)).float() + 1) / 2).clamp_(0, 1))
+    return {"pix2pix_psnr": psnr(torch.cat(outs), to_tensor(y)).mean().item()}
+
+
+def config_for(x: np.ndarray, y: np.ndarray, ngf: int = 64, ndf: int = 64) -> Pix2PixConfig:
+    """The configuration for data x (N, h, w, c), y (N, S, S, 3)."""
+    h, w, c = x.shape[1:]
+    if h != w:
+        raise ConfigError(f"input signals must be square, got {h}x{w}")
+    cfg = Pix2PixConfig(in_channels=c, input_size=h, size=y.shape[1], ngf=ngf, ndf=ndf)
+    generator_depth(cfg.size)  # size check before any work
+    return cfg
