@@ -79,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--backbone", default="vgg16-hed", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
     p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
+    p.add_argument("--descriptors", type=int, metavar="D", help="store D-dim reduced pixel descriptors in the bank for the fast search (e.g. 32)")
 
     p = verbs.add_parser("index", help="build or extend the exemplar bank of a model", epilog=INDEX_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     _data_args(p)
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--backbone", help="descriptor backbone for a new bank (default: the model's)")
+    p.add_argument("--descriptors", type=int, metavar="D", help="for a new bank: store D-dim reduced pixel descriptors for the fast search")
 
     p = verbs.add_parser("synthesize", help="many outputs and their correspondences for inputs", epilog=SYNTH_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-photo", action="store_true", help="the positional inputs are photos: make the model's input from them")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    p.add_argument("--search", choices=["auto", "exact", "fast"], default="auto", help="pixel search (default auto: fast when the bank stores reduced descriptors)")
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
     p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")

@@ -77,18 +77,18 @@ def train(args) -> None:
     for split, m in metrics.items():
         print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
     if not args.no_index:
-        rebuild_bank(args.out, data)
+        rebuild_bank(args.out, data, args.descriptors)
     print(f"model folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
 
 
-def rebuild_bank(run: Path, data: Prepared) -> None:
+def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> None:
     """Build run/bank from scratch next to the old one, then swap (the old bank survives a failure)."""
     fresh, old = run / ".bank-new", run / ".bank-old"
     if old.exists() and not (run / "bank").exists():  # an earlier swap was interrupted: restore
         old.rename(run / "bank")
     for p in (fresh, old):
         shutil.rmtree(p, ignore_errors=True)
-    manifest = index_arrays(run, data.x, data.y, data.names, data.labels, bank=fresh)
+    manifest = index_arrays(run, data.x, data.y, data.names, data.labels, bank=fresh, descriptors=descriptors)
     if (run / "bank").exists():
         (run / "bank").rename(old)
     fresh.rename(run / "bank")
@@ -104,7 +104,7 @@ def index(args) -> None:
         raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data gives {_signal(args)!r}")
     args.size, args.factor = config.get("size", args.size), config.get("factor", args.factor)  # inputs must fit the model
     data = load_data(args, args.data, args.labels)
-    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank)
+    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank, descriptors=args.descriptors)
     print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
 
 
@@ -130,7 +130,7 @@ def _signal_from_file(model: PixelNN, path: Path) -> np.ndarray:
 
 
 def synthesize(args) -> None:
-    model = PixelNN.load(args.model, args.bank)
+    model = PixelNN.load(args.model, args.bank, search=args.search)
     targets = None
     if args.data:
         args.size = model.model.cfg.size

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,17 @@ from .compose import Correspondence, Matches, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
 RUN_CONFIG = "config.json"
+
+
+@contextmanager
+def timed(profile: dict[str, float] | None, step: str):
+    """Add the seconds the block takes to profile[step] (no-op without a profile)."""
+    if profile is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    yield
+    profile[step] = profile.get(step, 0.0) + time.perf_counter() - t0
 
 
 @dataclass
@@ -169,60 +182,78 @@ class PixelNN:
         like: np.ndarray | None = None,
         like_k: int = 25,
         regions: list[ExemplarSet] = (),
+        profile: dict[str, float] | None = None,
     ) -> Result:
         """All candidates of `grid` (default: the authors' 72) for one input signal x.
 
         labels / exemplar_ids / like (the like_k exemplars nearest an example photo) restrict the
         exemplars everywhere; each region (an ExemplarSet
         with a mask) replaces that restriction inside its mask, later regions over earlier ones.
+        profile: if given, seconds spent per step are added to it.
         """
         specs = grids.parse(grid) if isinstance(grid, str) else (grid or grids.authors_72())
         S = self.model.cfg.size
         sets = [ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k), *[r.checked(S) for r in regions]]
         subsets = [self.restrict(s) for s in sets]  # validate every restriction before any heavy work
-        fq = self.stage1(x)  # (S, S, 3)
-        q, gq = describe(self.backbone, torch.from_numpy(fq).permute(2, 0, 1)[None])
+        with timed(profile, "stage 1"):
+            fq = self.stage1(x)  # (S, S, 3)
+        with timed(profile, "descriptors"):
+            q, gq = self.describe_query(fq)
         K = grids.neighbours_needed(specs)
-        pools = [self._pool(q[0], gq, K, subset, specs) for subset in subsets]
+        windows = sorted({s.window for s in specs})
+        pools = [self._pool(q, gq, K, subset, windows, profile) for subset in subsets]
         specs = [s for s in specs if all(s.first - 1 < len(p.ids) for p in pools)]
-        owner = region_owner([s.mask for s in sets], (S, S))  # (S, S) index of the set each pixel uses
-        candidates = [self._candidate(spec, pools, owner, fq) for spec in specs]
+        with timed(profile, "candidates"):
+            owner = region_owner([s.mask for s in sets], (S, S))  # (S, S) index of the set each pixel uses
+            stacked = Pool(*(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {})
+            candidates = [self._candidate(spec, pools, stacked, owner, fq) for spec in specs]
         base = pools[0]
         return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]])
 
-    def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, specs) -> Pool:
-        """Global neighbours within `subset` and their best matches per (window, rank)."""
-        sims, ids = self.bank.search(gq.numpy(), K, subset)
-        keep = ids[0] >= 0
-        ids, sims = ids[0][keep], sims[0][keep]
-        f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
-        y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
-        windows = sorted({s.window for s in specs})
+    def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel descriptors of f(x) for this search ((D, S, S) exact, (S, S, d) fast) and its global one (1, G)."""
+        q, gq = describe(self.backbone, torch.from_numpy(fq).permute(2, 0, 1)[None])
         if self.search == "fast":
-            # both sides rounded to float16 as stored, then renormalised: a pixel matches itself exactly
-            E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)), dim=-1)  # (K, S, S, d)
-            qd = F.normalize(project(q[None], self.basis)[0].half().float(), dim=-1)  # (S, S, d)
-            found = match_all(qd, E, windows)
-            matches = {w: [(s[k], j[k]) for k in range(len(ids))] for w, (s, j) in found.items()}
-        else:
-            e, _ = describe(self.backbone, torch.from_numpy(f_ex).permute(0, 3, 1, 2))  # (K, D, S, S)
-            matches = {w: [] for w in windows}
-            for k in range(len(ids)):
-                for w, m in match(q, e[k], windows).items():
-                    matches[w].append(m)
+            # rounded to float16 like the stored exemplars, then renormalised: a pixel matches itself exactly
+            return F.normalize(project(q, self.basis)[0].half().float(), dim=-1), gq
+        return q[0], gq
+
+    def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, windows: list[int], profile=None) -> Pool:
+        """Global neighbours within `subset` and their best matches per (window, rank)."""
+        with timed(profile, "global search"):
+            sims, ids = self.bank.search(gq.numpy(), K, subset)
+            keep = ids[0] >= 0
+            ids, sims = ids[0][keep], sims[0][keep]
+        with timed(profile, "gather exemplars"):
+            f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
+            y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
+            if self.search == "fast":
+                E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)), dim=-1)  # (K, S, S, d)
+        with timed(profile, "pixel matching"):
+            if self.search == "fast":
+                found = match_all(q, E, windows)
+                matches = {w: [(s[k], j[k]) for k in range(len(ids))] for w, (s, j) in found.items()}
+            else:
+                e, _ = describe(self.backbone, torch.from_numpy(f_ex).permute(0, 3, 1, 2))  # (K, D, S, S)
+                matches = {w: [] for w in windows}
+                for k in range(len(ids)):
+                    for w, m in match(q, e[k], windows).items():
+                        matches[w].append(m)
         return Pool(ids, sims, f_ex, y_ex, matches)
 
-    def _candidate(self, spec: grids.Spec, pools: list[Pool], owner: np.ndarray, fq: np.ndarray) -> Candidate:
+    def _candidate(self, spec: grids.Spec, pools: list[Pool], stacked: Pool, owner: np.ndarray, fq: np.ndarray) -> Candidate:
+        """One candidate: per pixel the best source in its pool(s), composed; `stacked` holds every
+        pool's exemplars end to end (ranks of pool p are offset by the sizes of pools before it)."""
         W = fq.shape[1]
-        sim, rank, j = (np.zeros(owner.shape, np.float32), np.zeros(owner.shape, np.int64), np.zeros(owner.shape, np.int64))
-        offset = 0
-        for p, pool in enumerate(pools):
-            s, r, jj = (t.numpy() for t in choose(pool.matches, spec, len(pool.ids)))
-            here = owner == p
-            sim[here], rank[here], j[here] = s[here], r[here] + offset, jj[here]
-            offset += len(pool.ids)
-        ids = np.concatenate([p.ids for p in pools])
-        f_ex = np.concatenate([p.f_ex for p in pools])
-        y_ex = np.concatenate([p.y_ex for p in pools])
-        corr = Correspondence(ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim)
-        return Candidate(spec, compose(fq, f_ex, y_ex, rank, j), corr)
+        if len(pools) == 1:
+            sim, rank, j = (t.numpy() for t in choose(pools[0].matches, spec, len(pools[0].ids)))
+        else:
+            sim, rank, j = (np.zeros(owner.shape, np.float32), np.zeros(owner.shape, np.int64), np.zeros(owner.shape, np.int64))
+            offset = 0
+            for p, pool in enumerate(pools):
+                s, r, jj = (t.numpy() for t in choose(pool.matches, spec, len(pool.ids)))
+                here = owner == p
+                sim[here], rank[here], j[here] = s[here], r[here] + offset, jj[here]
+                offset += len(pool.ids)
+        corr = Correspondence(stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim)
+        return Candidate(spec, compose(fq, stacked.f_ex, stacked.y_ex, rank, j), corr)

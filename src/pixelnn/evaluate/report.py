@@ -1,0 +1,153 @@
+"""report.json and report.md of an evaluation: the tables and what every number means."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..fileio import write_json, write_text
+from .metrics import BETTER
+
+FORMAT = "pixelnn-evaluation"
+VERSION = 1
+
+# name -> (column title, unit, definition)
+PER_OUTPUT = {
+    "psnr": ("PSNR", "dB", "10 log10(1 / MSE) against the real photo, over all pixels and channels of the uint8 output / 255; MSE floored at 1e-10 (100 dB)."),
+    "ssim": ("SSIM", "", "skimage.metrics.structural_similarity(output, photo, channel_axis=-1, data_range=1), default 7x7 uniform window."),
+    "consistency_psnr": (
+        "input consistency",
+        "dB",
+        "PSNR of the output downsampled by the factor (PIL bicubic, exactly as the 12x12 inputs are made) against the input.",
+    ),
+    "edge_ap": (
+        "edge AP",
+        "",
+        "HED edge probabilities of the output (scores) against HED edges of the real photo thresholded at 0.5 (labels), "
+        "no non-maximum suppression, every pixel a sample; average precision = sum over distinct score thresholds of "
+        "(R_k - R_{k-1}) P_k (the mean precision at each true positive when scores are distinct). Inputs whose photo "
+        "has no edge pixel are left out.",
+    ),
+    "spectrum_dist": (
+        "spectrum dist",
+        "",
+        "mean over radii r = 1..S/2 of |log10 P_out(r) - log10 P_photo(r)|, P the radially averaged power spectrum of "
+        "the grayscale image (see spectrum gap), against the same input's real photo.",
+    ),
+}
+SET = {
+    "diversity_l1": ("diversity L1", "mean over pairs of an input's candidates of their mean absolute pixel difference (images in [0, 1]), averaged over inputs; 0 for one output."),
+    "diversity_deep": (
+        "diversity deep",
+        "mean over pairs of candidates of the mean over pixels of 1 - cosine between their VGG-16 (HED weights) hypercolumn "
+        "descriptors (conv1_2..conv5_3 upsampled, each layer L2-normalised, concatenated); pairs among a random subset of "
+        "10 candidates per input (fixed seed); averaged over inputs.",
+    ),
+    "spectrum_gap": (
+        "spectrum gap",
+        "mean over radii of |mean log10 spectrum of the method's outputs (all candidates of all inputs) - mean log10 "
+        "spectrum of the real photos|; spectrum: grayscale (ITU-R 601 luma) minus its mean, |FFT|^2 / (H W), averaged over "
+        "rings of integer radius r cycles per image, log10, averaged over images in the log domain.",
+    ),
+    "frechet": (
+        "Fréchet (EffNet)",
+        "Fréchet distance between Gaussians fitted to EfficientNet-Lite0 (ImageNet) pooled head features (1280-d) of the "
+        "Rand-1 outputs and of the real photos (one image per input each); scipy.linalg.sqrtm. NOT comparable to published "
+        "FID (another network, other sizes, few samples: strongly biased upwards for small sets).",
+    ),
+}
+SET_BETTER = {"diversity_l1": "higher (more varied outputs)", "diversity_deep": "higher (more varied outputs)", "spectrum_gap": "lower", "frechet": "lower"}
+
+
+def _clean(v):
+    """NaN and infinities -> None (JSON has no NaN); recursively."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs: int, seed: int, n_samples: int, meta: dict, figures: list[Path], out: Path) -> dict:
+    from .run import LABELS, per_candidate_metrics
+
+    names = per_candidate_metrics(signal)
+    definitions = {k: {"title": PER_OUTPUT[k][0], "unit": PER_OUTPUT[k][1], "better": BETTER[k], "kind": "per output (Rand-1 / Oracle)", "definition": PER_OUTPUT[k][2]} for k in names}
+    definitions.update({k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d} for k, (t, d) in SET.items()})
+    return _clean(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "inputs": n_inputs,
+            "seed": seed,
+            "signal": signal,
+            "factor": factor if signal == "lowres" else None,
+            "pix2pix_samples": n_samples if "pix2pix" in methods else None,
+            "meta": meta,
+            "selection": {
+                "rand1": "one candidate per input drawn at random (numpy default_rng([seed, crc32(method), input index])), the same draw for every metric",
+                "oracle": "per input the best candidate for THAT metric (highest, or lowest where lower is better)",
+            },
+            "metrics": definitions,
+            "methods": {m: {"label": LABELS[m], **summary["methods"][m]} for m in methods},
+            "spectra": summary["spectra"],
+            "figures": [str(Path(p).relative_to(out)) for p in figures],
+        }
+    )
+
+
+def _fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.2f}" if unit == "dB" else f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def markdown(rep: dict) -> str:
+    names = [k for k, d in rep["metrics"].items() if d["kind"].startswith("per output")]
+    arrows = {"higher": "↑", "lower": "↓"}
+    lines = [
+        "# PixelNN evaluation",
+        "",
+        f"{rep['inputs']} validation inputs, signal `{rep['signal']}`" + (f" (factor {rep['factor']})" if rep["factor"] else "") + f", seed {rep['seed']}.",
+    ]
+    for k, v in rep["meta"].items():
+        lines.append(f"- {k}: `{v}`")
+    lines += [
+        "",
+        "## Per-output metrics: Rand-1 / Oracle (as the paper's Table 1)",
+        "",
+        "Rand-1: " + rep["selection"]["rand1"] + ". Oracle: " + rep["selection"]["oracle"] + ".",
+        "",
+        "| method | outputs per input | " + " | ".join(f"{rep['metrics'][k]['title']} {arrows[rep['metrics'][k]['better']]}" for k in names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for m, row in rep["methods"].items():
+        cells = [f"{_fmt(row['rand1'][k], rep['metrics'][k].get('unit', ''))} / {_fmt(row['oracle'][k], rep['metrics'][k].get('unit', ''))}" for k in names]
+        lines.append(f"| {row['label']} | {row['candidates']} | " + " | ".join(cells) + " |")
+    set_names = list(SET)
+    lines += [
+        "",
+        "## Diversity and distribution (per method)",
+        "",
+        "| method | " + " | ".join(f"{rep['metrics'][k]['title']} {'↑' if k.startswith('diversity') else '↓'}" for k in set_names) + " |",
+        "|---|" + "---:|" * len(set_names),
+    ]
+    for m, row in rep["methods"].items():
+        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[k]) for k in set_names) + " |")
+    lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**.", "", "## Definitions", ""]
+    for k, d in rep["metrics"].items():
+        unit = f" ({d['unit']})" if d.get("unit") else ""
+        lines.append(f"- **{d['title']}**{unit}, {d['kind']}, better: {d['better']}. {d['definition']}")
+    if rep["figures"]:
+        lines += ["", "## Figures", ""]
+        for f in rep["figures"]:
+            lines += [f"![{Path(f).stem}]({f})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, rep: dict) -> None:
+    """report.md first, report.json last: a finished report.json means a finished evaluation."""
+    write_text(Path(out) / "report.md", markdown(rep))
+    write_json(Path(out) / "report.json", rep)

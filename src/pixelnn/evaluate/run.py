@@ -1,0 +1,289 @@
+"""The evaluation job: each method's candidates per input, their metrics, Rand-1 / Oracle, report, figures.
+
+    OUT/cache/cand-00000.npz      the candidates of input 0 for every method (uint8), resumable
+    OUT/cache/metrics-00000.npz   the per-candidate metrics of input 0, resumable
+    OUT/figures/*.png             comparison grid, multiple outputs, frequency plot, correspondences
+    OUT/report.json, report.md    the tables and the definitions of the metrics
+
+Methods: 'stage1' (f(x), one output), 'global' (Eq. 2: the 10 nearest exemplars copied whole; these
+are the candidates 1:r:1 of the paper72 grid, so they are taken out of the same synthesize call),
+'pixelnn' (the 72 candidates of the paper72 grid) and 'pix2pix' (n_samples generator calls with
+dropout active). Every file is written atomically; a cache file whose key (model, bank, pix2pix
+weights, seed, sample count, input and photo) differs is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..fileio import write_npz
+from ..synth import grid as grids
+from ..synth.compose import Correspondence
+from . import metrics as M
+
+METHODS = ("stage1", "global", "pixelnn", "pix2pix")
+LABELS = {"stage1": "stage 1 f(x)", "global": "global NN (Eq. 2)", "pixelnn": "PixelNN", "pix2pix": "pix2pix"}
+N_SAMPLES = 72
+DEEP_SUBSET = 10  # candidates per input (fixed seed) whose pairs give the deep-feature diversity
+N_CORR = 3  # inputs whose Rand-1 PixelNN correspondence is kept for figures
+CACHE_VERSION = 1
+METRICS_VERSION = 1
+
+
+@dataclass
+class Evaluation:
+    """What evaluate_to_folder computed (also written to report.json)."""
+
+    report: dict
+    out: Path
+    figures: list[Path] = field(default_factory=list)
+
+
+def global_indices(specs: list[grids.Spec], k: int = 10) -> list[int]:
+    """Positions in `specs` of the global-match candidates 1:r:1, r = 1..k, in rank order (those present)."""
+    where = {s: i for i, s in enumerate(specs)}
+    return [where[s] for s in grids.global_matches(k) if s in where]
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _sha(*arrays: np.ndarray) -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _read_npz(path: Path, key: str) -> dict | None:
+    """The arrays of a cache file if it exists, is readable and carries `key`; else None."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "key" not in z.files or str(z["key"]) != key:
+                return None
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return None
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_samples: int = N_SAMPLES) -> dict:
+    """Every method's candidates for input i: {method: (n, S, S, 3) uint8}, plus 'specs' and, for
+    the first inputs, the correspondence of the Rand-1 PixelNN candidate ('corr_*')."""
+    result = model.synthesize(x)  # the paper72 grid; its 1:r:1 candidates are the global method
+    specs = [c.spec for c in result.candidates]
+    images = M.to_uint8(np.stack([c.image for c in result.candidates]))  # (n, S, S, 3)
+    out = {
+        "stage1": M.to_uint8(result.stage1)[None],
+        "global": images[global_indices(specs)],
+        "pixelnn": images,
+        "specs": np.array([str(s) for s in specs]),
+    }
+    if generator is not None:
+        from .pix2pix import sample
+
+        out["pix2pix"] = M.to_uint8(sample(generator, x, n_samples, seed=_torch_seed(seed, i)))
+    if i < N_CORR:
+        corr = result.candidates[M.rand1_index(seed, "pixelnn", i, len(specs))].corr
+        out.update(corr_exemplar=corr.exemplar, corr_sy=corr.sy, corr_sx=corr.sx, corr_sim=corr.sim)
+    return out
+
+
+def _torch_seed(seed: int, i: int) -> int:
+    return (seed * 1_000_003 + i) % (2**63)
+
+
+# ---------------------------------------------------------------- metrics of one input
+
+
+def _tensor(images_uint8: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str, factor: int, seed: int = 0) -> dict:
+    """Metrics of every method's candidates (uint8 (n, S, S, 3)) for input i with photo y (S, S, 3) uint8.
+
+    Returns flat arrays named METHOD__NAME: per candidate psnr, ssim, edge_ap, spectrum_dist
+    (consistency_psnr for lowres) (n,); div_l1, div_deep, rand1, n (scalars); spectrum_sum (R,), the
+    sum of the candidates' log spectra; feat (1280,), EfficientNet-Lite0 features of the Rand-1
+    candidate. Plus real__spectrum (R,) and real__feat (1280,).
+    """
+    from ..features.efficientnet import pooled_features
+    from ..features.vgg_hed import hed_edges, pretrained
+
+    real = y.astype(np.float64) / 255.0  # (S, S, 3)
+    S = y.shape[0]
+    real_edges = hed_edges(_tensor(y[None]))[0, 0].numpy()  # (S, S)
+    real_spec = M.log_spectra(real[None])[0]  # (R,)
+    out: dict[str, np.ndarray] = {"real__spectrum": real_spec}
+    picks = [y]
+    vgg = pretrained()
+    for m in METHODS:
+        if m not in cands:
+            continue
+        imgs = cands[m]  # (n, S, S, 3) uint8
+        f = imgs.astype(np.float64) / 255.0
+        n = len(imgs)
+        out[f"{m}__psnr"] = M.psnr(f, real)
+        out[f"{m}__ssim"] = M.ssim(f, real)
+        out[f"{m}__edge_ap"] = M.edge_ap(hed_edges(_tensor(imgs))[:, 0].numpy(), real_edges)
+        if signal == "lowres":
+            out[f"{m}__consistency_psnr"] = M.consistency_psnr(f, x, factor)
+        spectra = M.log_spectra(f)  # (n, R)
+        out[f"{m}__spectrum_dist"] = M.spectrum_distance(spectra, real_spec)
+        out[f"{m}__spectrum_sum"] = spectra.sum(0)
+        out[f"{m}__n"] = np.array(n)
+        out[f"{m}__div_l1"] = np.array(M.pairwise_l1(f))
+        subset = np.sort(np.random.default_rng([seed, i, 7]).permutation(n)[:DEEP_SUBSET])
+        if len(subset) >= 2:
+            with torch.no_grad():
+                taps = vgg(_tensor(imgs[subset]))
+            out[f"{m}__div_deep"] = np.array(M.mean_pair_distance(M.hypercolumn_similarity(taps, (S, S))))
+        else:
+            out[f"{m}__div_deep"] = np.array(0.0)
+        r = M.rand1_index(seed, m, i, n)
+        out[f"{m}__rand1"] = np.array(r)
+        picks.append(imgs[r])
+    feats = pooled_features(_tensor(np.stack(picks))).numpy()  # (1 + methods, 1280)
+    out["real__feat"] = feats[0]
+    for k, m in enumerate([m for m in METHODS if m in cands]):
+        out[f"{m}__feat"] = feats[k + 1]
+    return out
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def per_candidate_metrics(signal: str) -> list[str]:
+    names = ["psnr", "ssim", "edge_ap", "spectrum_dist"]
+    return names[:2] + ["consistency_psnr"] + names[2:] if signal == "lowres" else names
+
+
+def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
+    """Rand-1 / Oracle means per method and metric, diversity, spectra, Fréchet distances."""
+    table: dict[str, dict] = {}
+    real_spec = np.mean([p["real__spectrum"] for p in per_input], axis=0)  # (R,)
+    real_feat = np.stack([p["real__feat"] for p in per_input])  # (N, 1280)
+    spectra = {"real": real_spec}
+    for m in methods:
+        rand = [int(p[f"{m}__rand1"]) for p in per_input]
+        row: dict = {"candidates": int(round(np.mean([int(p[f"{m}__n"]) for p in per_input]))), "rand1": {}, "oracle": {}}
+        for metric in per_candidate_metrics(signal):
+            sel = M.select([p[f"{m}__{metric}"] for p in per_input], rand, M.BETTER[metric])
+            row["rand1"][metric], row["oracle"][metric] = sel["rand1"], sel["oracle"]
+        row["diversity_l1"] = float(np.mean([p[f"{m}__div_l1"] for p in per_input]))
+        row["diversity_deep"] = float(np.mean([p[f"{m}__div_deep"] for p in per_input]))
+        mean_spec = np.sum([p[f"{m}__spectrum_sum"] for p in per_input], axis=0) / np.sum([p[f"{m}__n"] for p in per_input])
+        spectra[m] = mean_spec
+        row["spectrum_gap"] = float(M.spectrum_distance(mean_spec, real_spec))
+        feats = np.stack([p[f"{m}__feat"] for p in per_input])
+        row["frechet"] = M.frechet_distance(feats, real_feat) if len(per_input) >= 2 else float("nan")
+        table[m] = row
+    return {"methods": table, "spectra": {k: v.tolist() for k, v in spectra.items()}}
+
+
+# ---------------------------------------------------------------- the job
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def evaluate_to_folder(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    out: Path,
+    generator=None,
+    seed: int = 0,
+    n_samples: int = N_SAMPLES,
+    meta: dict | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate a PixelNN model (and a pix2pix generator) on inputs x (N, h, w, c) with photos y (N, S, S, 3).
+
+    Resumes from OUT/cache; writes OUT/report.json, OUT/report.md and OUT/figures/*.png.
+    """
+    from . import figures, report
+
+    out = Path(out)
+    if len(x) == 0:
+        raise ConfigError("no validation inputs to evaluate")
+    if len(x) != len(y) or len(names) != len(x):
+        raise ConfigError("inputs, photos and names differ in number")
+    signal = model.config["signal"]
+    factor = int(model.config.get("factor", 8))
+    S = model.model.cfg.size
+    if y.shape[1:] != (S, S, 3):
+        raise ConfigError(f"the photos are {y.shape[1:]}, this model makes {(S, S, 3)}")
+    if generator is not None:
+        gcfg = generator.cfg
+        if (gcfg.input_size, gcfg.input_size, gcfg.in_channels) != model.input_shape or gcfg.size != S:
+            raise ConfigError(
+                f"the pix2pix model takes {gcfg.input_size}x{gcfg.input_size}x{gcfg.in_channels} inputs to {gcfg.size}x{gcfg.size} "
+                f"outputs; the PixelNN model {model.input_shape} to {S}x{S}: train both on the same data"
+            )
+    methods = [m for m in METHODS if m != "pix2pix" or generator is not None]
+    run_key = [
+        CACHE_VERSION,
+        model.bank.manifest.get("model_fingerprint"),
+        model.bank.manifest.get("count"),
+        weights_hash(generator) if generator is not None else None,
+        seed,
+        n_samples,
+    ]
+    cache = out / "cache"
+    per_input = []
+    kept: list[dict] = []  # the candidates of the first inputs, for figures
+    bar = tqdm(range(len(x)), desc="evaluating", unit="input", disable=not progress)
+    for i in bar:
+        ckey = _key(run_key, _sha(x[i], y[i]))
+        cand_path = cache / f"cand-{i:05d}.npz"
+        cands = _read_npz(cand_path, ckey)
+        if cands is None:
+            bar.set_postfix_str("synthesizing")
+            cands = candidates(model, x[i], i, generator, seed, n_samples)
+            write_npz(cand_path, key=np.array(ckey), **cands)
+        mkey = _key(ckey, METRICS_VERSION)
+        met_path = cache / f"metrics-{i:05d}.npz"
+        met = _read_npz(met_path, mkey)
+        if met is None:
+            bar.set_postfix_str("metrics")
+            met = input_metrics(cands, x[i], y[i], i, signal, factor, seed)
+            write_npz(met_path, key=np.array(mkey), **met)
+        per_input.append(met)
+        if i < figures.N_SHOWN:
+            kept.append(cands)
+    bar.close()
+    summary = aggregate(per_input, methods, signal)
+    fig_paths = figures.write_all(out / "figures", model, kept, x, y, per_input, summary, methods, seed)
+    rep = report.build(summary, methods, signal, factor, len(x), seed, n_samples, meta or {}, fig_paths, out)
+    report.write(out, rep)
+    return Evaluation(rep, out, fig_paths)
+
+
+def corr_of(cands: dict) -> Correspondence | None:
+    """The Rand-1 PixelNN correspondence kept in a candidate cache, if any."""
+    if "corr_exemplar" not in cands:
+        return None
+    return Correspondence(cands["corr_exemplar"], cands["corr_sy"], cands["corr_sx"], cands["corr_sim"])
