@@ -218,7 +218,7 @@ def test_an_interrupted_shard_write_leaves_the_bank_as_it_was(bank_copy, grown, 
 
     # the next run goes through and takes the next shard name
     m = _index(grown[0], bank_copy, x, y, 0, 3)
-    assert m["count"] == 10 and m["shards"][-1] == {"name": "shard-002", "count": 3}
+    assert m["count"] == 10 and m["shards"][-1] == {"name": "shard-002", "count": 3, "desc": False}
     assert len(Bank.open(bank_copy)) == 10
 
 

@@ -52,6 +52,24 @@ DEMO_EXAMPLES = """examples:
   pixelnn demo --minutes 5 --out /tmp/demo
 Trains on Fashion-MNIST shoes and bags (Debian package dataset-fashion-mnist): HED edges -> image."""
 
+PIX2PIX_EXAMPLES = f"""examples:
+  # the pix2pix baseline with the data options and budget of a stage-1 model (its prepared data is reused)
+  pixelnn train-pix2pix --data {DATA}/celeba/train --signal lowres --labels {DATA}/celeba/train_identity.csv \\
+      --val {DATA}/celeba/val --out runs/celeba-lowres-p2p --minutes 25 --cache runs/celeba-lowres/cache
+  # edges -> shoes from pix2pix pair files (photo|edges: BtoA)
+  pixelnn train-pix2pix --data {DATA}/edges2shoes/train --pairs BtoA --out runs/shoes-p2p --minutes 20
+U-Net generator with dropout, 70x70 PatchGAN, L1 (x100) + BCE GAN loss, Adam 2e-4 (0.5, 0.999).
+Training resumes where it stopped when run again with the same --out."""
+
+EVALUATE_EXAMPLES = f"""examples:
+  # stage 1, global NN, PixelNN (72 candidates) and pix2pix (72 dropout samples) on 100 validation faces
+  pixelnn evaluate --model runs/celeba-lowres --pix2pix runs/celeba-lowres-p2p --data {DATA}/celeba/val \\
+      --limit 100 --out eval/celeba-lowres
+  # pair files; without --pix2pix only stage 1, global NN and PixelNN are compared
+  pixelnn evaluate --model runs/shoes --data {DATA}/edges2shoes/val --pairs BtoA --limit 50 --out eval/shoes
+Writes OUT/report.md, OUT/report.json (Rand-1 / Oracle tables, diversity, spectra, Frechet distance)
+and OUT/figures/*.png. Per-input results are cached in OUT/cache: rerun the same command to resume."""
+
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
@@ -122,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=2.0, help="stage-1 training budget (default 2)")
     p.add_argument("--train", type=int, default=3000, help="training images (default 3000)")
     p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")
+
+    p = verbs.add_parser("train-pix2pix", help="train the pix2pix baseline on the same data as stage 1", epilog=PIX2PIX_EXAMPLES, formatter_class=fmt)
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="pix2pix folder to create or resume")
+    p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR of one dropout sample")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget in minutes (default 20)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    p.add_argument("--ngf", type=int, default=64, help="generator channels of the first layer (default 64)")
+    p.add_argument("--ndf", type=int, default=64, help="discriminator channels of the first layer (default 64)")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps in all (default 0: only the time budget)")
+    p.add_argument("--cache", type=Path, help="folder of prepared data (default OUT/cache; a stage-1 model's cache/ is reused as is)")
+
+    p = verbs.add_parser("evaluate", help="measure PixelNN as the paper does, beside stage 1, global NN and pix2pix", epilog=EVALUATE_EXAMPLES, formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train` (with its bank)")
+    _data_args(p)
+    p.add_argument("--pix2pix", type=Path, help="pix2pix folder made by `pixelnn train-pix2pix` on the same data")
+    p.add_argument("--out", type=Path, required=True, help="output folder (report.md, report.json, figures/, cache/)")
+    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)")
+    p.add_argument("--samples", type=int, default=72, help="pix2pix outputs per input (default 72, as PixelNN's grid)")
     return parser
 
 
@@ -130,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # heavy imports (torch, faiss) only after parsing, so --help is instant
 
     try:
-        getattr(commands, args.verb)(args)
+        getattr(commands, args.verb.replace("-", "_"))(args)
     except PixelNNError as e:
         print(f"pixelnn {args.verb}: error: {e}", file=sys.stderr)
         return 2

@@ -202,3 +202,46 @@ def demo(args) -> None:
     from .demo import run_demo
 
     run_demo(args.out, minutes=args.minutes, n_train=args.train, n_inputs=args.inputs)
+
+
+def train_pix2pix(args) -> None:
+    from .evaluate.pix2pix import Pix2PixTrainConfig, train_run as train_pix2pix_run
+
+    t0 = time.time()
+    cache = args.cache or args.out / "cache"
+    data = load_data(args, args.data, args.labels, cache)
+    val = load_data(args, args.val, None, cache) if args.val else None
+    print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
+    config = {
+        "signal": _signal(args),
+        "factor": args.factor,
+        "size": args.size,
+        "data": {"source": str(args.data), "pairs": args.pairs, "targets": str(args.targets) if args.targets else None, "labels": args.labels},
+    }
+    cfg = Pix2PixTrainConfig(minutes=args.minutes, batch=args.batch, max_steps=args.steps)
+    metrics = train_pix2pix_run(args.out, data.x, data.y, config, cfg, ngf=args.ngf, ndf=args.ndf, val=(val.x, val.y) if val else None)
+    for split, m in metrics.items():
+        print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
+    print(f"pix2pix folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
+
+
+def evaluate(args) -> None:
+    from .evaluate.pix2pix import load_generator
+    from .evaluate.run import evaluate_to_folder
+
+    model = PixelNN.load(args.model, args.bank)
+    args.size = model.model.cfg.size
+    signal = model.config["signal"]
+    if signal in ("lowres", "edges", "canny") and not (args.pairs or args.targets):
+        args.signal = args.signal or signal
+        args.factor = model.config.get("factor", args.factor)
+    if _signal(args) != signal:
+        raise ConfigError(f"this model was trained on {signal!r} inputs, the data options give {_signal(args)!r}")
+    data = load_data(args, args.data, None, args.out / "cache")
+    generator = load_generator(args.pix2pix) if args.pix2pix else None
+    meta = {"model": str(args.model), "pix2pix": str(args.pix2pix) if args.pix2pix else None, "data": str(args.data)}
+    ev = evaluate_to_folder(model, data.x, data.y, data.names, args.out, generator=generator, seed=args.seed, n_samples=args.samples, meta=meta)
+    for m, row in ev.report["methods"].items():
+        cells = ", ".join(f"{k} {v:.3f}/{row['oracle'][k]:.3f}" for k, v in row["rand1"].items() if v is not None and row["oracle"][k] is not None)
+        print(f"{row['label']:>18}: {cells}")
+    print(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'} and {len(ev.figures)} figures")

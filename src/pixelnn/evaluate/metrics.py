@@ -204,9 +204,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     Same value as frechet_from_stats with the sample covariances. When there are fewer samples than
     dimensions, the trace of sqrtm(S_a S_b) is computed with sqrtm of a small matrix: S_a S_b =
     A^T A B^T B / ((N-1)(M-1)) (A, B the centred features) has the same non-zero eigenvalues as
-    A B^T B A^T / ((N-1)(M-1)), which is (N, N).
+    A B^T B A^T / ((N-1)(M-1)), which is (N, N) (or B A^T A B^T, (M, M), when M < N).
     """
-    from scipy.linalg import sqrtm
+    import warnings
+
+    from scipy.linalg import LinAlgWarning, sqrtm
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 2 or len(b) < 2:
@@ -216,14 +218,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     diff = a.mean(0) - b.mean(0)
     tr_a, tr_b = float((A * A).sum() / na), float((B * B).sum() / nb)
     if min(len(a), len(b)) >= D:
-        small = (A.T @ A / na) @ (B.T @ B / nb)  # (D, D)
-    elif len(a) <= len(b):
-        C = A @ B.T  # (N, M)
-        small = C @ C.T / (na * nb)  # (N, N)
+        root = np.real(np.trace(sqrtm((A.T @ A / na) @ (B.T @ B / nb))))  # (D, D)
     else:
-        C = B @ A.T
-        small = C @ C.T / (na * nb)
-    root = np.real(np.trace(sqrtm(small)))
+        C = A @ B.T if len(a) <= len(b) else B @ A.T  # (N, M) or (M, N)
+        small = C @ C.T / (na * nb)  # symmetric PSD, singular by construction (centred: rank <= N - 1)
+        with warnings.catch_warnings():  # sqrtm warns on singular matrices; sqrt(0) = 0 is exact for PSD ones
+            warnings.simplefilter("ignore", LinAlgWarning)
+            root = np.real(np.trace(sqrtm((small + small.T) / 2)))
     return float(diff @ diff + tr_a + tr_b - 2.0 * root)
 
 

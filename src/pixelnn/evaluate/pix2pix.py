@@ -379,3 +379,30 @@ def config_for(x: np.ndarray, y: np.ndarray, ngf: int = 64, ndf: int = 64) -> Pi
     cfg = Pix2PixConfig(in_channels=c, input_size=h, size=y.shape[1], ngf=ngf, ndf=ndf)
     generator_depth(cfg.size)  # size check before any work
     return cfg
+
+
+def train_run(root: Path, x, y, config: dict, train_cfg: Pix2PixTrainConfig, ngf: int = 64, ndf: int = 64, val=None) -> dict:
+    """Train (or resume) pix2pix into a folder (config.json, pix2pix.pt, metrics.json); returns the metrics.
+
+    config: the data description (signal, factor, size, data), written into config.json.
+    """
+    from ..fileio import write_json
+
+    root = Path(root)
+    cfg = config_for(x, y, ngf, ndf)
+    if (root / "config.json").exists():
+        import json
+
+        old = json.loads((root / "config.json").read_text())
+        if old.get("pix2pix") != cfg.to_dict() or old.get("signal") != config.get("signal"):
+            raise ConfigError(
+                f"{root} already holds a pix2pix model with another configuration ({old.get('signal')}, "
+                f"{old.get('pix2pix')}); choose another --out folder"
+            )
+    write_json(root / "config.json", {**config, "method": "pix2pix", "pix2pix": cfg.to_dict(), "train": asdict(train_cfg)})
+    gen = train(x, y, root, cfg, train_cfg)
+    metrics = {"train": evaluate_psnr(gen, x[:500], y[:500])}
+    if val is not None:
+        metrics["val"] = evaluate_psnr(gen, *val)
+    write_json(root / "metrics.json", metrics)
+    return metrics

@@ -91,6 +91,7 @@ def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs:
                 "oracle": "per input the best candidate for THAT metric (highest, or lowest where lower is better)",
             },
             "metrics": definitions,
+            "order": list(methods),  # report.json is written with sorted keys
             "methods": {m: {"label": LABELS[m], **summary["methods"][m]} for m in methods},
             "spectra": summary["spectra"],
             "figures": [str(Path(p).relative_to(out)) for p in figures],
@@ -101,7 +102,7 @@ def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs:
 def _fmt(v, unit: str = "") -> str:
     if v is None:
         return "n/a"
-    return f"{v:.2f}" if unit == "dB" else f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return f"{v:.2f}" if unit == "dB" or abs(v) >= 10 else f"{v:.4f}"
 
 
 def markdown(rep: dict) -> str:
@@ -123,7 +124,7 @@ def markdown(rep: dict) -> str:
         "| method | outputs per input | " + " | ".join(f"{rep['metrics'][k]['title']} {arrows[rep['metrics'][k]['better']]}" for k in names) + " |",
         "|---|---:|" + "---:|" * len(names),
     ]
-    for m, row in rep["methods"].items():
+    for row in (rep["methods"][m] for m in rep["order"]):
         cells = [f"{_fmt(row['rand1'][k], rep['metrics'][k].get('unit', ''))} / {_fmt(row['oracle'][k], rep['metrics'][k].get('unit', ''))}" for k in names]
         lines.append(f"| {row['label']} | {row['candidates']} | " + " | ".join(cells) + " |")
     set_names = list(SET)
@@ -134,7 +135,7 @@ def markdown(rep: dict) -> str:
         "| method | " + " | ".join(f"{rep['metrics'][k]['title']} {'↑' if k.startswith('diversity') else '↓'}" for k in set_names) + " |",
         "|---|" + "---:|" * len(set_names),
     ]
-    for m, row in rep["methods"].items():
+    for row in (rep["methods"][m] for m in rep["order"]):
         lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[k]) for k in set_names) + " |")
     lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**.", "", "## Definitions", ""]
     for k, d in rep["metrics"].items():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import ConfigError
@@ -119,6 +120,23 @@ def _tensor(images_uint8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0
 
 
+@torch.no_grad()
+def edges_and_taps(vgg, images_uint8: np.ndarray, keep: np.ndarray, batch: int = 16) -> tuple[np.ndarray, list[torch.Tensor]]:
+    """One pass of the HED VGG-16 over images (n, S, S, 3) uint8: HED edge probabilities (n, S, S)
+    (the same computation as VGG16HED.edges) and the five taps of the images `keep` (sorted indices)."""
+    edges, kept = [], []
+    for start in range(0, len(images_uint8), batch):
+        x = _tensor(images_uint8[start : start + batch])
+        taps = vgg(x)
+        sides = [F.interpolate(d(t), size=x.shape[-2:], mode="bilinear", align_corners=False) for d, t in zip(vgg.dsn, taps)]
+        edges.append(torch.sigmoid(vgg.fuse(torch.cat(sides, dim=1)))[:, 0])
+        sel = torch.from_numpy(keep[(keep >= start) & (keep < start + len(x))] - start)
+        if len(sel):
+            kept.append([t[sel] for t in taps])
+    taps = [torch.cat(level) for level in zip(*kept)] if kept else []
+    return torch.cat(edges).numpy(), taps
+
+
 def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str, factor: int, seed: int = 0) -> dict:
     """Metrics of every method's candidates (uint8 (n, S, S, 3)) for input i with photo y (S, S, 3) uint8.
 
@@ -145,7 +163,9 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
         n = len(imgs)
         out[f"{m}__psnr"] = M.psnr(f, real)
         out[f"{m}__ssim"] = M.ssim(f, real)
-        out[f"{m}__edge_ap"] = M.edge_ap(hed_edges(_tensor(imgs))[:, 0].numpy(), real_edges)
+        subset = np.sort(np.random.default_rng([seed, i, 7]).permutation(n)[:DEEP_SUBSET])
+        edges, taps = edges_and_taps(vgg, imgs, subset)  # (n, S, S), taps of the subset
+        out[f"{m}__edge_ap"] = M.edge_ap(edges, real_edges)
         if signal == "lowres":
             out[f"{m}__consistency_psnr"] = M.consistency_psnr(f, x, factor)
         spectra = M.log_spectra(f)  # (n, R)
@@ -153,10 +173,7 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
         out[f"{m}__spectrum_sum"] = spectra.sum(0)
         out[f"{m}__n"] = np.array(n)
         out[f"{m}__div_l1"] = np.array(M.pairwise_l1(f))
-        subset = np.sort(np.random.default_rng([seed, i, 7]).permutation(n)[:DEEP_SUBSET])
         if len(subset) >= 2:
-            with torch.no_grad():
-                taps = vgg(_tensor(imgs[subset]))
             out[f"{m}__div_deep"] = np.array(M.mean_pair_distance(M.hypercolumn_similarity(taps, (S, S))))
         else:
             out[f"{m}__div_deep"] = np.array(0.0)

@@ -1,0 +1,202 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pixelnn.data.signals import lowres
+from pixelnn.evaluate import metrics as M
+from pixelnn.features.hypercolumn import pixel_descriptors
+
+from conftest import smooth_textures
+
+
+def _photo(seed=0, size=32):
+    return smooth_textures(1, size, seed=seed)[0].astype(np.float64) / 255.0
+
+
+# ---------------------------------------------------------------- PSNR, SSIM, consistency
+
+
+def test_psnr_of_identical_images_is_capped_at_100_db_and_black_has_a_known_value():
+    y = _photo()
+    assert M.psnr(y, y) == pytest.approx(100.0)
+    grey = np.full((8, 8, 3), 0.5)
+    # MSE 0.25 -> 10 log10(4)
+    assert M.psnr(np.zeros((8, 8, 3)), grey) == pytest.approx(10 * math.log10(4.0))
+    batch = M.psnr(np.stack([grey, np.zeros_like(grey)]), grey)
+    assert batch.shape == (2,) and batch[0] == pytest.approx(100.0) and batch[1] == pytest.approx(6.0206, abs=1e-4)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_a_shifted_one():
+    y = _photo(1)
+    same, shifted = M.ssim(np.stack([y, np.roll(y, 3, axis=1)]), y)
+    assert same == pytest.approx(1.0)
+    assert shifted < 0.9
+
+
+def test_input_consistency_of_the_photo_itself_is_perfect():
+    y8 = smooth_textures(1, 32, seed=2)[0]
+    x = lowres(y8[None], 4)[0]
+    assert M.consistency_psnr(y8[None].astype(np.float64) / 255, x, 4)[0] == pytest.approx(100.0)
+    assert M.consistency_psnr(np.zeros((1, 32, 32, 3)), x, 4)[0] < 20
+
+
+# ---------------------------------------------------------------- average precision
+
+
+def _reference_ap(scores, labels):
+    """Brute force over thresholds: sum (R_k - R_{k-1}) P_k with P, R counting every score >= t."""
+    ap, prev_r = 0.0, 0.0
+    for t in sorted(set(scores), reverse=True):
+        sel = scores >= t
+        tp = (sel & labels).sum()
+        p, r = tp / sel.sum(), tp / labels.sum()
+        ap += (r - prev_r) * p
+        prev_r = r
+    return ap
+
+
+def test_average_precision_on_hand_computed_examples():
+    # precision at each true positive: 1/1, 2/3, 3/5
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    labels = np.array([1, 0, 1, 0, 1], bool)
+    assert M.average_precision(scores, labels) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    # shuffled input, same answer
+    perm = np.array([3, 0, 4, 1, 2])
+    assert M.average_precision(scores[perm], labels[perm]) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    # a tie is one threshold: R .5 at P 1, then R 1 at P 2/3 -> .5 + .5 * 2/3
+    tied = np.array([0.9, 0.5, 0.5, 0.1])
+    assert M.average_precision(tied, np.array([1, 1, 0, 0], bool)) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert M.average_precision(tied, np.array([1, 0, 1, 0], bool)) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # perfect ranking, worst ranking, no positive
+    assert M.average_precision(np.array([0.9, 0.8, 0.1]), np.array([1, 1, 0], bool)) == pytest.approx(1.0)
+    assert M.average_precision(np.array([0.9, 0.8, 0.1]), np.array([0, 0, 1], bool)) == pytest.approx(1 / 3)
+    assert math.isnan(M.average_precision(np.array([0.3, 0.2]), np.array([0, 0], bool)))
+
+
+def test_average_precision_matches_the_brute_force_pr_curve_with_many_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        scores = rng.integers(0, 12, 300) / 11.0  # many ties
+        labels = rng.random(300) < 0.3
+        assert M.average_precision(scores, labels) == pytest.approx(_reference_ap(scores, labels), abs=1e-12)
+
+
+def test_edge_ap_is_one_when_the_output_has_the_real_edges():
+    rng = np.random.default_rng(1)
+    real = rng.random((16, 16))
+    out = M.edge_ap(np.stack([real, 1 - real]), real)
+    assert out.shape == (2,)
+    assert out[0] == pytest.approx(1.0)
+    assert out[1] < 0.7
+
+
+# ---------------------------------------------------------------- spectra
+
+
+@pytest.mark.parametrize("ky,kx,radius", [(0, 5, 5), (3, 4, 5), (7, 0, 7)])
+def test_radial_spectrum_of_a_sinusoid_peaks_at_its_frequency(ky, kx, radius):
+    S = 32
+    yy, xx = np.meshgrid(np.arange(S), np.arange(S), indexing="ij")
+    gray = 0.5 + 0.4 * np.cos(2 * np.pi * (ky * yy + kx * xx) / S)
+    spec = M.radial_log_spectrum(gray)
+    assert spec.shape == (S // 2,)
+    assert int(np.argmax(spec)) + 1 == radius
+    # every other ring is empty (log10 of the 1e-12 floor)
+    assert np.sort(spec)[-2] < -10
+
+
+def test_log_spectra_of_rgb_images_and_spectrum_distance():
+    images = smooth_textures(3, 32, seed=4).astype(np.float64) / 255
+    spectra = M.log_spectra(images)
+    assert spectra.shape == (3, 16)
+    assert np.all(M.spectrum_distance(spectra, spectra[0])[:1] == 0)
+    assert M.spectrum_distance(spectra[0] + 0.25, spectra[0]) == pytest.approx(0.25)
+    # a gray image of RGB (v, v, v) has luma v
+    assert np.allclose(M.grayscale(np.full((2, 2, 3), 0.3)), 0.3)
+
+
+# ---------------------------------------------------------------- diversity
+
+
+def test_pixel_diversity_of_known_sets():
+    same = np.repeat(_photo(5)[None], 4, axis=0)
+    assert M.pairwise_l1(same) == 0.0
+    assert M.pairwise_l1(same[:1]) == 0.0
+    three = np.stack([np.zeros((4, 4, 3)), np.full((4, 4, 3), 0.5), np.ones((4, 4, 3))])
+    assert M.pairwise_l1(three) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+
+
+def test_hypercolumn_similarity_equals_the_explicit_descriptors():
+    torch.manual_seed(0)
+    taps = [torch.rand(3, 4, 8, 8), torch.rand(3, 6, 4, 4), torch.rand(3, 5, 2, 2)]
+    desc = pixel_descriptors(taps, (8, 8))  # (3, D, 8, 8), unit norm
+    explicit = torch.einsum("adp,bdp->ab", desc.flatten(2), desc.flatten(2)) / 64
+    got = M.hypercolumn_similarity(taps, (8, 8))
+    assert torch.allclose(got, explicit.double(), atol=1e-6)
+    assert M.mean_pair_distance(got) == pytest.approx(float(np.mean([1 - explicit[0, 1], 1 - explicit[0, 2], 1 - explicit[1, 2]])), abs=1e-6)
+    same = [t[:1].repeat(4, 1, 1, 1) for t in taps]
+    assert M.mean_pair_distance(M.hypercolumn_similarity(same, (8, 8))) == pytest.approx(0.0, abs=1e-6)
+    assert M.mean_pair_distance(np.ones((1, 1))) == 0.0
+
+
+# ---------------------------------------------------------------- Fréchet
+
+
+def test_frechet_distance_of_identical_and_shifted_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 16))
+    assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    shift = rng.normal(size=16)
+    assert M.frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-8)
+    # fewer samples than dimensions (the small-matrix form), either set the smaller
+    wide = rng.normal(size=(10, 64))
+    assert M.frechet_distance(wide, wide + 2.0) == pytest.approx(64 * 4.0, rel=1e-8)
+
+
+@pytest.mark.parametrize("n,m,d", [(50, 60, 8), (12, 20, 32), (20, 12, 32)])
+def test_frechet_distance_equals_the_formula_on_covariances(n, m, d):
+    rng = np.random.default_rng(n + m)
+    a = rng.normal(size=(n, d))
+    b = rng.normal(size=(m, d)) @ rng.normal(size=(d, d)) * 0.5 + 0.3
+    ref = M.frechet_from_stats(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert M.frechet_distance(a, b) == pytest.approx(ref, rel=1e-5)
+
+
+# ---------------------------------------------------------------- Rand-1 / Oracle
+
+
+def test_rand1_and_oracle_on_a_hand_made_table():
+    values = [np.array([10.0, 20.0, 15.0]), np.array([30.0, 5.0])]
+    rand = [2, 1]
+    high = M.select(values, rand, "higher")
+    assert high["rand1"] == pytest.approx((15 + 5) / 2)
+    assert high["oracle"] == pytest.approx((20 + 30) / 2)
+    low = M.select(values, rand, "lower")
+    assert low["rand1"] == pytest.approx((15 + 5) / 2)  # Rand-1 does not depend on the direction
+    assert low["oracle"] == pytest.approx((10 + 5) / 2)
+    # NaN (e.g. AP of a photo without edges): left out of both
+    nan = M.select([np.array([np.nan, 0.5]), np.array([np.nan])], [0, 0], "higher")
+    assert nan["oracle"] == pytest.approx(0.5) and math.isnan(nan["rand1"]) and nan["n"] == 1
+    with pytest.raises(ValueError):
+        M.select(values, rand, "up")
+
+
+def test_each_metric_has_the_right_direction():
+    assert M.BETTER == {
+        "psnr": "higher",
+        "ssim": "higher",
+        "edge_ap": "higher",
+        "consistency_psnr": "higher",
+        "spectrum_dist": "lower",
+    }
+
+
+def test_rand1_index_is_fixed_by_seed_method_and_input():
+    picks = [M.rand1_index(0, "pixelnn", i, 72) for i in range(50)]
+    assert picks == [M.rand1_index(0, "pixelnn", i, 72) for i in range(50)]
+    assert all(0 <= p < 72 for p in picks) and len(set(picks)) > 10
+    assert picks != [M.rand1_index(1, "pixelnn", i, 72) for i in range(50)]
+    assert picks != [M.rand1_index(0, "pix2pix", i, 72) for i in range(50)]
+    assert M.rand1_index(0, "stage1", 3, 1) == 0

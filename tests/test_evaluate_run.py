@@ -1,0 +1,154 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixelnn.cli import main
+from pixelnn.evaluate import run
+from pixelnn.evaluate.figures import farthest_point, labelled_grid
+from pixelnn.synth.grid import global_matches
+from pixelnn.synth.pipeline import PixelNN
+
+from conftest import smooth_textures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_global_method_taken_from_the_paper72_result_equals_a_separate_global_call(tiny_run):
+    root, x, _, _ = tiny_run
+    model = PixelNN.load(root)
+    query = np.ascontiguousarray(x[1][:, ::-1])  # not in the bank
+    full = model.synthesize(query)
+    alone = model.synthesize(query, grid="global")
+    picked = run.global_indices([c.spec for c in full.candidates])
+    assert [full.candidates[i].spec for i in picked] == [c.spec for c in alone.candidates]
+    assert [c.spec for c in alone.candidates] == global_matches(10)[: len(model.bank)]
+    for i, cand in zip(picked, alone.candidates):
+        assert np.array_equal(full.candidates[i].image, cand.image)
+        assert np.array_equal(full.candidates[i].corr.exemplar, cand.corr.exemplar)
+
+
+def test_farthest_point_picks_the_distinct_images():
+    base = np.stack([np.full((4, 4, 3), v) for v in (0.0, 0.3, 1.0)])
+    images = base[[0, 0, 1, 2, 2, 1, 0]]  # three distinct images, repeated
+    pick = farthest_point(images, 3)
+    assert sorted(images[pick][:, 0, 0, 0].tolist()) == [0.0, 0.3, 1.0]
+    assert pick[:2] == [0, 3]  # the two most different come first
+    assert farthest_point(images[:2], 7) == [0, 1]
+
+
+def test_labelled_grid_size():
+    rows = [("a", [np.zeros((8, 8, 3), np.uint8)] * 3), ("b", [np.zeros((4, 4, 1), np.uint8)])]
+    grid = labelled_grid(rows, 16, header=["x", "y", "z"])
+    assert grid.shape[2] == 3 and grid.shape[1] > 3 * 16 and grid.shape[0] > 2 * 16
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run, tmp_path_factory):
+    """`pixelnn train-pix2pix` (a few steps) and `pixelnn evaluate` on 2 validation photos."""
+    root = tmp_path_factory.mktemp("evaluate")
+    val = root / "val"
+    val.mkdir()
+    for i, im in enumerate(smooth_textures(2, 32, seed=11)):
+        Image.fromarray(im).save(val / f"v{i}.png")
+    p2p = root / "p2p"
+    code = main(["train-pix2pix", "--data", str(val), "--signal", "lowres", "--size", "32", "--factor", "4",
+                 "--ngf", "4", "--ndf", "4", "--batch", "2", "--steps", "3", "--minutes", "5", "--out", str(p2p)])
+    assert code == 0
+    out = root / "out"
+    args = ["evaluate", "--model", str(tiny_run[0]), "--pix2pix", str(p2p), "--data", str(val), "--samples", "5", "--out", str(out)]
+    assert main(args) == 0
+    return out, args
+
+
+def test_evaluate_writes_every_method_and_metric(evaluated):
+    out, _ = evaluated
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["format"] == "pixelnn-evaluation" and rep["inputs"] == 2 and rep["signal"] == "lowres"
+    per_output = ["psnr", "ssim", "consistency_psnr", "edge_ap", "spectrum_dist"]
+    per_method = ["diversity_l1", "diversity_deep", "spectrum_gap", "frechet"]
+    assert set(rep["metrics"]) == set(per_output + per_method)
+    assert rep["order"] == ["stage1", "global", "pixelnn", "pix2pix"] and set(rep["methods"]) == set(rep["order"])
+    counts = {m: row["candidates"] for m, row in rep["methods"].items()}
+    assert counts == {"stage1": 1, "global": 6, "pixelnn": 44, "pix2pix": 5}  # a 6-exemplar bank: 44 of the 72
+    for m, row in rep["methods"].items():
+        for k in per_output:
+            r, o = row["rand1"][k], row["oracle"][k]
+            assert r is not None and o is not None and np.isfinite([r, o]).all(), (m, k)
+            assert (o >= r - 1e-9) if rep["metrics"][k]["better"] == "higher" else (o <= r + 1e-9), (m, k)
+        for k in per_method:
+            assert row[k] is not None and np.isfinite(row[k]), (m, k)
+    stage1 = rep["methods"]["stage1"]
+    assert stage1["rand1"] == stage1["oracle"] and stage1["diversity_l1"] == 0.0
+    assert rep["methods"]["pixelnn"]["diversity_l1"] > 0 and rep["methods"]["pix2pix"]["diversity_deep"] > 0
+    assert set(rep["spectra"]) == {"real", "stage1", "global", "pixelnn", "pix2pix"}
+    assert all(len(s) == 16 for s in rep["spectra"].values())
+
+    md = (out / "report.md").read_text()
+    for m in rep["methods"].values():
+        assert f"| {m['label']} |" in md
+    for d in rep["metrics"].values():
+        assert d["title"] in md
+    assert "not comparable to published FID" in md
+
+
+def test_evaluate_writes_the_figures(evaluated):
+    out, _ = evaluated
+    rep = json.loads((out / "report.json").read_text())
+    names = {f.split("/")[-1] for f in rep["figures"]}
+    assert {"comparison.png", "multiple-0.png", "multiple-1.png", "frequency.png", "correspondence-0.png", "correspondence-1.png"} <= names
+    for f in rep["figures"]:
+        with Image.open(out / f) as im:
+            assert im.format == "PNG" and im.size[0] > 100
+        assert f"]({f})" in (out / "report.md").read_text()
+
+
+def test_a_rerun_resumes_from_the_cache_without_synthesizing(evaluated, monkeypatch):
+    out, args = evaluated
+    before = json.loads((out / "report.json").read_text())
+
+    def no_synthesis(*a, **k):
+        raise AssertionError("synthesize called although every input is cached")
+
+    monkeypatch.setattr(PixelNN, "synthesize", no_synthesis)
+    (out / "report.json").unlink()
+    assert main(args) == 0
+    assert json.loads((out / "report.json").read_text()) == before
+    # another seed is another Rand-1 draw and other dropout masks: the cached candidates are not reused
+    with pytest.raises(AssertionError, match="synthesize called"):
+        main([*args[:-2], "--seed", "1", "--out", str(out)])
+
+
+def test_evaluate_refuses_a_pix2pix_of_another_shape(tiny_run, tmp_path, capsys):
+    val = tmp_path / "val"
+    val.mkdir()
+    for i, im in enumerate(smooth_textures(2, 32, seed=12)):
+        Image.fromarray(im).save(val / f"v{i}.png")
+    p2p = tmp_path / "p2p"
+    assert main(["train-pix2pix", "--data", str(val), "--signal", "edges", "--size", "32", "--ngf", "4", "--ndf", "4",
+                 "--batch", "2", "--steps", "1", "--out", str(p2p)]) == 0
+    code = main(["evaluate", "--model", str(tiny_run[0]), "--pix2pix", str(p2p), "--data", str(val), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "train both on the same data" in capsys.readouterr().err
+
+
+def test_one_vgg_pass_gives_the_hed_edges_and_the_taps_of_the_subset():
+    from pixelnn.features.vgg_hed import hed_edges, pretrained
+
+    images = smooth_textures(5, 32, seed=13)
+    keep = np.array([1, 4])
+    edges, taps = run.edges_and_taps(pretrained(), images, keep, batch=3)
+    t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    assert edges.shape == (5, 32, 32)
+    assert np.allclose(edges, hed_edges(t)[:, 0].numpy(), atol=1e-5)
+    with torch.no_grad():
+        ref = pretrained()(t[keep])
+    assert len(taps) == 5 and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(taps, ref))
