@@ -29,7 +29,7 @@ from pixelnn.bank import store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.images import IMAGE_SUFFIXES, load_rgb
 from pixelnn.features.backbones import describe
-from pixelnn.features.projection import project
+from pixelnn.features.projection import project_taps
 from pixelnn.search.fast_match import match_all
 from pixelnn.search.pixel_match import WHOLE, match
 from pixelnn.synth import grid as grids
@@ -92,7 +92,10 @@ def agreement(model: PixelNN, inputs, dims: list[int], windows=(1, 3, 5, WHOLE),
     rows = {}
     for x in inputs:
         fq = model.stage1(x)
-        q_full, gq = describe(model.backbone, torch.from_numpy(fq).permute(2, 0, 1)[None])
+        image = torch.from_numpy(fq).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            taps = model.backbone(image)
+        q_full, gq = describe(model.backbone, image)
         _, ids = model.bank.search(gq.numpy(), K)
         ids = ids[0]
         f_ex = model.bank.gather("f", ids).astype(np.float32)
@@ -103,7 +106,7 @@ def agreement(model: PixelNN, inputs, dims: list[int], windows=(1, 3, 5, WHOLE),
         qf = q_full[0].reshape(D, -1)
         for d in dims:
             E = F.normalize(desc[..., :d], dim=-1)
-            qd = F.normalize(project(q_full, model.basis[:d])[0].half().float(), dim=-1)
+            qd = F.normalize(project_taps(taps, model.basis[:d], image.shape[-2:])[0].half().float(), dim=-1)
             fast = match_all(qd, E, list(windows))
             for w in windows:
                 for name, found in (("pca", None), ("fast", fast[w])):

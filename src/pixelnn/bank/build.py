@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..features.backbones import describe, describe_global, load_backbone
-from ..features.projection import fit_projection, project, sample_pixels
+from ..features.backbones import describe_global, load_backbone
+from ..features.hypercolumn import global_descriptor, pixel_descriptors
+from ..features.projection import fit_projection, project_taps, sample_pixels
 from ..regress.checkpoint import fingerprint
 from ..regress.unet import UNet, predict
 from . import store
@@ -37,7 +38,8 @@ def fit_bank_projection(backbone_model, f: np.ndarray, dim: int, n_images: int =
     samples = []
     for i in range(0, min(len(f), n_images), 16):
         imgs = torch.from_numpy(np.asarray(f[i : i + 16], dtype=np.float32)).permute(0, 3, 1, 2)
-        pix, _ = describe(backbone_model, imgs)
+        with torch.no_grad():
+            pix = pixel_descriptors(backbone_model(imgs), imgs.shape[-2:], normalize_first=True)
         samples.append(sample_pixels(pix, per_image, gen))
     return fit_projection(torch.cat(samples), dim).numpy()
 
@@ -56,9 +58,10 @@ def describe_exemplars(backbone_model, f: np.ndarray, basis: np.ndarray | None, 
         if out is None:
             glob.append(describe_global(backbone_model, imgs).numpy())
             continue
-        pix, g = describe(backbone_model, imgs)
-        glob.append(g.numpy())
-        out[i : i + batch] = project(pix, basis_t).numpy().astype(np.float16)
+        with torch.no_grad():
+            taps = backbone_model(imgs)
+            glob.append(global_descriptor(taps).numpy())
+            out[i : i + batch] = project_taps(taps, basis_t, imgs.shape[-2:]).numpy().astype(np.float16)
     if out is not None:
         out.flush()
     return np.concatenate(glob)

@@ -13,13 +13,19 @@ import torch.nn.functional as F
 GLOBAL_GRID = 3  # global descriptor: last tap average-pooled to a 3 x 3 grid (keeps the layout)
 
 
-def pixel_descriptors(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """taps [(B, C_l, H_l, W_l)] -> (B, D, H, W), D = sum C_l, unit norm along D."""
+def pixel_descriptors(taps: list[torch.Tensor], size: tuple[int, int], normalize_first: bool = False) -> torch.Tensor:
+    """taps [(B, C_l, H_l, W_l)] -> (B, D, H, W), D = sum C_l, unit norm along D.
+
+    normalize_first: normalise each layer at its own resolution, then upsample (the form whose
+    projection features/projection.py computes cheaply; its norm is then only close to 1).
+    """
     parts = []
     for t in taps:
+        if normalize_first:
+            t = F.normalize(t, dim=1)
         if t.shape[-2:] != size:
             t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-        parts.append(F.normalize(t, dim=1))
+        parts.append(t if normalize_first else F.normalize(t, dim=1))
     return torch.cat(parts, dim=1) / len(parts) ** 0.5
 
 

@@ -25,7 +25,8 @@ from ..errors import ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
 from ..regress import checkpoint
 from ..regress.unet import UNet, predict
-from ..features.projection import project
+from ..features.hypercolumn import global_descriptor
+from ..features.projection import project_taps
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
@@ -212,10 +213,14 @@ class PixelNN:
 
     def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel descriptors of f(x) for this search ((D, S, S) exact, (S, S, d) fast) and its global one (1, G)."""
-        q, gq = describe(self.backbone, torch.from_numpy(fq).permute(2, 0, 1)[None])
+        image = torch.from_numpy(fq).permute(2, 0, 1)[None]
         if self.search == "fast":
+            with torch.no_grad():
+                taps = self.backbone(image)
+            q = project_taps(taps, self.basis, image.shape[-2:])[0]
             # rounded to float16 like the stored exemplars, then renormalised: a pixel matches itself exactly
-            return F.normalize(project(q, self.basis)[0].half().float(), dim=-1), gq
+            return F.normalize(q.half().float(), dim=-1), global_descriptor(taps)
+        q, gq = describe(self.backbone, image)
         return q[0], gq
 
     def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, windows: list[int], profile=None) -> Pool:
