@@ -21,40 +21,45 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .pixel_match import WHOLE
+from .pixel_match import WHOLE, offsets
 
 
 def _bounds(window: int) -> tuple[int, int]:
     return -(window // 2), (window - 1) // 2
 
 
+def _regions(t: torch.Tensor, size: int, stride: int, pad: int, rows: int, cols: int) -> torch.Tensor:
+    """(N, H, W, d) -> (N, rows*cols, size*size, d): the size x size patch every `stride` pixels,
+    starting at -pad, zero outside the image; one strided copy (pixel-major layout kept)."""
+    N, H, W, d = t.shape
+    need_h = (rows - 1) * stride + size
+    need_w = (cols - 1) * stride + size
+    x = F.pad(t, (0, 0, pad, max(need_w - W - pad, 0), pad, max(need_h - H - pad, 0)))  # (N, H', W', d)
+    sN, sH, sW, sd = x.stride()
+    view = x.as_strided((N, rows, cols, size, size, d), (sN, stride * sH, stride * sW, sH, sW, sd))
+    return view.reshape(N, rows * cols, size * size, d)
+
+
 @lru_cache(maxsize=32)
-def _block_geometry(H: int, W: int, B: int, r: int):
-    """Index tensors shared by every query of one size (cached)."""
+def _local_geometry(H: int, W: int, B: int, r: int, windows: tuple[int, ...]):
+    """Per window: region positions (B*B, n_w) each block pixel compares with (nearest offset
+    first), the source row/column of every (block, position), and which lie inside the image."""
     R = B + 2 * r
     nby, nbx = -(-H // B), -(-W // B)
-    by = torch.arange(nby).repeat_interleave(nbx)  # (nb,)
-    bx = torch.arange(nbx).repeat(nby)
-    qy = by.view(-1, 1) * B + torch.arange(B).repeat_interleave(B).view(1, -1)  # (nb, B*B) query rows
-    qx = bx.view(-1, 1) * B + torch.arange(B).repeat(B).view(1, -1)
-    sy = by.view(-1, 1) * B - r + torch.arange(R).repeat_interleave(R).view(1, -1)  # (nb, R*R) source rows
-    sx = bx.view(-1, 1) * B - r + torch.arange(R).repeat(R).view(1, -1)
-    valid = (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W)
-    dy = sy.unsqueeze(1) - qy.unsqueeze(2)  # (nb, B*B, R*R) offsets source - query
-    dx = sx.unsqueeze(1) - qx.unsqueeze(2)
-    qvalid = (qy < H) & (qx < W)
-    return nby, nbx, qy, qx, sy, sx, valid, dy, dx, qvalid
-
-
-def _blocks(t: torch.Tensor, size: int, stride: int, pad: int) -> torch.Tensor:
-    """(N, H, W, d) -> (N, nb, size*size, d) patches of side `size` every `stride` pixels."""
-    N, H, W, d = t.shape
-    x = t.permute(0, 3, 1, 2)  # (N, d, H, W)
-    Hp = -(-H // stride) * stride
-    Wp = -(-W // stride) * stride
-    x = F.pad(x, (pad, pad + Wp - W, pad, pad + Hp - H))
-    cols = F.unfold(x, kernel_size=size, stride=stride)  # (N, d*size*size, nb)
-    return cols.view(N, d, size * size, -1).permute(0, 3, 2, 1)
+    py, px = torch.arange(B).repeat_interleave(B), torch.arange(B).repeat(B)  # (B*B,) pixel in block
+    by = torch.arange(nby).repeat_interleave(nbx).view(-1, 1, 1)  # (nb, 1, 1)
+    bx = torch.arange(nbx).repeat(nby).view(-1, 1, 1)
+    out = {}
+    for w in windows:
+        offs = torch.tensor(offsets(w))  # (n_w, 2), nearest first
+        pos = (py.view(-1, 1) + r + offs[:, 0]) * R + px.view(-1, 1) + r + offs[:, 1]  # (B*B, n_w)
+        sy = by * B + py.view(1, -1, 1) + offs[:, 0]  # (nb, B*B, n_w)
+        sx = bx * B + px.view(1, -1, 1) + offs[:, 1]
+        valid = (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W)
+        out[w] = (pos, (sy.clamp(0, H - 1) * W + sx.clamp(0, W - 1)), valid)
+    qy = by.view(-1, 1) * B + py.view(1, -1)  # (nb, B*B)
+    qx = bx.view(-1, 1) * B + px.view(1, -1)
+    return nby, nbx, out, qy, qx, (qy < H) & (qx < W)
 
 
 def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -63,23 +68,18 @@ def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], blo
     K = E.shape[0]
     r = max(max(-_bounds(w)[0], _bounds(w)[1]) for w in windows)
     B = block
-    nby, nbx, qy, qx, sy, sx, valid, dy, dx, qvalid = _block_geometry(H, W, B, r)
-    qb = _blocks(q[None], B, B, 0)[0]  # (nb, B*B, d)
-    eb = _blocks(E, B + 2 * r, B, r)  # (K, nb, R*R, d)
-    sims = torch.matmul(qb.unsqueeze(0), eb.transpose(-1, -2))  # (K, nb, B*B, R*R)
-    self_pos = (r + (qy - qy[:, :1])) * (B + 2 * r) + r + (qx - qx[:, :1])  # (nb, B*B) own pixel in region
+    nby, nbx, geo, qy, qx, qvalid = _local_geometry(H, W, B, r, tuple(sorted(set(windows))))
+    qb = _regions(q[None], B, B, 0, nby, nbx)[0]  # (nb, B*B, d)
+    eb = _regions(E, B + 2 * r, B, r, nby, nbx)  # (K, nb, R*R, d)
+    sims = torch.matmul(qb, eb.transpose(-1, -2))  # (K, nb, B*B, R*R)
     out = {}
     for w in windows:
-        lo, hi = _bounds(w)
-        allowed = (dy >= lo) & (dy <= hi) & (dx >= lo) & (dx <= hi) & valid.unsqueeze(1)  # (nb, B*B, R*R)
-        s = sims.masked_fill(~allowed, -torch.inf)
-        best, arg = s.max(dim=-1)  # (K, nb, B*B)
-        own = s.gather(-1, self_pos.expand(K, -1, -1).unsqueeze(-1)).squeeze(-1)
-        arg = torch.where(own >= best, self_pos.expand(K, -1, -1), arg)
-        best = torch.maximum(best, own)
-        j_y = torch.gather(sy.expand(K, -1, -1), 2, arg)  # (K, nb, B*B)
-        j_x = torch.gather(sx.expand(K, -1, -1), 2, arg)
-        out[w] = (_unblock(best, qy, qx, qvalid, H, W), _unblock(j_y * W + j_x, qy, qx, qvalid, H, W))
+        pos, src, valid = geo[w]
+        s = sims.gather(-1, pos.expand(K, sims.shape[1], -1, -1))  # (K, nb, B*B, n_w)
+        s = s.masked_fill(~valid, -torch.inf)
+        best, arg = s.max(dim=-1)  # first of equal maxima: the nearest offset
+        j = src.expand(K, -1, -1, -1).gather(-1, arg.unsqueeze(-1)).squeeze(-1)  # (K, nb, B*B)
+        out[w] = (_unblock(best, qy, qx, qvalid, H, W), _unblock(j, qy, qx, qvalid, H, W))
     return out
 
 
@@ -87,8 +87,7 @@ def _unblock(v: torch.Tensor, qy, qx, qvalid, H: int, W: int) -> torch.Tensor:
     """(K, nb, B*B) values per block pixel -> (K, H, W)."""
     K = v.shape[0]
     out = torch.empty((K, H * W), dtype=v.dtype)
-    flat = (qy * W + qx)[qvalid]
-    out[:, flat] = v[:, qvalid]
+    out[:, (qy * W + qx)[qvalid]] = v[:, qvalid]
     return out.view(K, H, W)
 
 
@@ -98,48 +97,46 @@ def pool_descriptors(t: torch.Tensor, factor: int) -> torch.Tensor:
     return F.normalize(x, dim=1).permute(0, 2, 3, 1)
 
 
-def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4, top: int = 3, halo: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+@lru_cache(maxsize=32)
+def _cell_geometry(H: int, W: int, f: int, halo: int):
+    """Coarse cells of side f: for each, its region (the cell grown by `halo`) as flat source
+    indices and validity (hw, R*R), and the query pixels it holds (hw, f*f) with their validity."""
+    h, w = -(-H // f), -(-W // f)
+    R = f + 2 * halo
+    cy = torch.arange(h).repeat_interleave(w).view(-1, 1) * f  # (hw, 1)
+    cx = torch.arange(w).repeat(h).view(-1, 1) * f
+    sy = cy - halo + torch.arange(R).repeat_interleave(R).view(1, -1)  # (hw, R*R)
+    sx = cx - halo + torch.arange(R).repeat(R).view(1, -1)
+    region_valid = (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W)
+    region_src = sy.clamp(0, H - 1) * W + sx.clamp(0, W - 1)
+    qy = cy + torch.arange(f).repeat_interleave(f).view(1, -1)  # (hw, f*f)
+    qx = cx + torch.arange(f).repeat(f).view(1, -1)
+    return h, w, region_src, region_valid, qy, qx, (qy < H) & (qx < W)
+
+
+def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4, top: int = 3, halo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate best match over the whole image for all K exemplars: (sim, j), each (K, H, W)."""
     H, W, d = q.shape
     K = E.shape[0]
+    h, w, region_src, region_valid, qy, qx, qvalid = _cell_geometry(H, W, factor, halo)
+    R = factor + 2 * halo
     qc, ec = pool_descriptors(q[None], factor)[0], pool_descriptors(E, factor)  # (h, w, d), (K, h, w, d)
-    h, w = qc.shape[:2]
     coarse = torch.matmul(qc.reshape(1, h * w, d), ec.reshape(K, h * w, d).transpose(1, 2))  # (K, hw, hw)
     cells = coarse.topk(min(top, h * w), dim=-1).indices  # (K, hw, t) best coarse source cells
-    R = factor + 2 * halo
-    # candidate source pixels: each chosen cell grown by the halo, clipped to the image
-    oy = torch.arange(R).repeat_interleave(R) - halo  # (R*R,)
-    ox = torch.arange(R).repeat(R) - halo
-    cy = (cells // w) * factor  # (K, hw, t)
-    cx = (cells % w) * factor
-    sy = (cy.unsqueeze(-1) + oy).clamp(0, H - 1).flatten(2)  # (K, hw, t*R*R)
-    sx = (cx.unsqueeze(-1) + ox).clamp(0, W - 1).flatten(2)
-    src = sy * W + sx
-    # query pixels of each coarse cell
-    qy = torch.arange(h).repeat_interleave(w).view(-1, 1) * factor + torch.arange(factor).repeat_interleave(factor).view(1, -1)
-    qx = torch.arange(w).repeat(h).view(-1, 1) * factor + torch.arange(factor).repeat(factor).view(1, -1)
-    qvalid = (qy < H) & (qx < W)
-    qidx = (qy.clamp(max=H - 1) * W + qx.clamp(max=W - 1))  # (hw, f*f)
-    qf = q.reshape(H * W, d)[qidx]  # (hw, f*f, d)
+    qb = _regions(q[None], factor, factor, 0, h, w)[0]  # (hw, f*f, d) query pixels per cell
+    padded = F.pad(E, (0, 0, halo, w * factor + halo - W, halo, h * factor + halo - H))  # (K, H', W', d)
+    sK, sH, sW, sd = padded.stride()
+    view = padded.as_strided((K, h, w, R, R, d), (sK, factor * sH, factor * sW, sH, sW, sd))  # no copy
     sims, best_j = [], []
-    for k in range(K):  # one exemplar at a time keeps the gathered block small
-        ek = E[k].reshape(H * W, d)[src[k]]  # (hw, t*R*R, d)
-        s = torch.matmul(qf, ek.transpose(1, 2))  # (hw, f*f, t*R*R)
-        own = (src[k].unsqueeze(1) == qidx.unsqueeze(2))  # the pixel itself among the candidates
-        s_own = torch.where(own, s, torch.full_like(s, -torch.inf)).amax(-1)
-        best, arg = s.max(-1)
-        j = src[k].gather(1, arg)  # (hw, f*f)
-        keep_own = s_own >= best
-        sims.append(torch.where(keep_own, s_own, best))
-        best_j.append(torch.where(keep_own, qidx, j))
-    sim = torch.stack(sims)
-    jj = torch.stack(best_j)
-    out_s = torch.empty((K, H * W), dtype=sim.dtype)
-    out_j = torch.empty((K, H * W), dtype=torch.long)
-    flat = qidx[qvalid]
-    out_s[:, flat] = sim[:, qvalid]
-    out_j[:, flat] = jj[:, qvalid]
-    return out_s.view(K, H, W), out_j.view(K, H, W)
+    for k in range(K):  # one exemplar at a time keeps the gathered regions small
+        c = cells[k]  # (hw, t)
+        cand = view[k][c // w, c % w].reshape(h * w, -1, d)  # (hw, t*R*R, d)
+        s = torch.matmul(qb, cand.transpose(1, 2))  # (hw, f*f, t*R*R)
+        s.masked_fill_(~region_valid[c].reshape(h * w, 1, -1), -torch.inf)
+        best, arg = s.max(-1)  # (hw, f*f)
+        sims.append(best)
+        best_j.append(region_src[c].reshape(h * w, -1).gather(1, arg))
+    return _unblock(torch.stack(sims), qy, qx, qvalid, H, W), _unblock(torch.stack(best_j), qy, qx, qvalid, H, W)
 
 
 SEED_WINDOW = 5  # the whole-image search also keeps the exact best of this neighbourhood
@@ -157,6 +154,6 @@ def match_all(q: torch.Tensor, E: torch.Tensor, windows: list[int], **whole_opti
     if WHOLE in windows:
         sim, j = match_whole_coarse_to_fine(q, E, **whole_options)
         seed_sim, seed_j = local[SEED_WINDOW]
-        better = seed_sim > sim
+        better = seed_sim >= sim  # ties: the nearer pixel, as every other search
         out[WHOLE] = (torch.where(better, seed_sim, sim), torch.where(better, seed_j, j))
     return out
