@@ -159,11 +159,12 @@ def main(argv=None) -> int:
     ap.add_argument("--inputs", type=int, default=10, help="inputs timed per configuration")
     ap.add_argument("--agree-inputs", type=int, default=3, help="inputs compared with the exact search")
     ap.add_argument("--dims", default="32,64", help="descriptor sizes compared with the exact search")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
 
     rss0 = rss_gb()
-    model = PixelNN.load(args.model, bank=args.bank, search="fast")
+    model = PixelNN.load(args.model, bank=args.bank, search="fast", device=args.device)
     inputs = val_inputs(model, args.val, args.inputs)
     n_bank = len(model.bank)
     rows = []
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
 
     sizes = {}
     for n in (1000, n_bank, 50000):
-        resized = PixelNN(model.model, resized_bank(model.bank, n), model.config, search="fast")
+        resized = PixelNN(model.model, resized_bank(model.bank, n), model.config, search="fast", device=args.device)
         sizes[n] = time_inputs(resized, inputs[: max(3, len(inputs) // 2)], "paper72")[0]
     print("\n| bank size | s per input (72 candidates) | ratio to the full bank |\n|---:|---:|---:|")
     for n, t in sizes.items():

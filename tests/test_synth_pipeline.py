@@ -113,3 +113,14 @@ def test_fast_search_refuses_a_bank_without_reduced_descriptors(tiny_run):
     with pytest.raises(ConfigError, match="--descriptors"):
         PixelNN.load(tiny_run[0], search="fast")
     assert PixelNN.load(tiny_run[0]).search == "exact"
+
+
+def test_device_choice_is_checked(tiny_run):
+    import torch
+
+    assert PixelNN.load(tiny_run[0], device="auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        PixelNN.load(tiny_run[0], device="tpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            PixelNN.load(tiny_run[0], device="cuda")

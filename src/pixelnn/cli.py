@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--search", choices=["auto", "exact", "fast"], default="auto", help="pixel search (default auto: fast when the bank stores reduced descriptors)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
     p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")

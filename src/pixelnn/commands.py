@@ -130,7 +130,7 @@ def _signal_from_file(model: PixelNN, path: Path) -> np.ndarray:
 
 
 def synthesize(args) -> None:
-    model = PixelNN.load(args.model, args.bank, search=args.search)
+    model = PixelNN.load(args.model, args.bank, search=args.search, device=args.device)
     targets = None
     if args.data:
         args.size = model.model.cfg.size

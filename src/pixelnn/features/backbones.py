@@ -44,8 +44,9 @@ def load_backbone(name: str) -> nn.Module:
 def describe(backbone: nn.Module, images: torch.Tensor, batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel descriptors (B, D, H, W) and global descriptors (B, G) of RGB images in [0, 1]."""
     pix, glob = [], []
+    device = next(backbone.parameters()).device
     for i in range(0, len(images), batch):
-        taps = backbone(images[i : i + batch])
+        taps = backbone(images[i : i + batch].to(device))
         pix.append(pixel_descriptors(taps, images.shape[-2:]))
         glob.append(global_descriptor(taps))
     return torch.cat(pix), torch.cat(glob)
@@ -54,4 +55,5 @@ def describe(backbone: nn.Module, images: torch.Tensor, batch: int = 8) -> tuple
 @torch.no_grad()
 def describe_global(backbone: nn.Module, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Global descriptors only (B, G): what the bank stores for every exemplar."""
-    return torch.cat([global_descriptor(backbone(images[i : i + batch])) for i in range(0, len(images), batch)])
+    device = next(backbone.parameters()).device
+    return torch.cat([global_descriptor(backbone(images[i : i + batch].to(device))).cpu() for i in range(0, len(images), batch)])

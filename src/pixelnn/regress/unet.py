@@ -86,5 +86,6 @@ def to_tensor(images) -> torch.Tensor:
 def predict(model: UNet, x_uint8, batch: int = 32) -> torch.Tensor:
     """f(x) for uint8 inputs (N, h, w, C): float (N, 3, S, S) clamped to [0, 1]."""
     model.eval()
-    outs = [model(to_tensor(x_uint8[i : i + batch])).clamp_(0, 1) for i in range(0, len(x_uint8), batch)]
+    device = next(model.parameters()).device
+    outs = [model(to_tensor(x_uint8[i : i + batch]).to(device)).clamp_(0, 1).cpu() for i in range(0, len(x_uint8), batch)]
     return torch.cat(outs)

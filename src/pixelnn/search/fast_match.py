@@ -41,7 +41,7 @@ def _regions(t: torch.Tensor, size: int, stride: int, pad: int, rows: int, cols:
 
 
 @lru_cache(maxsize=32)
-def _local_geometry(H: int, W: int, B: int, r: int, windows: tuple[int, ...]):
+def _local_geometry(H: int, W: int, B: int, r: int, windows: tuple[int, ...], device: str = "cpu"):
     """Per window: region positions (B*B, n_w) each block pixel compares with (nearest offset
     first), the source row/column of every (block, position), and which lie inside the image."""
     R = B + 2 * r
@@ -59,7 +59,8 @@ def _local_geometry(H: int, W: int, B: int, r: int, windows: tuple[int, ...]):
         out[w] = (pos, (sy.clamp(0, H - 1) * W + sx.clamp(0, W - 1)), valid)
     qy = by.view(-1, 1) * B + py.view(1, -1)  # (nb, B*B)
     qx = bx.view(-1, 1) * B + px.view(1, -1)
-    return nby, nbx, out, qy, qx, (qy < H) & (qx < W)
+    out = {w: tuple(t.to(device) for t in v) for w, v in out.items()}
+    return nby, nbx, out, qy.to(device), qx.to(device), ((qy < H) & (qx < W)).to(device)
 
 
 def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -68,7 +69,7 @@ def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], blo
     K = E.shape[0]
     r = max(max(-_bounds(w)[0], _bounds(w)[1]) for w in windows)
     B = block
-    nby, nbx, geo, qy, qx, qvalid = _local_geometry(H, W, B, r, tuple(sorted(set(windows))))
+    nby, nbx, geo, qy, qx, qvalid = _local_geometry(H, W, B, r, tuple(sorted(set(windows))), str(q.device))
     qb = _regions(q[None], B, B, 0, nby, nbx)[0]  # (nb, B*B, d)
     eb = _regions(E, B + 2 * r, B, r, nby, nbx)  # (K, nb, R*R, d)
     sims = torch.matmul(qb, eb.transpose(-1, -2))  # (K, nb, B*B, R*R)
@@ -86,7 +87,7 @@ def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], blo
 def _unblock(v: torch.Tensor, qy, qx, qvalid, H: int, W: int) -> torch.Tensor:
     """(K, nb, B*B) values per block pixel -> (K, H, W)."""
     K = v.shape[0]
-    out = torch.empty((K, H * W), dtype=v.dtype)
+    out = torch.empty((K, H * W), dtype=v.dtype, device=v.device)
     out[:, (qy * W + qx)[qvalid]] = v[:, qvalid]
     return out.view(K, H, W)
 
@@ -98,7 +99,7 @@ def pool_descriptors(t: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def _cell_geometry(H: int, W: int, f: int, halo: int):
+def _cell_geometry(H: int, W: int, f: int, halo: int, device: str = "cpu"):
     """Coarse cells of side f: for each, its region (the cell grown by `halo`) as flat source
     indices and validity (hw, R*R), and the query pixels it holds (hw, f*f) with their validity."""
     h, w = -(-H // f), -(-W // f)
@@ -111,14 +112,15 @@ def _cell_geometry(H: int, W: int, f: int, halo: int):
     region_src = sy.clamp(0, H - 1) * W + sx.clamp(0, W - 1)
     qy = cy + torch.arange(f).repeat_interleave(f).view(1, -1)  # (hw, f*f)
     qx = cx + torch.arange(f).repeat(f).view(1, -1)
-    return h, w, region_src, region_valid, qy, qx, (qy < H) & (qx < W)
+    tensors = (region_src, region_valid, qy, qx, (qy < H) & (qx < W))
+    return (h, w, *(t.to(device) for t in tensors))
 
 
 def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4, top: int = 3, halo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate best match over the whole image for all K exemplars: (sim, j), each (K, H, W)."""
     H, W, d = q.shape
     K = E.shape[0]
-    h, w, region_src, region_valid, qy, qx, qvalid = _cell_geometry(H, W, factor, halo)
+    h, w, region_src, region_valid, qy, qx, qvalid = _cell_geometry(H, W, factor, halo, str(q.device))
     R = factor + 2 * halo
     qc, ec = pool_descriptors(q[None], factor)[0], pool_descriptors(E, factor)  # (h, w, d), (K, h, w, d)
     coarse = torch.matmul(qc.reshape(1, h * w, d), ec.reshape(K, h * w, d).transpose(1, 2))  # (K, hw, hw)

@@ -33,9 +33,10 @@ def match_local(q: torch.Tensor, e: torch.Tensor, windows: list[int]) -> dict[in
     biggest = max(windows)
     r = biggest // 2 + 1
     ep = torch.nn.functional.pad(e, (r, r, r, r))  # zero padding: out-of-image offsets masked below
-    ys = torch.arange(H).view(H, 1).expand(H, W)
-    xs = torch.arange(W).view(1, W).expand(H, W)
-    best = {w: (torch.full((H, W), -torch.inf), torch.zeros((H, W), dtype=torch.long)) for w in windows}
+    dev = q.device
+    ys = torch.arange(H, device=dev).view(H, 1).expand(H, W)
+    xs = torch.arange(W, device=dev).view(1, W).expand(H, W)
+    best = {w: (torch.full((H, W), -torch.inf, device=dev), torch.zeros((H, W), dtype=torch.long, device=dev)) for w in windows}
     for dy, dx in offsets(biggest):
         shifted = ep[:, r + dy : r + dy + H, r + dx : r + dx + W]
         sim = (q * shifted).sum(0)  # (H, W)
@@ -56,7 +57,7 @@ def _window_mask(rows: torch.Tensor, H: int, W: int, window: int) -> torch.Tenso
     """(c, P) bool: for query pixels `rows`, which exemplar pixels lie inside their window."""
     lo, hi = -(window // 2), (window - 1) // 2
     qy, qx = (rows // W).view(-1, 1), (rows % W).view(-1, 1)
-    p = torch.arange(H * W)
+    p = torch.arange(H * W, device=rows.device)
     dy, dx = (p // W).view(1, -1) - qy, (p % W).view(1, -1) - qx
     return (dy >= lo) & (dy <= hi) & (dx >= lo) & (dx <= hi)
 
@@ -66,15 +67,15 @@ def match_dense(q: torch.Tensor, e: torch.Tensor, window: int = WHOLE, chunk: in
     D, H, W = q.shape
     P = H * W
     qf, ef = q.reshape(D, P), e.reshape(D, P)
-    sims, idx = torch.empty(P), torch.empty(P, dtype=torch.long)
-    p = torch.arange(P)
+    sims, idx = torch.empty(P, device=q.device), torch.empty(P, dtype=torch.long, device=q.device)
+    p = torch.arange(P, device=q.device)
     for start in range(0, P, chunk):
         rows = p[start : start + chunk]
         s = qf[:, rows].T @ ef  # (c, P)
         if window != WHOLE:
             s.masked_fill_(~_window_mask(rows, H, W, window), -torch.inf)
         # ties: prefer the pixel itself, as match_local does
-        self_sim = s[torch.arange(len(rows)), rows]
+        self_sim = s[torch.arange(len(rows), device=q.device), rows]
         m, j = s.max(dim=1)
         keep_self = self_sim >= m
         sims[rows] = torch.where(keep_self, self_sim, m)

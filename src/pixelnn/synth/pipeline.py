@@ -74,6 +74,18 @@ def read_run_config(run: Path) -> dict:
 SEARCHES = ("auto", "exact", "fast")
 
 
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU")
+    return device
+
+
 class PixelNN:
     """A trained stage 1 with its exemplar bank.
 
@@ -83,12 +95,13 @@ class PixelNN:
     reduced descriptors.
     """
 
-    def __init__(self, model: UNet, bank: Bank, config: dict, search: str = "auto") -> None:
-        self.model = model
+    def __init__(self, model: UNet, bank: Bank, config: dict, search: str = "auto", device: str = "cpu") -> None:
+        self.device = _device(device)
+        self.model = model.to(self.device)
         self.bank = bank
         self.config = config
         self.backbone_name = bank.manifest["backbone"]
-        self.backbone = load_backbone(self.backbone_name)
+        self.backbone = load_backbone(self.backbone_name).to(self.device)
         store.check_compatible(
             bank.manifest,
             expected_manifest(model, self.backbone_name, config["signal"], bank.manifest["global_dim"]),
@@ -100,15 +113,19 @@ class PixelNN:
         if search == "fast" and not has_desc:
             raise ConfigError(f"the fast search needs a bank with reduced descriptors; rebuild {bank.root} with --descriptors 64")
         self.search = "fast" if search == "fast" or (search == "auto" and has_desc) else "exact"
-        self.basis = torch.from_numpy(store.read_projection(bank.root)) if has_desc else None
+        self.basis = torch.from_numpy(store.read_projection(bank.root)).to(self.device) if has_desc else None
 
     @classmethod
-    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto") -> "PixelNN":
-        """Open a model folder (config.json, stage1.pt) and its bank (default: run/bank)."""
+    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> "PixelNN":
+        """Open a model folder (config.json, stage1.pt) and its bank (default: run/bank).
+
+        device: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' (CUDA when available). The networks and the
+        pixel search run there; the global FAISS search and the composition stay on the CPU.
+        """
         run = Path(run)
         config = read_run_config(run)
         model = checkpoint.load_model(run / checkpoint.FILENAME)
-        return cls(model, Bank.open(Path(bank) if bank else run / "bank"), config, search)
+        return cls(model, Bank.open(Path(bank) if bank else run / "bank"), config, search, device)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -170,7 +187,7 @@ class PixelNN:
             f = self.stage1(self.input_from_photo(image))
         else:
             f = fit_square(np.asarray(image), self.model.cfg.size).astype(np.float32) / 255.0
-        g = describe_global(self.backbone, torch.from_numpy(f).permute(2, 0, 1)[None])
+        g = describe_global(self.backbone, torch.from_numpy(f).permute(2, 0, 1)[None])  # (1, G) on the CPU
         _, ids = self.bank.search(g.numpy(), k, subset)
         return np.sort(ids[0][ids[0] >= 0])
 
@@ -213,15 +230,15 @@ class PixelNN:
 
     def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel descriptors of f(x) for this search ((D, S, S) exact, (S, S, d) fast) and its global one (1, G)."""
-        image = torch.from_numpy(fq).permute(2, 0, 1)[None]
+        image = torch.from_numpy(fq).permute(2, 0, 1)[None].to(self.device)
         if self.search == "fast":
             with torch.no_grad():
                 taps = self.backbone(image)
             q = project_taps(taps, self.basis, image.shape[-2:])[0]
             # rounded to float16 like the stored exemplars, then renormalised: a pixel matches itself exactly
-            return F.normalize(q.half().float(), dim=-1), global_descriptor(taps)
+            return F.normalize(q.half().float(), dim=-1), global_descriptor(taps).cpu()
         q, gq = describe(self.backbone, image)
-        return q[0], gq
+        return q[0], gq.cpu()
 
     def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, windows: list[int], profile=None) -> Pool:
         """Global neighbours within `subset` and their best matches per (window, rank)."""
@@ -233,17 +250,17 @@ class PixelNN:
             f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
             y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
             if self.search == "fast":
-                E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)), dim=-1)  # (K, S, S, d)
+                E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)).to(self.device), dim=-1)  # (K, S, S, d)
         with timed(profile, "pixel matching"):
             if self.search == "fast":
                 found = match_all(q, E, windows)
-                matches = {w: [(s[k], j[k]) for k in range(len(ids))] for w, (s, j) in found.items()}
+                matches = {w: [(s[k].cpu(), j[k].cpu()) for k in range(len(ids))] for w, (s, j) in found.items()}
             else:
                 e, _ = describe(self.backbone, torch.from_numpy(f_ex).permute(0, 3, 1, 2))  # (K, D, S, S)
                 matches = {w: [] for w in windows}
                 for k in range(len(ids)):
-                    for w, m in match(q, e[k], windows).items():
-                        matches[w].append(m)
+                    for w, (s, j) in match(q, e[k], windows).items():
+                        matches[w].append((s.cpu(), j.cpu()))
         return Pool(ids, sims, f_ex, y_ex, matches)
 
     def _candidate(self, spec: grids.Spec, pools: list[Pool], stacked: Pool, owner: np.ndarray, fq: np.ndarray) -> Candidate:
