@@ -114,10 +114,11 @@ class Runner:
                 log(f"{name}: {path} not found; skipping this domain")
                 return False
         model, p2p, ev = base / "pixelnn", base / "pix2pix", base / "eval"
-        budget = {"minutes": o.minutes, "size": o.size, "train_limit": o.train_limit}
+        budget = {"minutes": o.minutes, "size": o.size, "train_limit": o.train_limit, "descriptors": o.descriptors}
         common = [*d.data, *self._labels(d), "--size", str(o.size), *(["--limit", str(o.train_limit)] if o.train_limit else [])]
         ok = self.step("stage1", name, budget, pixelnn_cli(
-            "train", "--data", train, *common, "--val", val, "--out", str(model), "--minutes", str(o.minutes)))
+            "train", "--data", train, *common, "--val", val, "--out", str(model), "--minutes", str(o.minutes),
+            *(["--descriptors", str(o.descriptors)] if o.descriptors else [])))
         ok = ok and self.step("pix2pix", name, budget, pixelnn_cli(
             "train-pix2pix", "--data", train, *common, "--val", val, "--out", str(p2p),
             "--minutes", str(o.minutes), "--cache", str(model / "cache")))
@@ -257,6 +258,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS), help="domains to run (default: all)")
+    p.add_argument("--descriptors", type=int, default=64, help="reduced descriptors in each bank for the fast search (0: exact search, ~30 s per input)")
     p.add_argument("--minutes", type=float, default=15.0, help="training budget per model, the same for stage 1 and pix2pix (default 15)")
     p.add_argument("--limit", type=int, default=100, help="validation inputs per domain (default 100)")
     p.add_argument("--seed", type=int, default=0)
