@@ -83,6 +83,23 @@ def test_average_precision_matches_the_brute_force_pr_curve_with_many_ties():
         assert M.average_precision(scores, labels) == pytest.approx(_reference_ap(scores, labels), abs=1e-12)
 
 
+def test_average_precision_of_all_rows_at_once_equals_the_per_row_function():
+    rng = np.random.default_rng(2)
+    labels = rng.random(400) < 0.2
+    scores = np.concatenate([
+        rng.random((4, 400)),  # no ties
+        rng.integers(0, 9, (4, 400)) / 8.0,  # many ties
+        np.where(labels, 0.7, rng.random(400))[None],  # every positive in one run of ties
+        np.full((1, 400), 0.5),  # one threshold
+    ])
+    rows = M.average_precision_rows(scores, labels)
+    assert rows.shape == (10,)
+    assert np.allclose(rows, [M.average_precision(s, labels) for s in scores], rtol=0, atol=1e-12)
+    assert np.isnan(M.average_precision_rows(scores[:2], np.zeros(400, bool))).all()
+    edges = scores[:3].reshape(3, 20, 20)
+    assert np.array_equal(M.edge_ap(edges, labels.reshape(20, 20) * 1.0), rows[:3])
+
+
 def test_edge_ap_is_one_when_the_output_has_the_real_edges():
     rng = np.random.default_rng(1)
     real = rng.random((16, 16))
@@ -139,6 +156,37 @@ def test_hypercolumn_similarity_equals_the_explicit_descriptors():
     same = [t[:1].repeat(4, 1, 1, 1) for t in taps]
     assert M.mean_pair_distance(M.hypercolumn_similarity(same, (8, 8))) == pytest.approx(0.0, abs=1e-6)
     assert M.mean_pair_distance(np.ones((1, 1))) == 0.0
+
+
+def _explicit_layer_similarity(t, size):
+    """layer_similarity the long way, in float64: upsample, normalise per pixel, mean of dot products."""
+    desc = pixel_descriptors([t.double()], size)  # (M, C, H, W), unit norm per pixel
+    return torch.einsum("adp,bdp->ab", desc.flatten(2), desc.flatten(2)) / (size[0] * size[1])
+
+
+@pytest.mark.parametrize("shape,size", [((4, 8, 24, 24), (24, 24)), ((4, 16, 12, 12), (24, 24)), ((4, 64, 6, 6), (24, 24)),
+                                        ((4, 64, 3, 3), (24, 24)), ((3, 32, 5, 7), (13, 29))])
+def test_layer_similarity_equals_the_explicit_descriptors_in_float64(shape, size):
+    torch.manual_seed(sum(shape))
+    t = torch.relu(torch.randn(shape))  # ReLU taps: sparse, non-negative
+    t[0, :, 0, 0] = 0  # a pixel without any feature (a zero descriptor)
+    ref = _explicit_layer_similarity(t, size)
+    assert torch.allclose(M.layer_similarity(t, size), ref, rtol=0, atol=1e-6)
+    assert torch.allclose(M.coarse_layer_similarity(t, size), ref, rtol=0, atol=1e-6)  # the low-resolution route
+
+
+def test_layer_similarity_takes_the_low_resolution_route_for_coarse_taps(monkeypatch):
+    calls = []
+    monkeypatch.setattr(M, "coarse_layer_similarity", lambda t, size: calls.append(t.shape) or torch.zeros(2, 2))
+    M.layer_similarity(torch.rand(2, 512, 6, 6), (96, 96))
+    M.layer_similarity(torch.rand(2, 64, 96, 96), (96, 96))
+    assert calls == [(2, 512, 6, 6)]
+
+
+def test_bilinear_matrix_is_the_upsampling_of_f_interpolate():
+    x = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    up = torch.nn.functional.interpolate(x, size=(13, 29), mode="bilinear", align_corners=False)
+    assert torch.allclose(M.bilinear_matrix(5, 13) @ x @ M.bilinear_matrix(7, 29).T, up, atol=1e-12)
 
 
 # ---------------------------------------------------------------- Fréchet

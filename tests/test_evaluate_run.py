@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from pixelnn.cli import main
+from pixelnn.evaluate import metrics as M
 from pixelnn.evaluate import run
 from pixelnn.evaluate.figures import farthest_point, labelled_grid
 from pixelnn.synth.grid import global_matches
@@ -152,3 +153,35 @@ def test_one_vgg_pass_gives_the_hed_edges_and_the_taps_of_the_subset():
     with torch.no_grad():
         ref = pretrained()(t[keep])
     assert len(taps) == 5 and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(taps, ref))
+
+
+def test_distinct_images_are_found_across_groups():
+    images = smooth_textures(4, 8, seed=14)
+    groups = [images[[0, 1]], images[[2, 1, 0, 2]], images[[3]]]
+    unique, index = run.distinct_images(groups)
+    assert len(unique) == 4 and [i.tolist() for i in index] == [[0, 1], [2, 1, 0, 2], [3]]
+    for group, where in zip(groups, index):
+        assert np.array_equal(unique[where], group)
+
+
+def test_one_vgg_pass_over_distinct_images_equals_a_pass_per_method():
+    """vgg_outputs (the photo and every distinct candidate in one pass) against the former path: the
+    photo alone through hed_edges and each method's candidates through edges_and_taps on their own."""
+    from pixelnn.features.vgg_hed import hed_edges, pretrained
+
+    pool = smooth_textures(12, 32, seed=15)
+    y = pool[0]
+    cands = {"stage1": pool[1:2], "global": pool[[3, 5, 7]], "pixelnn": pool[2:9], "pix2pix": pool[9:12]}
+    subsets = {m: run.deep_subset(0, 4, len(c)) for m, c in cands.items()}
+    real_edges, edges, taps = run.vgg_outputs(y, cands, subsets)
+    assert np.allclose(real_edges, hed_edges(run._tensor(y[None]))[0, 0].numpy(), rtol=0, atol=1e-6)
+    for m, imgs in cands.items():
+        ref_edges, ref_taps = run.edges_and_taps(pretrained(), imgs, subsets[m])
+        assert edges[m].shape == (len(imgs), 32, 32)
+        assert np.allclose(edges[m], ref_edges, rtol=0, atol=1e-6), m
+        assert len(taps[m]) == 5 and all(torch.allclose(a, b, rtol=1e-5, atol=1e-3) for a, b in zip(taps[m], ref_taps)), m  # values up to ~1e3
+        # and so the metrics made of them
+        assert np.allclose(M.edge_ap(edges[m], real_edges), M.edge_ap(ref_edges, real_edges), rtol=0, atol=1e-6), m
+        if len(subsets[m]) >= 2:
+            deep, ref_deep = (M.mean_pair_distance(M.hypercolumn_similarity(t, (32, 32))) for t in (taps[m], ref_taps))
+            assert deep == pytest.approx(ref_deep, abs=1e-6), m

@@ -48,7 +48,7 @@ Open the printed URL: choose, upload or draw an input, hover a candidate's pixel
 The server listens on the loopback address only unless --host says otherwise; Ctrl-C stops it."""
 
 DEMO_EXAMPLES = """examples:
-  pixelnn demo                      # about 3-5 minutes on 2 CPU cores; writes demo-out/index.html
+  pixelnn demo                      # about 3 minutes on 2 CPU cores; writes demo-out/results/index.html
   pixelnn demo --minutes 5 --out /tmp/demo
 Trains on Fashion-MNIST shoes and bags (Debian package dataset-fashion-mnist): HED edges -> image."""
 
@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
-    p.add_argument("--minutes", type=float, default=2.0, help="stage-1 training budget (default 2)")
-    p.add_argument("--train", type=int, default=3000, help="training images (default 3000)")
+    p.add_argument("--minutes", type=float, default=1.5, help="stage-1 training budget (default 1.5)")
+    p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")
 
     p = verbs.add_parser("train-pix2pix", help="train the pix2pix baseline on the same data as stage 1", epilog=PIX2PIX_EXAMPLES, formatter_class=fmt)

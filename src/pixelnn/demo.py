@@ -21,6 +21,7 @@ from .synth.pipeline import PixelNN
 from .workflow import index_arrays, synthesize_to_folder, train_run
 
 SIZE = 64
+DESCRIPTORS = 32  # reduced pixel descriptors in the bank: the fast search (docs/benchmarks.md)
 
 
 def _data(split: str, per_class: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -36,7 +37,7 @@ def _pick_inputs(labels: list[str], n: int) -> list[int]:
     return picks[:n]
 
 
-def run_demo(out: Path, minutes: float = 2.0, n_train: int = 3000, n_inputs: int = 6) -> Path:
+def run_demo(out: Path, minutes: float = 1.5, n_train: int = 2000, n_inputs: int = 6) -> Path:
     out = Path(out)
     t0 = time.time()
     print(f"[1/4] Fashion-MNIST {', '.join(DEMO_CLASSES)}: {n_train} training images, HED edges at {SIZE}x{SIZE}")
@@ -52,7 +53,7 @@ def run_demo(out: Path, minutes: float = 2.0, n_train: int = 3000, n_inputs: int
         import shutil
 
         shutil.rmtree(run / "bank")  # the demo's model may have changed: rebuild its bank
-    index_arrays(run, x, y, [f"train/{i:05d}" for i in range(len(y))], labels)
+    index_arrays(run, x, y, [f"train/{i:05d}" for i in range(len(y))], labels, descriptors=DESCRIPTORS)
     print(f"[4/4] synthesizing 72 candidates for {n_inputs} held-out inputs")
     model = PixelNN.load(run)
     picks = _pick_inputs(labels_t, n_inputs)

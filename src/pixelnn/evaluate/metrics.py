@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 MSE_FLOOR = 1e-10  # PSNR cap: 100 dB
 EDGE_THRESHOLD = 0.5
+GRAM_CHUNK = 1 << 16  # values per float32 partial sum in layer_similarity
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 
 # per-candidate metrics and which direction is better
@@ -103,10 +104,30 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def average_precision_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """average_precision of every row of scores (N, P) against the same labels (P,): (N,), all rows at once.
+
+    The same sum regrouped: a run of tied scores holding t positives adds t / n_pos times its
+    precision, so AP is the mean over positives of the precision at the end of the positive's run.
+    """
+    scores = np.asarray(scores, np.float64).reshape(len(scores), -1)
+    labels = np.asarray(labels).ravel().astype(bool)
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return np.full(len(scores), np.nan)
+    order = np.argsort(-scores, axis=1)  # not stable: the order within a run of ties does not matter
+    s, y = np.take_along_axis(scores, order, 1), labels[order]  # (N, P) each, descending scores
+    P = s.shape[1]
+    run_end = np.where(np.diff(s, axis=1, append=np.inf) != 0, np.arange(P), P - 1)  # own index at a run's end
+    run_end = np.minimum.accumulate(run_end[:, ::-1], axis=1)[:, ::-1]  # (N, P) last index of each one's run
+    precision = np.take_along_axis(np.cumsum(y, axis=1), run_end, 1) / (run_end + 1.0)
+    return (precision * y).sum(1) / n_pos
+
+
 def edge_ap(edges: np.ndarray, real_edges: np.ndarray, threshold: float = EDGE_THRESHOLD) -> np.ndarray:
     """Edge AP of edge probabilities (N, H, W) of outputs against the real photo's (H, W): (N,)."""
     labels = np.asarray(real_edges) >= threshold  # (H, W) bool
-    return np.array([average_precision(e, labels) for e in np.asarray(edges)], np.float64)
+    return average_precision_rows(np.asarray(edges), labels)
 
 
 # ---------------------------------------------------------------- frequency
@@ -159,21 +180,57 @@ def pairwise_l1(images: np.ndarray) -> float:
 
 
 def hypercolumn_similarity(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """Mean over pixels of the cosine between every two images' hypercolumn descriptors: (M, M).
+    """Mean over pixels of the cosine between every two images' hypercolumn descriptors: (M, M) float64.
 
     taps: [(M, C_l, H_l, W_l)] from fine to coarse. Equal to describing the images with
     features.hypercolumn.pixel_descriptors (D, H, W), then averaging a . b over pixels, but done one
-    layer at a time so the (M, D, H, W) descriptors are never held at once.
+    layer at a time (layer_similarity) so the (M, D, H, W) descriptors are never held at once.
     """
-    M = taps[0].shape[0]
-    P = size[0] * size[1]
+    return sum(layer_similarity(t, size) for t in taps) / len(taps)
+
+
+def layer_similarity(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Mean over pixels of the cosine between every two images' descriptors from one tap t (M, C, h, w)
+    upsampled bilinearly to size and L2-normalised per pixel: (M, M) float64.
+
+    The products are float32 sums over chunks of GRAM_CHUNK values, added up in float64 (one float32
+    sum over all M C H W values would be off by up to ~1e-4). Coarse taps, whose (M h w)^2
+    low-resolution dot products are fewer than the upsampled values, go through
+    coarse_layer_similarity instead of being upsampled.
+    """
+    M, C, h, w = t.shape
+    if (M * h * w) ** 2 <= M * C * size[0] * size[1]:
+        return coarse_layer_similarity(t, size)
+    if (h, w) != tuple(size):
+        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    u = F.normalize(t, dim=1).reshape(M, -1)  # (M, C H W), unit norm per pixel
     gram = torch.zeros((M, M), dtype=torch.float64)
-    for t in taps:
-        if t.shape[-2:] != tuple(size):
-            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-        t = F.normalize(t, dim=1).reshape(M, -1)  # (M, C_l * P)
-        gram += (t @ t.T).double() / P
-    return gram / len(taps)
+    for chunk in u.split(GRAM_CHUNK, dim=1):
+        gram += (chunk @ chunk.T).double()
+    return gram / (size[0] * size[1])
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) float64 A with A @ v = F.interpolate(v, n_out, mode='linear', align_corners=False)."""
+    eye = torch.eye(n_in, dtype=torch.float64)[None]  # channel k is the unit signal e_k
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T
+
+
+def coarse_layer_similarity(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """layer_similarity without upsampling t (M, C, h, w): (M, M) float64.
+
+    Upsampling is u_a = A_h t_a A_w^T (bilinear_matrix), so the dot product of images a and b at pixel
+    (i, j) is D_ab(i, j) = sum A_h[i,y] A_h[i,Y] A_w[j,x] A_w[j,X] <t_a(y, x), t_b(Y, X)> over y, Y, x, X,
+    and the cosine is D_ab / (|u_a| |u_b|) with |u_a|^2 = D_aa (norms floored at 1e-12 as in F.normalize).
+    """
+    M, C, h, w = t.shape
+    Ah, Aw = bilinear_matrix(h, size[0]), bilinear_matrix(w, size[1])
+    flat = t.permute(0, 2, 3, 1).reshape(M * h * w, C)
+    dots = (flat @ flat.T).double().reshape(M, h, w, M, h, w)  # <t_a(y, x), t_b(Y, X)>
+    rows = torch.einsum("iy,iY,ayxbYX->aibxX", Ah, Ah, dots)  # (M, H, M, w, w)
+    D = torch.einsum("jx,jX,aibxX->abij", Aw, Aw, rows)  # (M, M, H, W)
+    norm = torch.diagonal(D).permute(2, 0, 1).sqrt().clamp_min(1e-12)  # (M, H, W)
+    return (D / norm[:, None] / norm[None]).mean((2, 3))
 
 
 def mean_pair_distance(similarity: torch.Tensor | np.ndarray) -> float:

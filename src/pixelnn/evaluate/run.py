@@ -137,6 +137,39 @@ def edges_and_taps(vgg, images_uint8: np.ndarray, keep: np.ndarray, batch: int =
     return torch.cat(edges).numpy(), taps
 
 
+def distinct_images(groups: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct images among groups of images [(n_g, H, W, 3)]: (U, H, W, 3), in order of first
+    appearance, and for each group the position of each of its images in them [(n_g,)]."""
+    where: dict[bytes, int] = {}
+    firsts: list[np.ndarray] = []
+    index = []
+    for group in groups:
+        for im in group:
+            if im.tobytes() not in where:
+                where[im.tobytes()] = len(firsts)
+                firsts.append(im)
+        index.append(np.array([where[im.tobytes()] for im in group], np.int64))
+    return np.stack(firsts), index
+
+
+def vgg_outputs(y: np.ndarray, cands: dict, subsets: dict) -> tuple[np.ndarray, dict, dict]:
+    """One pass of the HED VGG-16 over the photo y (S, S, 3) and every distinct candidate of the input
+    (the global candidates are PixelNN ones): the photo's HED edges (S, S); per method, its candidates'
+    edges (n, S, S) and the five taps of its candidates `subsets[method]` (sorted indices)."""
+    from ..features.vgg_hed import pretrained
+
+    methods = list(subsets)
+    images, index = distinct_images([y[None]] + [cands[m] for m in methods])
+    keep = np.unique(np.concatenate([index[k + 1][subsets[m]] for k, m in enumerate(methods)]))
+    edges, taps = edges_and_taps(pretrained(), images, keep)
+    method_edges, method_taps = {}, {}
+    for k, m in enumerate(methods):
+        method_edges[m] = edges[index[k + 1]]
+        rows = torch.from_numpy(np.searchsorted(keep, index[k + 1][subsets[m]]))
+        method_taps[m] = [t[rows] for t in taps]
+    return edges[index[0][0]], method_edges, method_taps
+
+
 def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str, factor: int, seed: int = 0) -> dict:
     """Metrics of every method's candidates (uint8 (n, S, S, 3)) for input i with photo y (S, S, 3) uint8.
 
@@ -146,26 +179,22 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
     candidate. Plus real__spectrum (R,) and real__feat (1280,).
     """
     from ..features.efficientnet import pooled_features
-    from ..features.vgg_hed import hed_edges, pretrained
 
     real = y.astype(np.float64) / 255.0  # (S, S, 3)
     S = y.shape[0]
-    real_edges = hed_edges(_tensor(y[None]))[0, 0].numpy()  # (S, S)
+    methods = [m for m in METHODS if m in cands]
+    subsets = {m: deep_subset(seed, i, len(cands[m])) for m in methods}
+    real_edges, edges, taps = vgg_outputs(y, cands, subsets)
     real_spec = M.log_spectra(real[None])[0]  # (R,)
     out: dict[str, np.ndarray] = {"real__spectrum": real_spec}
     picks = [y]
-    vgg = pretrained()
-    for m in METHODS:
-        if m not in cands:
-            continue
+    for m in methods:
         imgs = cands[m]  # (n, S, S, 3) uint8
         f = imgs.astype(np.float64) / 255.0
         n = len(imgs)
         out[f"{m}__psnr"] = M.psnr(f, real)
         out[f"{m}__ssim"] = M.ssim(f, real)
-        subset = np.sort(np.random.default_rng([seed, i, 7]).permutation(n)[:DEEP_SUBSET])
-        edges, taps = edges_and_taps(vgg, imgs, subset)  # (n, S, S), taps of the subset
-        out[f"{m}__edge_ap"] = M.edge_ap(edges, real_edges)
+        out[f"{m}__edge_ap"] = M.edge_ap(edges[m], real_edges)
         if signal == "lowres":
             out[f"{m}__consistency_psnr"] = M.consistency_psnr(f, x, factor)
         spectra = M.log_spectra(f)  # (n, R)
@@ -173,8 +202,8 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
         out[f"{m}__spectrum_sum"] = spectra.sum(0)
         out[f"{m}__n"] = np.array(n)
         out[f"{m}__div_l1"] = np.array(M.pairwise_l1(f))
-        if len(subset) >= 2:
-            out[f"{m}__div_deep"] = np.array(M.mean_pair_distance(M.hypercolumn_similarity(taps, (S, S))))
+        if len(subsets[m]) >= 2:
+            out[f"{m}__div_deep"] = np.array(M.mean_pair_distance(M.hypercolumn_similarity(taps[m], (S, S))))
         else:
             out[f"{m}__div_deep"] = np.array(0.0)
         r = M.rand1_index(seed, m, i, n)
@@ -182,9 +211,14 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
         picks.append(imgs[r])
     feats = pooled_features(_tensor(np.stack(picks))).numpy()  # (1 + methods, 1280)
     out["real__feat"] = feats[0]
-    for k, m in enumerate([m for m in METHODS if m in cands]):
+    for k, m in enumerate(methods):
         out[f"{m}__feat"] = feats[k + 1]
     return out
+
+
+def deep_subset(seed: int, i: int, n: int) -> np.ndarray:
+    """The candidates of input i (sorted indices, at most DEEP_SUBSET of n) whose pairs give the deep diversity."""
+    return np.sort(np.random.default_rng([seed, i, 7]).permutation(n)[:DEEP_SUBSET])
 
 
 # ---------------------------------------------------------------- aggregation
