@@ -48,7 +48,7 @@ Open the printed URL: choose, upload or draw an input, hover a candidate's pixel
 The server listens on the loopback address only unless --host says otherwise; Ctrl-C stops it."""
 
 DEMO_EXAMPLES = """examples:
-  pixelnn demo                      # about 3 minutes on 2 CPU cores; writes demo-out/results/index.html
+  pixelnn demo                      # a few minutes on 2 CPU cores; writes demo-out/results/index.html
   pixelnn demo --minutes 5 --out /tmp/demo
 Trains on Fashion-MNIST shoes and bags (Debian package dataset-fashion-mnist): HED edges -> image."""
 
