@@ -21,6 +21,17 @@ def smooth_textures(n: int, size: int, seed: int = 0) -> np.ndarray:
     return (out * 255).round().astype(np.uint8)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other.
+
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A model folder with an untrained stage 1 (lowres 8 -> 32) and a 6-exemplar labelled bank."""

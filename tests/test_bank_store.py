@@ -18,14 +18,9 @@ from conftest import smooth_textures
 NAMES = [f"new/{i}.png" for i in range(7)]
 LABELS = ["cat", None, "dog", "dog/terrier", "doge", "cat", "dog"]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,9 @@ PHOTOS = [
 ]
 COMMON = ["--signal", "lowres", "--size", "32", "--factor", "4"]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def _photos(folder, names, seed):

@@ -8,13 +8,9 @@ from pixelnn.evaluate import pix2pix as P
 
 from conftest import smooth_textures
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,9 @@ from pixelnn.synth.pipeline import PixelNN
 
 from conftest import smooth_textures
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def test_global_method_taken_from_the_paper72_result_equals_a_separate_global_call(tiny_run):

@@ -13,14 +13,9 @@ from conftest import smooth_textures
 
 CFG = Stage1Config(in_channels=3, input_size=8, size=32, width=8, levels=2, residual=True)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.fixture(scope="module")

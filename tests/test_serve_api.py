@@ -28,13 +28,9 @@ from pixelnn.synth.pipeline import PixelNN
 DOGS = {2, 3, 4}  # 'dog' matches dog and dog/terrier
 EVIL = ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "....//....//etc/passwd", "..\\..\\etc\\passwd"]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..fileio import atomic_path
+from ..regress.checkpoint import read_checkpoint
 from ..regress.train import _batches, psnr
 from ..regress.unet import to_tensor
 
@@ -189,19 +190,7 @@ def save(path: Path, gen: Generator, disc: Discriminator, state: dict) -> None:
 
 def read(path: Path) -> dict:
     path = Path(path)
-    if path.is_dir():
-        path = path / FILENAME
-    if not path.exists():
-        raise ConfigError(f"no pix2pix checkpoint at {path}: train one with `pixelnn train-pix2pix`")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not ours
-        raise ConfigError(f"{path} is not a readable pix2pix checkpoint ({e.__class__.__name__}: {e})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a PixelNN pix2pix checkpoint")
-    if blob.get("version") != VERSION:
-        raise ConfigError(f"{path} has pix2pix checkpoint version {blob.get('version')}, this PixelNN reads {VERSION}")
-    return blob
+    return read_checkpoint(path / FILENAME if path.is_dir() else path, FORMAT, VERSION, "pix2pix", "train-pix2pix")
 
 
 def load_generator(path: Path) -> Generator:

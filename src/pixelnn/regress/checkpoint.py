@@ -23,19 +23,24 @@ def save(path: Path, model: UNet, state: dict) -> None:
         torch.save(blob, tmp)
 
 
-def read(path: Path) -> dict:
+def read_checkpoint(path: Path, fmt: str, version: int, what: str, verb: str) -> dict:
+    """Load a checkpoint dict written by torch.save, refusing other files and versions clearly."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"no stage-1 checkpoint at {path}: train one with `pixelnn train`")
+        raise ConfigError(f"no {what} checkpoint at {path}: train one with `pixelnn {verb}`")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not ours
-        raise ConfigError(f"{path} is not a readable stage-1 checkpoint ({e.__class__.__name__}: {e})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a PixelNN stage-1 checkpoint")
-    if blob.get("version") != VERSION:
-        raise ConfigError(f"{path} has checkpoint version {blob.get('version')}, this PixelNN reads {VERSION}")
+        raise ConfigError(f"{path} is not a readable {what} checkpoint ({e.__class__.__name__}: {e})") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise ConfigError(f"{path} is not a PixelNN {what} checkpoint")
+    if blob.get("version") != version:
+        raise ConfigError(f"{path} has {what} checkpoint version {blob.get('version')}, this PixelNN reads {version}")
     return blob
+
+
+def read(path: Path) -> dict:
+    return read_checkpoint(path, FORMAT, VERSION, "stage-1", "train")
 
 
 def load_model(path: Path) -> UNet:
