@@ -265,3 +265,24 @@ def test_ids_with_labels_on_a_bank_without_labels(tmp_path):
     bank = _memory_bank(tmp_path, [None, None, None])
     with pytest.raises(ConfigError, match="has no labels"):
         bank.ids_with_labels(["dog"])
+
+
+def test_a_bank_with_reduced_descriptors_grows_with_its_own_projection(tiny_run, pairs, tmp_path):
+    from pixelnn.synth.pipeline import PixelNN
+    from pixelnn.workflow import index_arrays
+
+    run = tiny_run[0]
+    x, y = pairs
+    bank = tmp_path / "bank"
+    index_arrays(run, x[:4], y[:4], NAMES[:4], LABELS[:4], bank=bank, descriptors=8, progress=False)
+    basis = np.load(bank / "projection.npy")
+    manifest = index_arrays(run, x[4:], y[4:], NAMES[4:], LABELS[4:], bank=bank, descriptors=99, progress=False)
+    assert np.array_equal(np.load(bank / "projection.npy"), basis)  # the bank's projection, not a new one
+    assert manifest["descriptors"] == {"dim": 8, "dtype": "float16"} and all(s["desc"] for s in manifest["shards"])
+    assert Bank.open(bank).gather("desc", [0, 6]).shape == (2, 32, 32, 8)
+    model = PixelNN.load(run, bank=bank)
+    assert model.search == "fast"
+    for n in (1, 5):
+        cand = model.synthesize(x[n], grid="1:1:whole").candidates[0]
+        assert (cand.corr.exemplar == n).all()
+        assert np.array_equal(cand.image, y[n].astype(np.float32) / 255.0)

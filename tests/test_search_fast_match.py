@@ -69,3 +69,15 @@ def test_pooled_descriptors_are_unit_norm():
     p = pool_descriptors(smooth_desc(2, 12, 12), 4)
     assert p.shape == (2, 3, 3, 16)
     assert torch.allclose(p.norm(dim=-1), torch.ones(2, 3, 3), atol=1e-5)
+
+
+def test_near_ties_go_to_the_nearest_pixel():
+    q = smooth_desc(1, 16, 16, seed=9)[0]
+    q[:, 1::2] = q[:, 0::2]  # columns in identical pairs: each pixel has a twin beside it
+    g = torch.Generator().manual_seed(10)
+    E = torch.nn.functional.normalize(q + 1e-6 * torch.randn(q.shape, generator=g), dim=-1)[None]
+    own = torch.arange(256).view(16, 16)
+    exact = match_local_blocks(q, E, [3])[3][1][0]
+    assert not torch.equal(exact, own)  # without a tolerance the twin wins about half the time
+    tied = match_all(q, E, [3, WHOLE], tie=1e-4)
+    assert torch.equal(tied[3][1][0], own) and torch.equal(tied[WHOLE][1][0], own)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -78,8 +79,10 @@ class UNet(nn.Module):
 
 def to_tensor(images) -> torch.Tensor:
     """uint8 (N, H, W, C) numpy -> float (N, C, H, W) in [0, 1]."""
-    t = torch.as_tensor(images)
-    return t.permute(0, 3, 1, 2).float().div_(255.0)
+    t = torch.as_tensor(np.ascontiguousarray(images))
+    # a plain NCHW layout whatever the array's strides: convolutions pick their kernels by layout,
+    # and the same input must give the same f(x) bit for bit (bank exemplars used as queries)
+    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
 @torch.no_grad()

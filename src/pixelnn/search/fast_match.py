@@ -63,8 +63,11 @@ def _local_geometry(H: int, W: int, B: int, r: int, windows: tuple[int, ...], de
     return nby, nbx, out, qy.to(device), qx.to(device), ((qy < H) & (qx < W)).to(device)
 
 
-def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Exact best match within each small window, for all K exemplars; see module docstring."""
+def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8, tie: float = 0.0) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Exact best match within each small window, for all K exemplars; see module docstring.
+
+    tie: similarities within `tie` of the best count as equal, and the nearest of them wins.
+    """
     H, W, d = q.shape
     K = E.shape[0]
     r = max(max(-_bounds(w)[0], _bounds(w)[1]) for w in windows)
@@ -79,6 +82,9 @@ def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], blo
         s = sims.gather(-1, pos.expand(K, sims.shape[1], -1, -1))  # (K, nb, B*B, n_w)
         s = s.masked_fill(~valid, -torch.inf)
         best, arg = s.max(dim=-1)  # first of equal maxima: the nearest offset
+        if tie > 0:
+            arg = (s >= best.unsqueeze(-1) - tie).int().argmax(dim=-1)  # the nearest near-maximum
+            best = s.gather(-1, arg.unsqueeze(-1)).squeeze(-1)
         j = src.expand(K, -1, -1, -1).gather(-1, arg.unsqueeze(-1)).squeeze(-1)  # (K, nb, B*B)
         out[w] = (_unblock(best, qy, qx, qvalid, H, W), _unblock(j, qy, qx, qvalid, H, W))
     return out
@@ -144,18 +150,19 @@ def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4
 SEED_WINDOW = 5  # the whole-image search also keeps the exact best of this neighbourhood
 
 
-def match_all(q: torch.Tensor, E: torch.Tensor, windows: list[int], **whole_options) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def match_all(q: torch.Tensor, E: torch.Tensor, windows: list[int], tie: float = 0.0, **whole_options) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Every window for every exemplar: small windows exactly by blocks, WHOLE coarse-to-fine.
 
     The whole-image answer is the better of coarse-to-fine and the exact 5 x 5 neighbourhood, so
     it is never worse than any window up to 5 (as the exact whole-image match is never worse).
+    tie: similarities within `tie` of the best count as equal, and the nearest pixel wins.
     """
     small = sorted({w for w in windows if w != WHOLE} | ({SEED_WINDOW} if WHOLE in windows else set()))
-    local = match_local_blocks(q, E, small) if small else {}
+    local = match_local_blocks(q, E, small, tie=tie) if small else {}
     out = {w: local[w] for w in windows if w != WHOLE}
     if WHOLE in windows:
         sim, j = match_whole_coarse_to_fine(q, E, **whole_options)
         seed_sim, seed_j = local[SEED_WINDOW]
-        better = seed_sim >= sim  # ties: the nearer pixel, as every other search
+        better = seed_sim >= sim - tie  # ties: the nearer pixel, as every other search
         out[WHOLE] = (torch.where(better, seed_sim, sim), torch.where(better, seed_j, j))
     return out

@@ -72,6 +72,9 @@ def read_run_config(run: Path) -> dict:
 
 
 SEARCHES = ("auto", "exact", "fast")
+# Stored float16 descriptors resolve a cosine to about 1e-3; matches closer than this to the best
+# are ties, won by the nearest pixel (so a bank exemplar given as input copies itself exactly).
+FLOAT16_TIE = 1e-4
 
 
 def _device(name: str) -> torch.device:
@@ -253,7 +256,7 @@ class PixelNN:
                 E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)).to(self.device), dim=-1)  # (K, S, S, d)
         with timed(profile, "pixel matching"):
             if self.search == "fast":
-                found = match_all(q, E, windows)
+                found = match_all(q, E, windows, tie=FLOAT16_TIE)
                 matches = {w: [(s[k].cpu(), j[k].cpu()) for k in range(len(ids))] for w, (s, j) in found.items()}
             else:
                 e, _ = describe(self.backbone, torch.from_numpy(f_ex).permute(0, 3, 1, 2))  # (K, D, S, S)
