@@ -168,7 +168,8 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
             photo_inputs=inputs.makes_inputs_from_photos(model),
             drawing="edge map" if model.config["signal"] in inputs.EDGE_SIGNALS else "photo" if inputs.makes_inputs_from_photos(model) else "input",
             grids=params.GRIDS,
-            default_grid=params.DEFAULT_GRID,
+            search=model.search,
+            default_grid="paper72" if model.search == "fast" else params.DEFAULT_GRID,  # fast: all 72 in ~0.4 s
             max_upload_mb=max_upload_mb,
             max_megapixels=max_pixels / 1e6,
         )

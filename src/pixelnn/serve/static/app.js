@@ -60,6 +60,7 @@ function describeModel(m) {
   $("model-info").textContent =
     `${m.signal} input ${h}×${w}×${c} → ${m.size}×${m.size} output · bank of ${m.bank_size} exemplars` +
     (m.labels.length ? ` · ${m.labels.length} labels` : "");
+  $("grid").value = m.default_grid;
   const select = $("label");
   for (const label of m.labels) select.append(new Option(label, label));
   select.disabled = !m.labels.length;
