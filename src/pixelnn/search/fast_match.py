@@ -4,14 +4,19 @@ Vocabulary as in pixel_match: q (H, W, d) query descriptors, E (K, H, W, d) the 
 match per window is (sim (K, H, W), j (K, H, W)) with j = sy * W + sx.
 
 - `match_local_blocks` (exact): small windows by blocks. The query is cut into B x B blocks; each
-  block is compared with the (B + 2r)^2 exemplar pixels around it in one batched matrix product,
-  and every window's argmax is read off with a mask. More flops than a per-offset loop but each
-  is a dense product, which is what the CPU does fast.
+  block is compared with the (B + 2r)^2 exemplar pixels around it in one batched matrix product
+  (regions cut by one strided copy), and each window's best is read from the columns of its own
+  offsets, nearest first. More flops than a per-offset loop, but dense products are what the CPU
+  does fast.
 - `match_whole_coarse_to_fine` (approximate): whole-image windows. Descriptors are average-pooled
   by `factor`, matched exhaustively at the coarse level (a (HW/f^2)^2 product), and each query
-  pixel is then compared exactly with the pixels of its `top` best coarse cells, grown by `halo`.
+  pixel is then compared exactly with the pixels of its `top` best coarse cells, grown by `halo`
+  (defaults 3 and 1: on CelebA 89% of matches equal the exhaustive search on the same descriptors,
+  mean similarity loss 0.0015; docs/benchmarks.md).
+- `match_all`: every window; the whole-image answer is also never worse than the exact 5 x 5 one.
 
-Ties prefer the query pixel's own position, as pixel_match does.
+Ties prefer the offset nearest the query pixel (its own position first), as pixel_match does; a
+`tie` tolerance makes near-equal similarities ties too (for float16-rounded descriptors).
 """
 
 from __future__ import annotations
