@@ -92,6 +92,13 @@ def test_model_and_examples_describe_the_model(served):
         assert client.get(f"/static/{name}").status_code == 200
 
 
+def test_pages_forbid_scripts_from_elsewhere_and_eval(served):
+    _, client, _, _ = served
+    policy = client.get("/").headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "unsafe-eval" not in policy and "unsafe-inline" not in policy
+    assert client.get("/api/model").json["default_grid"] == "quick"  # the exact search: the short grid
+
+
 def test_default_upload_limit_is_8_mb(model, tmp_path):
     app = create_app(model, work=tmp_path / "w")
     assert app.config["MAX_CONTENT_LENGTH"] == 8 * 1024 * 1024

@@ -44,7 +44,9 @@ def browser():
 
 @pytest.fixture
 def page(browser, base):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # bypass_csp: the page's Content-Security-Policy forbids eval, which Playwright's polling
+    # wait_for_function needs; the page's own scripts run as they do for a user
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors = []
