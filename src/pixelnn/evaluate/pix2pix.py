@@ -25,7 +25,6 @@ did), so each call samples a different output: `sample(generator, x, n, seed)`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +37,8 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..fileio import atomic_path
 from ..regress.checkpoint import read_checkpoint
-from ..regress.train import _batches, psnr
+from ..regress import budget
+from ..regress.train import psnr
 from ..regress.unet import to_tensor
 
 FORMAT = "pixelnn-pix2pix"
@@ -241,8 +241,8 @@ def _flip(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> None:
 def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig, cfg: Pix2PixTrainConfig) -> Generator:
     """Train (or resume) pix2pix on uint8 x (N, h, w, c), y (N, S, S, 3) within cfg.minutes; returns the generator.
 
-    Same pattern as regress.train: a time budget (elapsed training time is kept across runs), an
-    atomic checkpoint every save_every_s and at the end, resume from out_dir/pix2pix.pt.
+    The loop is regress.budget.run, as for stage 1: a time budget kept across runs, an atomic
+    checkpoint every save_every_s and at the end, resume from out_dir/pix2pix.pt.
     """
     path = Path(out_dir) / FILENAME
     torch.manual_seed(cfg.seed)
@@ -261,52 +261,25 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
         opt_d.load_state_dict(blob["opt_d"])
         state.update({k: blob[k] for k in ("step", "epoch", "elapsed_s", "history")})
         tqdm.write(f"resuming pix2pix from {path}: epoch {state['epoch']}, {state['elapsed_s'] / 60:.1f} min done")
+    gen.train()
+    disc.train()
     rng = np.random.default_rng(cfg.seed + state["epoch"])
-    budget = cfg.minutes * 60.0
 
-    def out_of_budget() -> bool:
-        return state["elapsed_s"] >= budget or (cfg.max_steps > 0 and state["step"] >= cfg.max_steps)
+    def step(idx: np.ndarray, elapsed: float) -> dict[str, float]:
+        for opt in (opt_g, opt_d):
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, elapsed)
+        xb, yb = inputs(x[idx], model_cfg.size), to_tensor(y[idx]) * 2 - 1
+        if cfg.flip:
+            _flip(xb, yb, rng)
+        losses = train_step(gen, disc, opt_g, opt_d, xb, yb, cfg)
+        return {"l1": losses.pop("l1"), **losses}  # l1 first: it is shown on the progress bar
 
     def checkpoint() -> None:
         save(path, gen, disc, {**state, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
 
-    bar = tqdm(
-        total=budget,
-        initial=min(state["elapsed_s"], budget),
-        desc="training pix2pix",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
-    )
-    last_save = time.monotonic()
-    gen.train()
-    disc.train()
-    while not out_of_budget() and state["epoch"] < cfg.max_epochs:
-        losses = []
-        for idx in _batches(len(x), cfg.batch, rng):
-            t0 = time.monotonic()
-            for opt in (opt_g, opt_d):
-                for g in opt.param_groups:
-                    g["lr"] = _lr(cfg, state["elapsed_s"])
-            xb, yb = inputs(x[idx], model_cfg.size), to_tensor(y[idx]) * 2 - 1
-            if cfg.flip:
-                _flip(xb, yb, rng)
-            losses.append(train_step(gen, disc, opt_g, opt_d, xb, yb, cfg))
-            dt = time.monotonic() - t0
-            state["elapsed_s"] += dt
-            state["step"] += 1
-            bar.update(min(dt, max(budget - bar.n, 0)))
-            bar.set_postfix(epoch=state["epoch"], l1=f"{np.mean([v['l1'] for v in losses[-20:]]):.3f}")
-            if time.monotonic() - last_save > cfg.save_every_s:
-                checkpoint()
-                last_save = time.monotonic()
-            if out_of_budget():
-                break
-        state["epoch"] += 1
-        state["history"].append(
-            {"epoch": state["epoch"], "elapsed_s": state["elapsed_s"], **{k: float(np.mean([v[k] for v in losses])) for k in losses[0]}}
-        )
-    bar.close()
-    state["done"] = True
-    checkpoint()
+    budget.run(state, len(x), cfg.batch, cfg.minutes * 60.0, step, checkpoint, desc="training pix2pix", rng=rng,
+               max_epochs=cfg.max_epochs, max_steps=cfg.max_steps, save_every_s=cfg.save_every_s)
     gen.requires_grad_(False)
     return gen.eval()
 

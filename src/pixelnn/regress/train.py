@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint
+from . import budget, checkpoint
 from .unet import Stage1Config, UNet, predict, to_tensor
 
 
@@ -31,12 +30,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of images in [0, 1]: (N, C, H, W) x2 -> (N,)."""
     mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
     return 10 * torch.log10(1.0 / mse)
-
-
-def _batches(n: int, batch: int, rng: np.random.Generator):
-    order = rng.permutation(n)
-    for i in range(0, n - batch + 1 if n >= batch else 1, batch):
-        yield order[i : i + batch]
 
 
 def _lr(cfg: TrainConfig, elapsed: float) -> float:
@@ -74,38 +67,19 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
         opt.load_state_dict(blob["optimizer"])
         state.update({k: blob[k] for k in ("step", "epoch", "elapsed_s", "history")})
         tqdm.write(f"resuming stage 1 from {path}: epoch {state['epoch']}, {state['elapsed_s'] / 60:.1f} min done")
-    rng = np.random.default_rng(cfg.seed + state["epoch"])
-    budget = cfg.minutes * 60.0
-    bar = tqdm(
-        total=budget,
-        initial=min(state["elapsed_s"], budget),
-        desc="training stage 1",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
-    )
-    last_save = time.monotonic()
     model.train()
-    while state["elapsed_s"] < budget and state["epoch"] < cfg.max_epochs:
-        losses = []
-        for idx in _batches(len(x), cfg.batch, rng):
-            t0 = time.monotonic()
-            for g in opt.param_groups:
-                g["lr"] = _lr(cfg, state["elapsed_s"])
-            losses.append(_step(model, opt, x[idx], y[idx], cfg, rng))
-            dt = time.monotonic() - t0
-            state["elapsed_s"] += dt
-            state["step"] += 1
-            bar.update(min(dt, max(budget - bar.n, 0)))
-            bar.set_postfix(epoch=state["epoch"], loss=f"{np.mean(losses[-20:]):.4f}")
-            if time.monotonic() - last_save > cfg.save_every_s:
-                checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
-                last_save = time.monotonic()
-            if state["elapsed_s"] >= budget:
-                break
-        state["epoch"] += 1
-        state["history"].append({"epoch": state["epoch"], "loss": float(np.mean(losses)), "elapsed_s": state["elapsed_s"]})
-    bar.close()
-    state["done"] = True
-    checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
+
+    def step(idx: np.ndarray, elapsed: float) -> dict[str, float]:
+        for g in opt.param_groups:
+            g["lr"] = _lr(cfg, elapsed)
+        return {"loss": _step(model, opt, x[idx], y[idx], cfg, rng)}
+
+    def save() -> None:
+        checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
+
+    rng = np.random.default_rng(cfg.seed + state["epoch"])
+    budget.run(state, len(x), cfg.batch, cfg.minutes * 60.0, step, save, desc="training stage 1", rng=rng,
+               max_epochs=cfg.max_epochs, save_every_s=cfg.save_every_s)
     return model.eval()
 
 
