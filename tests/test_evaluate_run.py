@@ -101,11 +101,23 @@ def test_evaluate_writes_the_figures(evaluated):
     out, _ = evaluated
     rep = json.loads((out / "report.json").read_text())
     names = {f.split("/")[-1] for f in rep["figures"]}
-    assert {"comparison.png", "multiple-0.png", "multiple-1.png", "frequency.png", "correspondence-0.png", "correspondence-1.png"} <= names
+    corr = {f"correspondence-{i}-{k}.png" for i in (0, 1) for k in ("rand1", "composite")}
+    assert {"comparison.png", "multiple-0.png", "multiple-1.png", "frequency.png", *corr} <= names
     for f in rep["figures"]:
         with Image.open(out / f) as im:
             assert im.format == "PNG" and im.size[0] > 100
         assert f"]({f})" in (out / "report.md").read_text()
+
+
+def test_the_composite_correspondence_has_the_most_sources(evaluated):
+    out, _ = evaluated
+    with np.load(out / "cache" / "cand-00000.npz") as z:
+        cands = {k: z[k] for k in z.files}
+    rand1, composite = run.corr_of(cands, "rand1"), run.corr_of(cands, "composite")
+    assert rand1 is not None and composite is not None
+    n_sources = len(np.unique(composite[1].exemplar))
+    assert n_sources >= len(np.unique(rand1[1].exemplar)) and n_sources > 1
+    assert str(cands["specs"][composite[0]]).startswith(("3:", "5:"))  # only n > 1 candidates can mix exemplars
 
 
 def test_a_rerun_resumes_from_the_cache_without_synthesizing(evaluated, monkeypatch):

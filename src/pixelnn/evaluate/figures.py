@@ -6,7 +6,8 @@
   7 most mutually different by L1, greedy farthest-point) and the original;
 - frequency.png (Figure 4): radially averaged log power spectra of the real photos and of each
   method's outputs;
-- correspondence-K.png (Figure 5): where the pixels of input K's Rand-1 PixelNN candidate came from.
+- correspondence-K-rand1.png, correspondence-K-composite.png (Figure 5): where the pixels of input K's
+  Rand-1 PixelNN candidate came from, and those of its candidate drawn from the most exemplars.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def frequency_plot(path: Path, spectra: dict[str, list[float]], title: str = "")
 
 def write_all(folder: Path, model, kept: list[dict], x, y, per_input, summary: dict, methods: list[str], seed: int) -> list[Path]:
     """Write every figure into `folder`; returns their paths."""
-    from .run import corr_of
+    from .run import KEPT_CORR, corr_of
 
     folder = Path(folder)
     paths = []
@@ -146,13 +147,16 @@ def write_all(folder: Path, model, kept: list[dict], x, y, per_input, summary: d
     frequency_plot(folder / "frequency.png", summary["spectra"])
     paths.append(folder / "frequency.png")
     for i, cands in enumerate(kept):
-        corr = corr_of(cands)
-        if corr is None:
-            continue
-        image = cands["pixelnn"][int(per_input[i]["pixelnn__rand1"])].astype(np.float32) / 255.0
-        used = [ex for ex, _ in corr.shares()[:8]]
-        exemplars = dict(zip(used, model.bank.gather("y", used)))
-        write_png(folder / f"correspondence-{i}.png", correspondence_figure(image, corr, exemplars))
-        paths.append(folder / f"correspondence-{i}.png")
+        for kind in KEPT_CORR:
+            found = corr_of(cands, kind)
+            if found is None:
+                continue
+            index, corr = found
+            image = cands["pixelnn"][index].astype(np.float32) / 255.0
+            used = [ex for ex, _ in corr.shares()[:8]]
+            exemplars = dict(zip(used, model.bank.gather("y", used)))
+            path = folder / f"correspondence-{i}-{kind}.png"
+            write_png(path, correspondence_figure(image, corr, exemplars))
+            paths.append(path)
     return paths
 

@@ -35,7 +35,8 @@ METHODS = ("stage1", "global", "pixelnn", "pix2pix")
 LABELS = {"stage1": "stage 1 f(x)", "global": "global NN (Eq. 2)", "pixelnn": "PixelNN", "pix2pix": "pix2pix"}
 N_SAMPLES = 72
 DEEP_SUBSET = 10  # candidates per input (fixed seed) whose pairs give the deep-feature diversity
-N_CORR = 3  # inputs whose Rand-1 PixelNN correspondence is kept for figures
+N_CORR = 3  # inputs whose PixelNN correspondences (Rand-1 and the most composite candidate) are kept for figures
+KEPT_CORR = ("rand1", "composite")  # the cache's corr_<kind>_* fields
 CACHE_VERSION = 1
 METRICS_VERSION = 1
 
@@ -88,7 +89,8 @@ def _read_npz(path: Path, key: str) -> dict | None:
 
 def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_samples: int = N_SAMPLES) -> dict:
     """Every method's candidates for input i: {method: (n, S, S, 3) uint8}, plus 'specs' and, for
-    the first inputs, the correspondence of the Rand-1 PixelNN candidate ('corr_*')."""
+    the first inputs, the correspondences of two PixelNN candidates ('corr_rand1_*', 'corr_composite_*'):
+    the Rand-1 one and the one drawn from the most exemplars (the first such in grid order)."""
     result = model.synthesize(x)  # the paper72 grid; its 1:r:1 candidates are the global method
     specs = [c.spec for c in result.candidates]
     images = M.to_uint8(np.stack([c.image for c in result.candidates]))  # (n, S, S, 3)
@@ -103,8 +105,12 @@ def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_sa
 
         out["pix2pix"] = M.to_uint8(sample(generator, x, n_samples, seed=_torch_seed(seed, i)))
     if i < N_CORR:
-        corr = result.candidates[M.rand1_index(seed, "pixelnn", i, len(specs))].corr
-        out.update(corr_exemplar=corr.exemplar, corr_sy=corr.sy, corr_sx=corr.sx, corr_sim=corr.sim)
+        sources = [len(np.unique(c.corr.exemplar)) for c in result.candidates]
+        chosen = {"rand1": M.rand1_index(seed, "pixelnn", i, len(specs)), "composite": int(np.argmax(sources))}
+        for kind, k in chosen.items():
+            corr = result.candidates[k].corr
+            out.update({f"corr_{kind}_index": np.array(k), f"corr_{kind}_exemplar": corr.exemplar, f"corr_{kind}_sy": corr.sy,
+                        f"corr_{kind}_sx": corr.sx, f"corr_{kind}_sim": corr.sim})
     return out
 
 
@@ -311,7 +317,7 @@ def evaluate_to_folder(
         ckey = _key(run_key, _sha(x[i], y[i]))
         cand_path = cache / f"cand-{i:05d}.npz"
         cands = _read_npz(cand_path, ckey)
-        if cands is None:
+        if cands is None or (i < N_CORR and any(corr_of(cands, kind) is None for kind in KEPT_CORR)):
             bar.set_postfix_str("synthesizing")
             cands = candidates(model, x[i], i, generator, seed, n_samples)
             write_npz(cand_path, key=np.array(ckey), **cands)
@@ -333,8 +339,11 @@ def evaluate_to_folder(
     return Evaluation(rep, out, fig_paths)
 
 
-def corr_of(cands: dict) -> Correspondence | None:
-    """The Rand-1 PixelNN correspondence kept in a candidate cache, if any."""
-    if "corr_exemplar" not in cands:
+def corr_of(cands: dict, kind: str) -> tuple[int, Correspondence] | None:
+    """(candidate index, correspondence) of a PixelNN candidate kept in a candidate cache (kind: one of
+    KEPT_CORR), if any."""
+    f = f"corr_{kind}_"
+    if f + "exemplar" not in cands:
         return None
-    return Correspondence(cands["corr_exemplar"], cands["corr_sy"], cands["corr_sx"], cands["corr_sim"])
+    corr = Correspondence(cands[f + "exemplar"], cands[f + "sy"], cands[f + "sx"], cands[f + "sim"])
+    return int(cands[f + "index"]), corr
