@@ -164,6 +164,7 @@ class Runner:
                     "signal": rep["signal"],
                     "metrics": rep["metrics"],
                     "methods": rep["methods"],
+                    "versus": rep.get("versus"),
                 }
                 for n, rep in reports.items()
             },
@@ -291,7 +292,8 @@ def versus_section(domains: dict) -> list[str]:
     lines = ["", "## PixelNN against pix2pix", "",
              "PixelNN's value minus pix2pix's, signed so that **a positive number means PixelNN is better** (for",
              "\"lower is better\" metrics the sign is flipped). Per-output metrics: Rand-1 / Oracle. Diversity counts",
-             "higher as better, as the paper argues.", "",
+             "higher as better, as the paper argues. **\\*** marks a difference whose paired 95% bootstrap interval over",
+             "the inputs excludes 0 (spectrum gap and Fréchet are one number per set: no interval).", "",
              "| domain | " + " | ".join(titles[k] for k in keys) + " | PixelNN better in |",
              "|---|" + "---:|" * (len(keys) + 1)]
     for d in domains.values():
@@ -309,11 +311,22 @@ def versus_section(domains: dict) -> list[str]:
                 if k in PER_OUTPUT else [(a.get(k), b.get(k))]
             deltas = [None if x is None or y is None else sign * (x - y) for x, y in pairs]
             digits = 2 if meta.get("unit") == "dB" else 1 if k == "frechet" else 3
-            cells.append(" / ".join("n/a" if v is None else f"{v:+.{digits}f}" for v in deltas))
+            marks = _significant(d.get("versus"), k, ("rand1", "oracle") if k in PER_OUTPUT else ("set",))
+            cells.append(" / ".join("n/a" if v is None else f"{v:+.{digits}f}{mark}" for v, mark in zip(deltas, marks)))
             wins += sum(v > 0 for v in deltas if v is not None)
             total += sum(v is not None for v in deltas)
         lines.append(f"| {d['title']} | " + " | ".join(cells) + f" | {wins} of {total} |")
     return lines
+
+
+def _significant(versus: dict | None, metric: str, selections: tuple[str, ...]) -> list[str]:
+    """Per selection ('rand1', 'oracle' or 'set'): '\\*' where its bootstrap interval excludes 0, else ''."""
+    found = (versus or {}).get(metric) or {}
+    marks = []
+    for sel in selections:
+        low, high = (found.get(sel) or {}).get("low"), (found.get(sel) or {}).get("high")
+        marks.append("\\*" if low is not None and high is not None and (low > 0 or high < 0) else "")
+    return marks
 
 
 def main(argv: list[str] | None = None) -> int:

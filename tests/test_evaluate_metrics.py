@@ -231,6 +231,27 @@ def test_rand1_and_oracle_on_a_hand_made_table():
         M.select(values, rand, "up")
 
 
+def test_paired_interval_known_cases():
+    # every input 0.1 better: the interval collapses onto 0.1
+    a, b = np.full(20, 0.6), np.full(20, 0.5)
+    v = M.paired_interval(a, b, "higher")
+    assert v["mean"] == pytest.approx(0.1) and v["low"] == pytest.approx(0.1) and v["high"] == pytest.approx(0.1)
+    # lower is better: the same numbers are a loss
+    assert M.paired_interval(a, b, "lower")["mean"] == pytest.approx(-0.1)
+    # differences of +-1 in equal numbers: mean 0, the interval straddles it
+    d = M.paired_interval(np.tile([1.0, -1.0], 50), np.zeros(100), "higher")
+    assert d["mean"] == pytest.approx(0.0) and d["low"] < 0 < d["high"]
+    # paired: a large shared per-input offset does not widen the interval
+    base = np.random.default_rng(0).normal(0, 10, 30)
+    paired = M.paired_interval(base + 0.2, base, "higher")
+    assert paired["low"] == pytest.approx(0.2) and paired["high"] == pytest.approx(0.2)
+    # NaN inputs are left out; under two inputs there is no interval
+    one = M.paired_interval(np.array([1.0, np.nan]), np.array([0.5, 0.5]), "higher")
+    assert one["n"] == 1 and one["mean"] == pytest.approx(0.5) and math.isnan(one["low"])
+    with pytest.raises(ValueError):
+        M.paired_interval(a, b, "up")
+
+
 def test_each_metric_has_the_right_direction():
     assert M.BETTER == {
         "psnr": "higher",

@@ -89,7 +89,15 @@ def test_evaluate_writes_every_method_and_metric(evaluated):
     assert set(rep["spectra"]) == {"real", "stage1", "global", "pixelnn", "pix2pix"}
     assert all(len(s) == 16 for s in rep["spectra"].values())
 
+    # PixelNN against pix2pix: the mean difference of the two Rand-1 rows, inside its interval
+    ap = rep["versus"]["edge_ap"]["rand1"]
+    assert ap["mean"] == pytest.approx(rep["methods"]["pixelnn"]["rand1"]["edge_ap"] - rep["methods"]["pix2pix"]["rand1"]["edge_ap"])
+    for sels in rep["versus"].values():
+        for v in sels.values():
+            assert v["low"] - 1e-12 <= v["mean"] <= v["high"] + 1e-12
+
     md = (out / "report.md").read_text()
+    assert "## PixelNN against pix2pix" in md
     for m in rep["methods"].values():
         assert f"| {m['label']} |" in md
     for d in rep["metrics"].values():

@@ -37,18 +37,24 @@ def domain(title):
         "pixelnn": method("PixelNN", (19.0, 21.0), (0.70, 0.90), (0.30, 0.10), 0.08, 900.0),
         "pix2pix": method("pix2pix", (20.0, 20.5), (0.80, 0.85), (0.20, 0.20), 0.03, 1000.0),
     }
+    versus = {  # as report.json stores it: keys sorted
+        "edge_ap": {"oracle": {"low": 0.01, "high": 0.09}, "rand1": {"low": -0.2, "high": 0.05}},
+        "psnr": {"oracle": {"low": -0.1, "high": 1.2}, "rand1": {"low": -1.5, "high": -0.4}},
+        "diversity_l1": {"set": {"low": 0.02, "high": 0.07}},
+    }
     return {"title": title, "paper": "", "report": "x/eval/report.json", "training_minutes": 10, "size": 96,
-            "inputs": 5, "signal": "edges", "metrics": metrics, "methods": methods}
+            "inputs": 5, "signal": "edges", "metrics": metrics, "methods": methods, "versus": versus}
 
 
 def test_versus_signs_favour_pixelnn_when_positive(tables):
     lines = tables.versus_section({"pets-edges": domain("Pets")})
     row = next(line for line in lines if line.startswith("| Pets"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == "-1.00 / +0.50"  # PSNR: worse at random, better as oracle
-    assert cells[2] == "-0.100 / +0.050"  # edge AP
-    assert cells[3] == "-0.100 / +0.100"  # spectrum distance is lower-better: 0.30 vs 0.20 is a loss
-    assert cells[4] == "+0.050"  # diversity
+    # \\* where the bootstrap interval excludes 0
+    assert cells[1] == "-1.00\\* / +0.50"  # PSNR: worse at random, better as oracle
+    assert cells[2] == "-0.100 / +0.050\\*"  # edge AP
+    assert cells[3] == "-0.100 / +0.100"  # spectrum distance is lower-better: 0.30 vs 0.20 is a loss; no interval
+    assert cells[4] == "+0.050\\*"  # diversity
     assert cells[5] == "+100.0"  # Fréchet lower-better
     assert cells[6] == "5 of 8"
 

@@ -296,26 +296,48 @@ def rand1_index(seed: int, method: str, i: int, n: int) -> int:
     return int(rng.integers(n))
 
 
-def select(values: list[np.ndarray], rand_idx: list[int], better: str) -> dict[str, float]:
-    """Rand-1 and Oracle means of one metric for one method.
+def chosen(values: list[np.ndarray], rand_idx: list[int], better: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per input the Rand-1 value and the Oracle value of one metric for one method (NaN where none).
 
     values: per input, the metric of each candidate (n_i,); rand_idx: per input the Rand-1 candidate;
     better: 'higher' or 'lower'. Oracle takes, per input, the best candidate for THIS metric.
-    NaN entries (e.g. AP without real edges) are ignored; inputs with no finite value are skipped.
+    NaN entries (e.g. AP without real edges) are ignored.
     """
     if better not in ("higher", "lower"):
         raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
-    rand, oracle = [], []
-    for v, r in zip(values, rand_idx):
+    rand, oracle = np.full(len(values), np.nan), np.full(len(values), np.nan)
+    for i, (v, r) in enumerate(zip(values, rand_idx)):
         v = np.asarray(v, np.float64)
         finite = v[np.isfinite(v)]
-        if not len(finite):
-            continue
-        oracle.append(finite.max() if better == "higher" else finite.min())
-        if np.isfinite(v[r]):
-            rand.append(v[r])
+        if len(finite):
+            oracle[i] = finite.max() if better == "higher" else finite.min()
+            rand[i] = v[r]
+    return rand, oracle
+
+
+def select(values: list[np.ndarray], rand_idx: list[int], better: str) -> dict[str, float]:
+    """Rand-1 and Oracle means of one metric for one method (see `chosen`); inputs with no finite
+    value are skipped."""
+    rand, oracle = chosen(values, rand_idx, better)
     return {
-        "rand1": float(np.mean(rand)) if rand else float("nan"),
-        "oracle": float(np.mean(oracle)) if oracle else float("nan"),
-        "n": len(oracle),
+        "rand1": float(np.nanmean(rand)) if np.isfinite(rand).any() else float("nan"),
+        "oracle": float(np.nanmean(oracle)) if np.isfinite(oracle).any() else float("nan"),
+        "n": int(np.isfinite(oracle).sum()),
     }
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, better: str, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean per-input difference a - b, signed so that positive means a is better, with a percentile
+    bootstrap interval over inputs (paired: an input's two values are resampled together).
+
+    Inputs where either value is NaN are left out; fewer than two inputs give NaN bounds.
+    """
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
+    d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) * (1.0 if better == "higher" else -1.0)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return {"mean": float(d.mean()) if len(d) else float("nan"), "low": float("nan"), "high": float("nan"), "n": len(d)}
+    means = d[np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"mean": float(d.mean()), "low": float(low), "high": float(high), "n": len(d)}

@@ -94,6 +94,7 @@ def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs:
             "order": list(methods),  # report.json is written with sorted keys
             "methods": {m: {"label": LABELS[m], **summary["methods"][m]} for m in methods},
             "spectra": summary["spectra"],
+            "versus": summary.get("versus"),  # PixelNN minus pix2pix per metric, with bootstrap intervals
             "figures": [str(Path(p).relative_to(out)) for p in figures],
         }
     )
@@ -137,7 +138,9 @@ def markdown(rep: dict) -> str:
     ]
     for row in (rep["methods"][m] for m in rep["order"]):
         lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[k]) for k in set_names) + " |")
-    lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**.", "", "## Definitions", ""]
+    lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**."]
+    lines += versus_lines(rep)
+    lines += ["", "## Definitions", ""]
     for k, d in rep["metrics"].items():
         unit = f" ({d['unit']})" if d.get("unit") else ""
         lines.append(f"- **{d['title']}**{unit}, {d['kind']}, better: {d['better']}. {d['definition']}")
@@ -146,6 +149,22 @@ def markdown(rep: dict) -> str:
         for f in rep["figures"]:
             lines += [f"![{Path(f).stem}]({f})", ""]
     return "\n".join(lines) + "\n"
+
+
+def versus_lines(rep: dict) -> list[str]:
+    """PixelNN minus pix2pix with 95% bootstrap intervals, positive = PixelNN better (if both ran)."""
+    if not rep.get("versus"):
+        return []
+    lines = ["", "## PixelNN against pix2pix", "",
+             "Mean per-input difference, signed so that a positive number means PixelNN is better, with its paired",
+             "95% bootstrap interval over the inputs (2000 resamples).", "",
+             "| metric | selection | difference | 95% interval |", "|---|---|---:|---:|"]
+    for k, sels in rep["versus"].items():
+        for sel, v in sels.items():
+            mean, low, high = (_fmt(v[x], rep["metrics"][k].get("unit", "")) for x in ("mean", "low", "high"))
+            name = {"rand1": "Rand-1", "oracle": "Oracle", "set": "per input"}[sel]
+            lines.append(f"| {rep['metrics'][k]['title']} | {name} | {mean} | [{low}, {high}] |")
+    return lines
 
 
 def write(out: Path, rep: dict) -> None:

@@ -255,7 +255,24 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
         feats = np.stack([p[f"{m}__feat"] for p in per_input])
         row["frechet"] = M.frechet_distance(feats, real_feat) if len(per_input) >= 2 else float("nan")
         table[m] = row
-    return {"methods": table, "spectra": {k: v.tolist() for k, v in spectra.items()}}
+    summary = {"methods": table, "spectra": {k: v.tolist() for k, v in spectra.items()}}
+    if "pixelnn" in methods and "pix2pix" in methods:
+        summary["versus"] = versus(per_input, signal)
+    return summary
+
+
+def versus(per_input: list[dict], signal: str, a: str = "pixelnn", b: str = "pix2pix") -> dict:
+    """Method a against method b, per metric: the mean per-input difference signed so that positive
+    means a is better, with its paired 95% bootstrap interval (Rand-1 and Oracle for per-output metrics)."""
+    out: dict[str, dict] = {}
+    for metric in per_candidate_metrics(signal):
+        better = M.BETTER[metric]
+        pairs = [M.chosen([p[f"{m}__{metric}"] for p in per_input], [int(p[f"{m}__rand1"]) for p in per_input], better) for m in (a, b)]
+        out[metric] = {sel: M.paired_interval(pairs[0][k], pairs[1][k], better) for k, sel in enumerate(("rand1", "oracle"))}
+    for metric, key in (("diversity_l1", "div_l1"), ("diversity_deep", "div_deep")):
+        va, vb = (np.array([p[f"{m}__{key}"] for p in per_input], np.float64) for m in (a, b))
+        out[metric] = {"set": M.paired_interval(va, vb, "higher")}
+    return out
 
 
 # ---------------------------------------------------------------- the job
