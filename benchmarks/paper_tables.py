@@ -159,6 +159,7 @@ class Runner:
                     "paper": DOMAINS[n].paper,
                     "report": str((self.folder(n) / "eval" / "report.json").relative_to(self.root)),
                     "training_minutes": (steps[n]["stage1"] or {}).get("settings", {}).get("minutes"),
+                    "command": _command(n, (steps[n]["evaluate"] or {}).get("settings", {})),
                     "size": (steps[n]["stage1"] or {}).get("settings", {}).get("size"),
                     "inputs": rep["inputs"],
                     "signal": rep["signal"],
@@ -185,6 +186,15 @@ class Runner:
         log(f"tables: {out / 'table.md'}, {out / 'table.json'}, {docs / 'results.md'} ({len(reports)} domains)")
 
 
+def _command(domain: str, settings: dict) -> str:
+    """The command line of this script that reproduces a domain from its evaluate step's settings."""
+    words = ["python benchmarks/paper_tables.py", "--domains", domain]
+    for key, default in (("minutes", 15.0), ("limit", 100), ("descriptors", 64), ("seed", 0), ("size", 96), ("train_limit", None)):
+        if key in settings and settings[key] != default:
+            words += [f"--{key.replace('_', '-')}", f"{settings[key]:g}" if isinstance(settings[key], float) else str(settings[key])]
+    return " ".join(words)
+
+
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -205,6 +215,12 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "best candidate per input for that metric. PixelNN has the 72 candidates of the authors' grid, pix2pix 72 samples",
         "with dropout active, global NN the 10 nearest exemplars (Eq. 2), stage 1 one output. Budgets are far smaller",
         "than the paper's, so absolute numbers are not the paper's; the comparison is between methods.",
+        "",
+        "Made by (one line per domain; each resumes or skips what is finished):",
+        "",
+        "```",
+        *[d.get("command", "") for d in domains.values()],
+        "```",
         "",
         "## Edge AP, Rand-1 / Oracle (the paper's Table 1 metric)",
         "",

@@ -71,3 +71,10 @@ def test_render_has_every_section(tables):
     text = tables.render(table, figure_dir=None)
     for heading in ("## Edge AP", "## Beside the paper's Table 1", "## PixelNN against pix2pix", "## Pets", "## Shoes"):
         assert heading in text
+
+
+def test_the_command_reproduces_the_settings(tables):
+    settings = {"limit": 50, "seed": 0, "minutes": 10.0, "size": 96, "train_limit": None, "descriptors": 64}
+    assert tables._command("pets-edges", settings) == "python benchmarks/paper_tables.py --domains pets-edges --minutes 10 --limit 50"
+    quick = {**settings, "size": 64, "train_limit": 200, "minutes": 2.5}
+    assert tables._command("edges2shoes", quick).endswith("--minutes 2.5 --limit 50 --size 64 --train-limit 200")
