@@ -189,8 +189,9 @@ class Runner:
 def _command(domain: str, settings: dict) -> str:
     """The command line of this script that reproduces a domain from its evaluate step's settings."""
     words = ["python benchmarks/paper_tables.py", "--domains", domain]
-    for key, default in (("minutes", 15.0), ("limit", 100), ("descriptors", 64), ("seed", 0), ("size", 96), ("train_limit", None)):
-        if key in settings and settings[key] != default:
+    parser = build_parser()
+    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit"):
+        if key in settings and settings[key] != parser.get_default(key):
             words += [f"--{key.replace('_', '-')}", f"{settings[key]:g}" if isinstance(settings[key], float) else str(settings[key])]
     return " ".join(words)
 
@@ -290,13 +291,14 @@ def paper_section(domains: dict) -> list[str]:
         for m in ("pix2pix", "pixelnn"):
             row = ours.get(m)
             mine = "n/a" if row is None else f"{_f(row['rand1'].get('edge_ap'), 2)} / {_f(row['oracle'].get('edge_ap'), 2)}"
-            rows.append(f"| {domains[n]['title']} | {LABELS[m]} | {paper[m][0]:.2f} / {paper[m][1]:.2f} | {mine} |")
+            rows.append(f"| {domains[n]['title']} | {LABELS[m]} | {paper[m][0]:.2f} / {paper[m][1]:.2f} | {mine} |"
+                        f" {domains[n].get('size')} | {domains[n]['training_minutes']} |")
     if not rows:
         return []
     return ["", "## Beside the paper's Table 1 (edges -> RGB, edge AP, Rand-1 / Oracle)", "",
             "The paper's edges come from PixelNet and its pets are Oxford-IIIT head crops; ours are HED edges and whole",
-            "Asirra pet photos at 96x96 after 10-minute CPU budgets. Compare the gaps between methods, not the values.", "",
-            "| domain | method | paper | here |", "|---|---|---:|---:|", *rows]
+            "Asirra pet photos, at the size and CPU training minutes given. Compare the gaps between methods, not the values.", "",
+            "| domain | method | paper | here | size | train min |", "|---|---|---:|---:|---:|---:|", *rows]
 
 
 def versus_section(domains: dict) -> list[str]:
@@ -345,7 +347,7 @@ def _significant(versus: dict | None, metric: str, selections: tuple[str, ...]) 
     return marks
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS), help="domains to run (default: all)")
     p.add_argument("--descriptors", type=int, default=64, help="reduced descriptors in each bank for the fast search (0: exact search, ~30 s per input)")
@@ -358,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=96, help="working size (default 96, as the paper; smaller only for a quick look)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images (a quick look; default: all)")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")
-    opts = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
     runner = Runner(opts)
     failed = []
     if not opts.table_only:

@@ -62,8 +62,8 @@ def test_versus_signs_favour_pixelnn_when_positive(tables):
 def test_paper_section_only_for_domains_the_paper_has(tables):
     assert tables.paper_section({"edges2shoes": domain("Shoes")}) == []
     lines = tables.paper_section({"pets-edges": domain("Pets")})
-    assert "| Pets | PixelNN | 0.77 / 0.89 | 0.70 / 0.90 |" in lines
-    assert "| Pets | pix2pix | 0.78 / 0.81 | 0.80 / 0.85 |" in lines
+    assert "| Pets | PixelNN | 0.77 / 0.89 | 0.70 / 0.90 | 96 | 10 |" in lines
+    assert "| Pets | pix2pix | 0.78 / 0.81 | 0.80 / 0.85 | 96 | 10 |" in lines
 
 
 def test_render_has_every_section(tables):

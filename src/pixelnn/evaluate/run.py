@@ -105,9 +105,9 @@ def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_sa
 
         out["pix2pix"] = M.to_uint8(sample(generator, x, n_samples, seed=_torch_seed(seed, i)))
     if i < N_CORR:
-        sources = [len(np.unique(c.corr.exemplar)) for c in result.candidates]
-        chosen = {"rand1": M.rand1_index(seed, "pixelnn", i, len(specs)), "composite": int(np.argmax(sources))}
-        for kind, k in chosen.items():
+        sources = [len(c.corr.shares()) for c in result.candidates]
+        picks = {"rand1": M.rand1_index(seed, "pixelnn", i, len(specs)), "composite": int(np.argmax(sources))}
+        for kind, k in picks.items():
             corr = result.candidates[k].corr
             out.update({f"corr_{kind}_index": np.array(k), f"corr_{kind}_exemplar": corr.exemplar, f"corr_{kind}_sy": corr.sy,
                         f"corr_{kind}_sx": corr.sx, f"corr_{kind}_sim": corr.sim})
