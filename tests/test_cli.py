@@ -78,7 +78,7 @@ def test_train_writes_a_complete_model_folder(trained):
     assert config["signal"] == "lowres" and config["size"] == 32 and config["factor"] == 4
     assert config["stage1"]["input_size"] == 8 and config["stage1"]["width"] == 8
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["train"]) == {"stage1_psnr", "bicubic_psnr"}
+    assert set(metrics["train"]) == {"stage1_psnr", "bicubic_psnr", "mean_image_psnr"}
     assert all(np.isfinite(v) for v in metrics["train"].values())
     assert json.loads((run / "bank/bank.json").read_text())["count"] == 12
     bank = Bank.open(run / "bank")

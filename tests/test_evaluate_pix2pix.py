@@ -5,6 +5,7 @@ import torch
 from pixelnn.data.signals import lowres
 from pixelnn.errors import ConfigError
 from pixelnn.evaluate import pix2pix as P
+from pixelnn.regress.precision import Choice
 
 from conftest import smooth_textures
 
@@ -50,19 +51,21 @@ def test_lowres_inputs_are_upsampled_bicubically_to_the_output_size():
     assert torch.allclose(t, ref.clamp(0, 1) * 2 - 1)
 
 
-def test_one_training_step_changes_both_networks_with_finite_losses():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_one_training_step_changes_both_networks_with_finite_losses(precision, channels_last):
     torch.manual_seed(0)
     cfg = P.Pix2PixConfig(in_channels=3, input_size=8, size=32, ngf=4, ndf=4)
     gen, disc = P.Generator(cfg), P.Discriminator(cfg)
     g0 = [p.detach().clone() for p in gen.parameters()]
     d0 = [p.detach().clone() for p in disc.parameters()]
-    tcfg = P.Pix2PixTrainConfig(bf16=False)
+    tcfg = P.Pix2PixTrainConfig()
     opt_g = torch.optim.Adam(gen.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, 0.999))
     y = smooth_textures(2, 32, seed=2)
     x = P.inputs(lowres(y, 4), 32)
     yt = torch.from_numpy(y).permute(0, 3, 1, 2).float() / 255 * 2 - 1
-    losses = P.train_step(gen, disc, opt_g, opt_d, x, yt, tcfg)
+    losses = P.train_step(gen, disc, opt_g, opt_d, x, yt, tcfg, Choice(precision, channels_last, ""))
     assert set(losses) == {"d", "g_gan", "l1"}
     assert all(np.isfinite(v) for v in losses.values())
     assert any(not torch.equal(a, b) for a, b in zip(g0, gen.parameters()))
@@ -70,10 +73,10 @@ def test_one_training_step_changes_both_networks_with_finite_losses():
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-    cfg = P.Pix2PixTrainConfig(minutes=1.0)
-    assert P._lr(cfg, 0) == P._lr(cfg, 30) == pytest.approx(2e-4)
-    assert P._lr(cfg, 45) == pytest.approx(1e-4)
-    assert P._lr(cfg, 60) == 0.0
+    cfg = P.Pix2PixTrainConfig(minutes=1.0)  # the schedule follows the fraction of the budget done
+    assert P._lr(cfg, 0) == P._lr(cfg, 0.5) == pytest.approx(2e-4)
+    assert P._lr(cfg, 0.75) == pytest.approx(1e-4)
+    assert P._lr(cfg, 1.0) == 0.0
 
 
 def test_dropout_stays_active_at_test_time():
@@ -92,15 +95,17 @@ def test_dropout_stays_active_at_test_time():
         assert torch.equal(gen(t), gen(t))
 
 
-def test_training_resumes_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_training_resumes_from_its_checkpoint(tmp_path, precision):
     y = smooth_textures(4, 32, seed=4)
     x = lowres(y, 4)
     cfg = P.config_for(x, y, ngf=4, ndf=4)
-    tcfg = dict(minutes=5.0, batch=2, save_every_s=0, bf16=False)
-    P.train(x, y, tmp_path, cfg, P.Pix2PixTrainConfig(max_steps=2, **tcfg))
+    tcfg = dict(minutes=5.0, batch=2, save_every_s=0, precision=precision)
+    P.train(x, y, tmp_path, cfg, P.Pix2PixTrainConfig(steps=2, **tcfg))
     first = P.read(tmp_path)
     assert first["done"] and first["step"] == 2 and first["elapsed_s"] > 0
-    gen = P.train(x, y, tmp_path, cfg, P.Pix2PixTrainConfig(max_steps=4, **tcfg))
+    assert first["precision"]["precision"] in ("fp32", "bf16")
+    gen = P.train(x, y, tmp_path, cfg, P.Pix2PixTrainConfig(steps=4, **tcfg))
     second = P.read(tmp_path / P.FILENAME)
     assert second["step"] == 4 and second["elapsed_s"] > first["elapsed_s"]
     assert len(second["history"]) == second["epoch"] == 2
@@ -109,7 +114,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
         assert torch.equal(a, b)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
     with pytest.raises(ConfigError, match="another configuration"):
-        P.train(x, y, tmp_path, P.config_for(x, y, ngf=8, ndf=4), P.Pix2PixTrainConfig(max_steps=5, **tcfg))
+        P.train(x, y, tmp_path, P.config_for(x, y, ngf=8, ndf=4), P.Pix2PixTrainConfig(steps=5, **tcfg))
 
 
 def test_a_file_that_is_not_a_pix2pix_checkpoint_is_refused(tmp_path):

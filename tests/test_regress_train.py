@@ -6,16 +6,18 @@ from pixelnn.data.signals import lowres
 from pixelnn.errors import ConfigError
 from pixelnn.regress import checkpoint
 from pixelnn.regress import train as train_mod
-from pixelnn.regress.train import TrainConfig, evaluate_psnr, psnr, train
-from pixelnn.regress.unet import Stage1Config, UNet
+from pixelnn.regress.budget import Limits
+from pixelnn.regress.precision import Choice
+from pixelnn.regress.train import TrainConfig, below_baselines, evaluate_psnr, psnr, train
+from pixelnn.regress.unet import Stage1Config, UNet, predict, to_tensor
 
 from conftest import smooth_textures
 
 CFG = Stage1Config(in_channels=3, input_size=8, size=32, width=8, levels=2, residual=True)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
+# fp32 and bf16 forced, and whatever `auto` picks on the machine running the tests
+PRECISIONS = ["fp32", "bf16", "auto"]
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +26,15 @@ def data():
     return lowres(y, 4), y
 
 
-def test_interrupted_run_resumes_with_time_steps_and_history(tmp_path, data):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_interrupted_run_resumes_with_time_steps_and_history(tmp_path, data, precision):
     x, y = data
-    train(x, y, tmp_path, CFG, TrainConfig(minutes=0.02, batch=4, save_every_s=0))
+    train(x, y, tmp_path, CFG, TrainConfig(minutes=0.02, batch=4, save_every_s=0, precision=precision))
     first = checkpoint.read(tmp_path / checkpoint.FILENAME)
     assert first["done"] and first["step"] > 0 and first["elapsed_s"] >= 0.02 * 60
     assert len(first["history"]) == first["epoch"] >= 1
 
-    train(x, y, tmp_path, CFG, TrainConfig(minutes=0.04, batch=4, save_every_s=0))
+    train(x, y, tmp_path, CFG, TrainConfig(minutes=0.04, batch=4, save_every_s=0, precision=precision))
     second = checkpoint.read(tmp_path / checkpoint.FILENAME)
     assert second["elapsed_s"] > first["elapsed_s"]
     assert second["elapsed_s"] >= 0.04 * 60
@@ -43,7 +46,7 @@ def test_interrupted_run_resumes_with_time_steps_and_history(tmp_path, data):
     assert elapsed == sorted(elapsed)
 
     # a finished run asked for the same budget again does no more work
-    train(x, y, tmp_path, CFG, TrainConfig(minutes=0.04, batch=4, save_every_s=0))
+    train(x, y, tmp_path, CFG, TrainConfig(minutes=0.04, batch=4, save_every_s=0, precision=precision))
     third = checkpoint.read(tmp_path / checkpoint.FILENAME)
     assert third["step"] == second["step"] and third["history"] == second["history"]
 
@@ -51,6 +54,7 @@ def test_interrupted_run_resumes_with_time_steps_and_history(tmp_path, data):
 def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path, data, monkeypatch):
     x, y = data
     real_step, calls = train_mod._step, []
+    monkeypatch.setattr(train_mod, "choose_precision", lambda *a: Choice("fp32", False, "fixed by the test"))
 
     def dying_step(*args, **kwargs):
         if len(calls) == 3:
@@ -60,14 +64,14 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path, data, m
 
     monkeypatch.setattr(train_mod, "_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        train(x, y, tmp_path, CFG, TrainConfig(minutes=1.0, batch=4, save_every_s=0, bf16=False))
+        train(x, y, tmp_path, CFG, TrainConfig(minutes=1.0, batch=4, save_every_s=0))
     saved = checkpoint.read(tmp_path / checkpoint.FILENAME)
     assert saved["done"] is False
     assert 1 <= saved["step"] <= 3
     assert "optimizer" in saved
     monkeypatch.setattr(train_mod, "_step", real_step)
 
-    cfg = TrainConfig(minutes=1.0, max_epochs=saved["epoch"] + 2, batch=4, save_every_s=0, bf16=False)
+    cfg = TrainConfig(minutes=1.0, epochs=saved["epoch"] + 2, batch=4, save_every_s=0)
     model = train(x, y, tmp_path, CFG, cfg)
     done = checkpoint.read(tmp_path / checkpoint.FILENAME)
     assert done["done"] is True
@@ -131,16 +135,102 @@ def test_evaluate_psnr_of_a_model_that_copies_its_input():
     assert m["stage1_psnr"] == pytest.approx(m["bicubic_psnr"], abs=1e-3)  # it IS bicubic upsampling
 
 
-def test_stage1_training_lowers_the_loss(tmp_path, data):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_stage1_training_lowers_the_loss(tmp_path, data, precision):
     x, y = data
-    cfg = TrainConfig(minutes=5.0, max_epochs=12, batch=8, flip=False, bf16=False, save_every_s=1e9)
-    model = train(x, y, tmp_path, Stage1Config(3, 8, 32, width=8, levels=2, residual=False), cfg)
-    history = checkpoint.read(tmp_path / checkpoint.FILENAME)["history"]
-    assert len(history) == 12  # stopped by max_epochs, not the clock
-    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
-    trained = evaluate_psnr(model, x, y)["stage1_psnr"]
-    untrained = evaluate_psnr(UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=False)), x, y)["stage1_psnr"]
-    assert trained > untrained
+    cfg = TrainConfig(epochs=60, batch=8, flip=False, precision=precision, save_every_s=1e9)
+    stage1 = Stage1Config(3, 8, 32, width=8, levels=2, residual=False)
+    model = train(x, y, tmp_path, stage1, cfg)
+    saved = checkpoint.read(tmp_path / checkpoint.FILENAME)
+    history = saved["history"]
+    assert len(history) == 60  # stopped by the epoch limit; no clock was set
+    assert saved["precision"]["precision"] == (precision if precision != "auto" else saved["precision"]["precision"])
+    assert saved["precision"]["precision"] in ("fp32", "bf16")
+    assert history[-1]["loss"] < 0.75 * history[0]["loss"]
+    mean = y.mean(axis=0) / 255.0
+    m = evaluate_psnr(model, x, y, mean)
+    assert m["stage1_psnr"] > m["mean_image_psnr"] + 1.0  # it learned more than the mean image it starts from
+
+
+def test_untrained_lowres_stage1_is_exactly_bicubic():
+    y = smooth_textures(4, 32, seed=7)
+    x = lowres(y, 4)
+    m = evaluate_psnr(UNet(CFG), x, y)
+    assert m["stage1_psnr"] == pytest.approx(m["bicubic_psnr"], abs=1e-4)
+    bicubic = torch.nn.functional.interpolate(to_tensor(x), size=(32, 32), mode="bicubic", align_corners=False)
+    assert torch.equal(predict(UNet(CFG), x), bicubic.clamp(0, 1))
+
+
+def test_untrained_stage1_of_other_signals_is_the_mean_training_image():
+    y = smooth_textures(6, 32, seed=8)
+    x = y.mean(axis=3, keepdims=True).astype(np.uint8)  # a 1-channel signal of the output's size
+    model = UNet(Stage1Config(1, 32, 32, width=8, levels=2))
+    model.set_mean_image(y)
+    mean = torch.from_numpy(y.mean(axis=0) / 255.0).float().permute(2, 0, 1)
+    out = predict(model, x)
+    assert torch.allclose(out, mean.expand_as(out), atol=1e-6)
+    m = evaluate_psnr(model, x, y, y.mean(axis=0) / 255.0)
+    assert m["stage1_psnr"] == pytest.approx(m["mean_image_psnr"], abs=1e-3)
+
+
+def test_stage1_has_no_running_statistics_so_train_and_eval_mode_agree(tmp_path, data):
+    x, y = data
+    model = train(x, y, tmp_path, CFG, TrainConfig(steps=6, batch=4, precision="fp32", save_every_s=1e9))
+    assert not [name for name, _ in model.named_buffers() if "running" in name]
+    xb = to_tensor(x)
+    with torch.no_grad():
+        assert torch.allclose(model.train()(xb), model.eval()(xb), atol=1e-6)
+        # and one image's f(x) does not depend on the other images of its batch
+        assert torch.allclose(model(xb[:1]), model(xb)[:1], atol=1e-5)
+
+
+def test_step_and_epoch_limits_stop_training_and_minutes_only_cap_them(tmp_path, data):
+    x, y = data
+    train(x, y, tmp_path / "steps", CFG, TrainConfig(steps=5, batch=4, precision="fp32", save_every_s=1e9))
+    saved = checkpoint.read(tmp_path / "steps" / checkpoint.FILENAME)
+    assert saved["step"] == 5 and saved["done"]
+    train(x, y, tmp_path / "epochs", CFG, TrainConfig(epochs=3, batch=4, precision="fp32", save_every_s=1e9))
+    saved = checkpoint.read(tmp_path / "epochs" / checkpoint.FILENAME)
+    assert saved["epoch"] == 3 and saved["step"] == 3 * (len(x) // 4)
+    # a tiny time cap ends a long step budget early
+    train(x, y, tmp_path / "capped", CFG, TrainConfig(steps=10**6, minutes=0.01, batch=4, precision="fp32", save_every_s=1e9))
+    saved = checkpoint.read(tmp_path / "capped" / checkpoint.FILENAME)
+    assert 0 < saved["step"] < 10**6 and saved["elapsed_s"] >= 0.6
+
+
+def test_budget_limits_and_the_learning_rate_schedule():
+    assert Limits.of(None).seconds == 20 * 60  # nothing given: 20 minutes
+    assert Limits.of(None, steps=100).seconds == float("inf")  # steps given: no time cap
+    assert Limits.of(3, steps=100).seconds == 180
+    with pytest.raises(ConfigError, match="budget"):
+        Limits(steps=0, epochs=0)
+    with pytest.raises(ConfigError, match="positive"):
+        Limits.of(None, steps=-1)
+    cfg = TrainConfig(lr=1e-3)
+    assert train_mod._lr(cfg, 0.0) == pytest.approx(1e-3)
+    assert train_mod._lr(cfg, 0.5) == pytest.approx(0.5e-3)
+    assert train_mod._lr(cfg, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_stage1_below_a_baseline_is_reported_in_plain_words():
+    m = {"stage1_psnr": 19.6, "bicubic_psnr": 20.7, "mean_image_psnr": 12.0}
+    warnings = below_baselines(m)
+    assert len(warnings) == 1 and "below bicubic upsampling (20.70 dB)" in warnings[0] and "train longer" in warnings[0]
+    assert below_baselines({**m, "stage1_psnr": 21.0}) == []
+    assert len(below_baselines({"stage1_psnr": 10.0, "mean_image_psnr": 12.0})) == 1
+
+
+def test_a_model_saved_before_groupnorm_still_loads_with_its_fingerprint(tmp_path):
+    torch.manual_seed(1)
+    old = UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=True, norm="batch", mean_base=False)).eval()
+    blob = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "done": True, "model": old.state_dict(),
+            "config": {k: v for k, v in old.cfg.to_dict().items() if k not in ("norm", "mean_base")}}
+    torch.save(blob, tmp_path / "old.pt")
+    loaded = checkpoint.load_model(tmp_path / "old.pt")
+    assert loaded.cfg.norm == "batch"
+    x = lowres(smooth_textures(2, 32, seed=9), 4)
+    assert torch.equal(predict(loaded, x), predict(old, x))
+    assert checkpoint.fingerprint(loaded) == checkpoint.fingerprint(old)
 
 
 def test_fingerprint_changes_with_one_weight_and_survives_save_and_load(tmp_path):
@@ -157,6 +247,6 @@ def test_fingerprint_changes_with_one_weight_and_survives_save_and_load(tmp_path
     assert checkpoint.fingerprint(loaded) != fp
     # same weights, other configuration -> another fingerprint
     torch.manual_seed(0)
-    other = UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=False))
+    other = UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=False, mean_base=False))
     assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), model.state_dict().values()))
     assert checkpoint.fingerprint(other) != fp

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import PixelNNError
+from .regress.options import DEMO_STEPS, PRECISION_HELP, PRECISIONS
 
 DATA = "../shared/data"
 
@@ -49,7 +50,7 @@ The server listens on the loopback address only unless --host says otherwise; Ct
 
 DEMO_EXAMPLES = """examples:
   pixelnn demo                      # a few minutes on 2 CPU cores; writes demo-out/results/index.html
-  pixelnn demo --minutes 5 --out /tmp/demo
+  pixelnn demo --steps 300 --out /tmp/demo   # a shorter stage 1
 Trains on Fashion-MNIST shoes and bags (Debian package dataset-fashion-mnist): HED edges -> image."""
 
 PIX2PIX_EXAMPLES = f"""examples:
@@ -83,6 +84,15 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--limit", type=int, help="use only the first N images")
 
 
+
+def _budget_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budget (training stops at whichever limit comes first)")
+    g.add_argument("--steps", type=int, default=0, help="optimizer steps (default: no step limit)")
+    g.add_argument("--epochs", type=int, default=0, help="passes over the training data (default: no epoch limit)")
+    g.add_argument("--minutes", type=float, help="cap on training time (default 20 when neither --steps nor --epochs is given, else none)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelnn", description="PixelNN: many outputs, with their sources, for an incomplete image.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -92,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, help="model folder to create or resume")
     p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR against bicubic")
-    p.add_argument("--minutes", type=float, default=20.0, help="training budget in minutes (default 20)")
+    _budget_args(p)
     p.add_argument("--width", type=int, default=16, help="U-Net channels at full resolution (default 16)")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the weights (the paper's Eq. 1; default 0)")
     p.add_argument("--backbone", default="vgg16-hed", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
     p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
     p.add_argument("--descriptors", type=int, metavar="D", help="store D-dim reduced pixel descriptors in the bank for the fast search (e.g. 32)")
@@ -138,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
-    p.add_argument("--minutes", type=float, default=1.5, help="stage-1 training budget (default 1.5)")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"stage-1 optimizer steps (default {DEMO_STEPS})")
+    p.add_argument("--minutes", type=float, default=8.0, help="cap on stage-1 training time (default 8)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")
 
@@ -146,11 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, help="pix2pix folder to create or resume")
     p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR of one dropout sample")
-    p.add_argument("--minutes", type=float, default=20.0, help="training budget in minutes (default 20)")
+    _budget_args(p)
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--ngf", type=int, default=64, help="generator channels of the first layer (default 64)")
     p.add_argument("--ndf", type=int, default=64, help="discriminator channels of the first layer (default 64)")
-    p.add_argument("--steps", type=int, default=0, help="stop after this many steps in all (default 0: only the time budget)")
     p.add_argument("--cache", type=Path, help="folder of prepared data (default OUT/cache; a stage-1 model's cache/ is reused as is)")
 
     p = verbs.add_parser("evaluate", help="measure PixelNN as the paper does, beside stage 1, global NN and pix2pix", epilog=EVALUATE_EXAMPLES, formatter_class=fmt)

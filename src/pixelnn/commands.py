@@ -18,7 +18,7 @@ from .errors import ConfigError, DataError
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, read_run_config
-from .workflow import index_arrays, synthesize_to_folder, train_run
+from .workflow import index_arrays, report_training, synthesize_to_folder, train_run
 
 torch.set_num_threads(max(torch.get_num_threads(), 1))
 
@@ -72,10 +72,10 @@ def train(args) -> None:
     data = load_data(args, args.data, args.labels, cache)
     val = load_data(args, args.val, None, cache) if args.val else None
     print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
-    cfg = TrainConfig(minutes=args.minutes, batch=args.batch)
+    cfg = TrainConfig(minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch,
+                      weight_decay=args.weight_decay, precision=args.precision)
     metrics = train_run(args.out, data.x, data.y, _run_config(args), cfg, width=args.width, val=(val.x, val.y) if val else None)
-    for split, m in metrics.items():
-        print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
+    print("\n".join(report_training(metrics)))
     if not args.no_index:
         rebuild_bank(args.out, data, args.descriptors)
     print(f"model folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
@@ -201,7 +201,7 @@ def serve(args) -> None:
 def demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, n_train=args.train, n_inputs=args.inputs)
+    run_demo(args.out, steps=args.steps, minutes=args.minutes, n_train=args.train, n_inputs=args.inputs, precision=args.precision)
 
 
 def train_pix2pix(args) -> None:
@@ -218,7 +218,7 @@ def train_pix2pix(args) -> None:
         "size": args.size,
         "data": {"source": str(args.data), "pairs": args.pairs, "targets": str(args.targets) if args.targets else None, "labels": args.labels},
     }
-    cfg = Pix2PixTrainConfig(minutes=args.minutes, batch=args.batch, max_steps=args.steps)
+    cfg = Pix2PixTrainConfig(minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch, precision=args.precision)
     metrics = train_pix2pix_run(args.out, data.x, data.y, config, cfg, ngf=args.ngf, ndf=args.ndf, val=(val.x, val.y) if val else None)
     for split, m in metrics.items():
         print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))

@@ -2,12 +2,14 @@
 
 Fashion-MNIST (Debian's dataset-fashion-mnist) shoes and bags, like the paper's edges-to-shoes and
 edges-to-handbags: HED edges of each image are the input, the image is the target. Trains stage 1
-for a few minutes, builds a labelled bank, synthesizes the 72 candidates for held-out test images
-and writes an HTML page with inputs, stage-1 outputs, candidates and correspondence pictures.
+for a fixed number of steps (time only caps them, so a slow CPU gets the same model), builds a
+labelled bank, synthesizes the 72 candidates for held-out test images and writes an HTML page with
+the training figures, inputs, stage-1 outputs, candidates and correspondence pictures.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -15,10 +17,12 @@ import numpy as np
 
 from .data.fashion import DEMO_CLASSES, fashion_photos, load_fashion
 from .data.signals import hed
+from .regress.options import DEMO_STEPS
+from .regress.precision import describe_cpu
 from .regress.train import TrainConfig
 from .report.result_page import write_index
 from .synth.pipeline import PixelNN
-from .workflow import index_arrays, synthesize_to_folder, train_run
+from .workflow import index_arrays, report_training, synthesize_to_folder, train_run
 
 SIZE = 64
 DESCRIPTORS = 32  # reduced pixel descriptors in the bank: the fast search (docs/benchmarks.md)
@@ -37,7 +41,8 @@ def _pick_inputs(labels: list[str], n: int) -> list[int]:
     return picks[:n]
 
 
-def run_demo(out: Path, minutes: float = 1.5, n_train: int = 2000, n_inputs: int = 6) -> Path:
+def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 8.0, n_train: int = 2000, n_inputs: int = 6,
+             precision: str = "auto") -> Path:
     out = Path(out)
     t0 = time.time()
     print(f"[1/4] Fashion-MNIST {', '.join(DEMO_CLASSES)}: {n_train} training images, HED edges at {SIZE}x{SIZE}")
@@ -45,24 +50,40 @@ def run_demo(out: Path, minutes: float = 1.5, n_train: int = 2000, n_inputs: int
     xt, yt, labels_t = _data("test", n_inputs)
     run = out / "model"
     config = {"signal": "edges", "factor": 8, "size": SIZE, "backbone": "vgg16-hed", "data": {"source": "fashion-mnist"}}
-    print(f"[2/4] training stage 1 for {minutes:g} min")
-    metrics = train_run(run, x, y, config, TrainConfig(minutes=minutes), width=16, levels=3, val=(xt, yt))
-    print(f"      stage-1 PSNR: train {metrics['train']['stage1_psnr']:.2f} dB, held-out {metrics['val']['stage1_psnr']:.2f} dB")
+    if (run / "stage1.pt").exists():
+        shutil.rmtree(run)  # the demo always trains afresh: a finished earlier model would skip training
+    cfg = TrainConfig(steps=steps, minutes=minutes, precision=precision)
+    print(f"[2/4] training stage 1: {cfg.limits.describe()}")
+    metrics = train_run(run, x, y, config, cfg, width=16, levels=3, val=(xt, yt))
+    report = report_training(metrics)
+    print("\n".join("      " + line for line in report))
     print("[3/4] building the exemplar bank")
-    if (run / "bank").exists():
-        import shutil
-
-        shutil.rmtree(run / "bank")  # the demo's model may have changed: rebuild its bank
     index_arrays(run, x, y, [f"train/{i:05d}" for i in range(len(y))], labels, descriptors=DESCRIPTORS)
     print(f"[4/4] synthesizing 72 candidates for {n_inputs} held-out inputs")
     model = PixelNN.load(run)
     picks = _pick_inputs(labels_t, n_inputs)
     names = [f"{labels_t[i].replace(' ', '-').lower()}-{i}" for i in picks]
     pages = synthesize_to_folder(model, [xt[i] for i in picks], names, out / "results", targets=[yt[i] for i in picks])
-    intro = (
-        f"Fashion-MNIST shoes and bags, HED edges to image at {SIZE}x{SIZE}; stage 1 trained {minutes:g} min "
-        f"(held-out PSNR {metrics['val']['stage1_psnr']:.2f} dB); bank of {len(y)} exemplars; 72 candidates each."
+    page = write_index(
+        out / "results",
+        pages,
+        title="PixelNN demo",
+        intro=f"Fashion-MNIST shoes and bags, HED edges to image at {SIZE}x{SIZE}; bank of {len(y)} exemplars; 72 candidates each.",
+        facts=_facts(metrics),
+        warnings=[line for line in report if line.startswith("warning")],
     )
-    page = write_index(out / "results", pages, title="PixelNN demo", intro=intro)
     print(f"done in {(time.time() - t0) / 60:.1f} min: open {page}")
     return page
+
+
+def _facts(metrics: dict) -> list[tuple[str, str]]:
+    t, val = metrics["training"], metrics["val"]
+    return [
+        ("stage 1 trained", f"{t['steps']} steps, {t['epochs']:g} epochs, {t['minutes']:.1f} min, {t['images_per_s']:.0f} images/s"),
+        ("precision", t["precision"]["note"]),
+        ("CPU", describe_cpu()),
+        ("held-out stage-1 PSNR", f"{val['stage1_psnr']:.2f} dB"),
+        ("baseline: mean training image", f"{val['mean_image_psnr']:.2f} dB "
+                                          f"(stage 1 {val['stage1_psnr'] - val['mean_image_psnr']:+.2f} dB)"),
+        ("training-set stage-1 PSNR", f"{metrics['train']['stage1_psnr']:.2f} dB"),
+    ]

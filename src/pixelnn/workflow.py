@@ -6,6 +6,7 @@ A model folder holds config.json (the resolved configuration), stage1.pt and ban
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from .bank.build import add_exemplars
 from .errors import ConfigError
 from .fileio import write_json
 from .regress import checkpoint
-from .regress.train import TrainConfig, evaluate_psnr, train
+from .regress.precision import cpu_summary
+from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
 from .synth.pipeline import RUN_CONFIG, read_run_config
 
@@ -47,13 +49,38 @@ def train_run(root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int
                 f"{root} already holds a model with another configuration ({old.get('signal')}, "
                 f"{old.get('stage1')}); choose another --out folder"
             )
-    write_json(root / RUN_CONFIG, {**config, "stage1": cfg.to_dict(), "train": train_cfg.__dict__})
+    write_json(root / RUN_CONFIG, {**config, "stage1": cfg.to_dict(), "train": asdict(train_cfg)})
     model = train(x, y, root, cfg, train_cfg)
-    metrics = {"train": evaluate_psnr(model, x[:500], y[:500])}
+    mean = np.asarray(y, np.float64).mean(axis=0) / 255.0  # (S, S, 3): the mean-image baseline
+    metrics = {"train": evaluate_psnr(model, x[:500], y[:500], mean)}
     if val is not None:
-        metrics["val"] = evaluate_psnr(model, *val)
+        metrics["val"] = evaluate_psnr(model, *val, mean)
+    state = checkpoint.read(root / checkpoint.FILENAME)
+    metrics["training"] = {
+        "steps": state["step"],
+        "epochs": round(state["step"] * train_cfg.batch / len(x), 2),
+        "minutes": round(state["elapsed_s"] / 60, 2),
+        "images_per_s": round(state["step"] * train_cfg.batch / max(state["elapsed_s"], 1e-9), 1),
+        "precision": state.get("precision"),
+        "cpu": cpu_summary(),
+    }
     write_json(root / "metrics.json", metrics)
     return metrics
+
+
+def report_training(metrics: dict) -> list[str]:
+    """Lines that say what training did and how stage 1 compares with its baselines (warnings last)."""
+    t = metrics["training"]
+    lines = [f"stage 1: {t['steps']} steps, {t['epochs']:g} epochs in {t['minutes']:.1f} min "
+             f"({t['images_per_s']:.0f} images/s, {t['precision']['precision'] if t['precision'] else '?'})"]
+    warnings = []
+    for split in ("train", "val"):
+        if split in metrics:
+            m = metrics[split]
+            base = ", ".join(f"{BASELINES[k]} {m[k]:.2f} dB" for k in BASELINES if k in m)
+            lines.append(f"{split}: stage-1 PSNR {m['stage1_psnr']:.2f} dB; baselines: {base}")
+            warnings += [f"warning ({split}): {w}" for w in below_baselines(m)]
+    return lines + warnings
 
 
 def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, descriptors: int | None = None, progress=True) -> dict:

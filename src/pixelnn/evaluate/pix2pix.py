@@ -25,6 +25,7 @@ did), so each call samples a different output: `sample(generator, x, n, seed)`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from ..errors import ConfigError
 from ..fileio import atomic_path
 from ..regress.checkpoint import read_checkpoint
 from ..regress import budget
+from ..regress.precision import Choice, choose
 from ..regress.train import psnr
 from ..regress.unet import to_tensor
 
@@ -66,9 +68,9 @@ class Pix2PixConfig:
 
 @dataclass(frozen=True)
 class Pix2PixTrainConfig:
-    minutes: float = 15.0  # wall-clock budget
-    max_epochs: int = 1000
-    max_steps: int = 0  # 0: no limit (tests use a few steps)
+    minutes: float | None = None  # wall-clock cap; None: 20 min when no steps or epochs are given, else no cap
+    steps: int = 0  # 0: no limit
+    epochs: int = 0  # 0: no limit
     batch: int = 16
     lr: float = 2e-4
     beta1: float = 0.5
@@ -76,7 +78,11 @@ class Pix2PixTrainConfig:
     seed: int = 0
     flip: bool = True  # random horizontal flips of (x, y) pairs, as stage 1
     save_every_s: float = 60.0
-    bf16: bool = True  # bfloat16 autocast for the forward passes, as stage 1
+    precision: str = "auto"  # auto | fp32 | bf16, chosen for the CPU as for stage 1 (regress/precision.py)
+
+    @property
+    def limits(self) -> budget.Limits:
+        return budget.Limits.of(self.minutes, self.steps, self.epochs)
 
 
 def generator_depth(size: int) -> int:
@@ -205,16 +211,16 @@ def load_generator(path: Path) -> Generator:
 # ---------------------------------------------------------------- training
 
 
-def _lr(cfg: Pix2PixTrainConfig, elapsed: float) -> float:
-    """Constant for the first half of the budget, then linear to 0."""
-    frac = min(elapsed / (cfg.minutes * 60.0), 1.0)
-    return cfg.lr * min(1.0, 2.0 * (1.0 - frac))
+def _lr(cfg: Pix2PixTrainConfig, done: float) -> float:
+    """Constant for the first half of the budget, then linear to 0 (done: the fraction spent)."""
+    return cfg.lr * min(1.0, 2.0 * (1.0 - done))
 
 
-def train_step(gen, disc, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor, cfg: Pix2PixTrainConfig) -> dict[str, float]:
+def train_step(gen, disc, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor, cfg: Pix2PixTrainConfig, choice: Choice) -> dict[str, float]:
     """One discriminator and one generator update on x (B, C, S, S), y (B, 3, S, S), both in [-1, 1]."""
     bce = F.binary_cross_entropy_with_logits
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+    x, y = choice.layout(x), choice.layout(y)
+    with choice.autocast():
         fake = gen(x)
         d_real = disc(x, y).float()
         d_fake = disc(x, fake.detach()).float()
@@ -222,7 +228,7 @@ def train_step(gen, disc, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor, cfg: P
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+    with choice.autocast():
         d_fake = disc(x, fake).float()
     loss_gan = bce(d_fake, torch.ones_like(d_fake))
     loss_l1 = (fake.float() - y).abs().mean()
@@ -260,28 +266,44 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
         opt_g.load_state_dict(blob["opt_g"])
         opt_d.load_state_dict(blob["opt_d"])
         state.update({k: blob[k] for k in ("step", "epoch", "elapsed_s", "history")})
-        tqdm.write(f"resuming pix2pix from {path}: epoch {state['epoch']}, {state['elapsed_s'] / 60:.1f} min done")
-    gen.train()
-    disc.train()
+        tqdm.write(f"resuming pix2pix from {path}: step {state['step']}, {state['elapsed_s'] / 60:.1f} min done")
+    choice = _choose_precision(gen, disc, x, y, model_cfg, cfg)
+    tqdm.write(f"pix2pix: {cfg.limits.describe()}, batch {cfg.batch}, precision {choice.note}")
+    state["precision"] = choice.to_dict()
+    for net in (gen, disc):
+        net.train().to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
     rng = np.random.default_rng(cfg.seed + state["epoch"])
 
-    def step(idx: np.ndarray, elapsed: float) -> dict[str, float]:
+    def step(idx: np.ndarray, done: float) -> dict[str, float]:
         for opt in (opt_g, opt_d):
             for g in opt.param_groups:
-                g["lr"] = _lr(cfg, elapsed)
+                g["lr"] = _lr(cfg, done)
         xb, yb = inputs(x[idx], model_cfg.size), to_tensor(y[idx]) * 2 - 1
         if cfg.flip:
             _flip(xb, yb, rng)
-        losses = train_step(gen, disc, opt_g, opt_d, xb, yb, cfg)
+        losses = train_step(gen, disc, opt_g, opt_d, xb, yb, cfg, choice)
         return {"l1": losses.pop("l1"), **losses}  # l1 first: it is shown on the progress bar
 
     def checkpoint() -> None:
         save(path, gen, disc, {**state, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
 
-    budget.run(state, len(x), cfg.batch, cfg.minutes * 60.0, step, checkpoint, desc="training pix2pix", rng=rng,
-               max_epochs=cfg.max_epochs, max_steps=cfg.max_steps, save_every_s=cfg.save_every_s)
+    budget.run(state, len(x), cfg.batch, cfg.limits, step, checkpoint, desc="training pix2pix", rng=rng,
+               save_every_s=cfg.save_every_s)
     gen.requires_grad_(False)
-    return gen.eval()
+    return gen.to(memory_format=torch.contiguous_format).eval()
+
+
+def _choose_precision(gen, disc, x, y, model_cfg: Pix2PixConfig, cfg: Pix2PixTrainConfig) -> Choice:
+    """Probe one real training step on copies of both networks for each precision and layout."""
+    xb, yb = inputs(x[: cfg.batch], model_cfg.size), to_tensor(y[: cfg.batch]) * 2 - 1
+
+    def trial(option: Choice) -> None:
+        fmt = torch.channels_last if option.channels_last else torch.contiguous_format
+        g, d = copy.deepcopy(gen).train().to(memory_format=fmt), copy.deepcopy(disc).train().to(memory_format=fmt)
+        opts = [torch.optim.Adam(n.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999)) for n in (g, d)]
+        train_step(g, d, *opts, xb, yb, cfg, option)
+
+    return choose(cfg.precision, trial)
 
 
 # ---------------------------------------------------------------- sampling

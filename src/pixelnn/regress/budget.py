@@ -1,17 +1,49 @@
-"""A training loop under a wall-clock budget, shared by stage 1 and the pix2pix baseline.
+"""A training loop under a budget of steps, epochs and wall-clock time, shared by stage 1 and pix2pix.
 
-The budget counts only time spent in training steps, kept in `state["elapsed_s"]` across runs, so
-an interrupted run resumes where it stopped; the caller's `save` writes an atomic checkpoint every
-`save_every_s` and at the end.
+Training stops at whichever limit comes first: `max_steps`, `max_epochs` (0: none) or `budget_s`
+seconds of time spent in training steps (inf: none). The time is kept in `state["elapsed_s"]`
+across runs, so an interrupted run resumes where it stopped; the caller's `save` writes an atomic
+checkpoint every `save_every_s` and at the end. `step` receives the fraction of the budget done
+(the largest of the three), which drives its learning-rate schedule.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Limits:
+    seconds: float = math.inf
+    steps: int = 0  # 0: no limit
+    epochs: int = 0  # 0: no limit
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.steps < 0 or self.epochs < 0:
+            raise ConfigError(f"training limits must be positive: {self.seconds} s, {self.steps} steps, {self.epochs} epochs")
+        if math.isinf(self.seconds) and not self.steps and not self.epochs:
+            raise ConfigError("give a training budget: minutes, steps or epochs")
+
+    @classmethod
+    def of(cls, minutes: float | None, steps: int = 0, epochs: int = 0, default_minutes: float = 20.0) -> "Limits":
+        """Minutes cap the steps and epochs; with none of the three, `default_minutes`."""
+        if minutes is None:
+            minutes = math.inf if (steps or epochs) else default_minutes
+        return cls(minutes * 60.0, steps, epochs)
+
+    def describe(self) -> str:
+        parts = [f"{self.steps} steps"] * bool(self.steps) + [f"{self.epochs} epochs"] * bool(self.epochs)
+        if not math.isinf(self.seconds):
+            parts.append(f"{self.seconds / 60:g} min")
+        return " or ".join(parts) + " (whichever comes first)" * (len(parts) > 1)
 
 
 def batches(n: int, batch: int, rng: np.random.Generator):
@@ -21,55 +53,56 @@ def batches(n: int, batch: int, rng: np.random.Generator):
         yield order[i : i + batch]
 
 
+def progress(state: dict, limits: Limits, batches_per_epoch: int, batch_in_epoch: int = 0) -> float:
+    """The fraction of the budget done, in [0, 1]: the largest of time, steps and epochs."""
+    done = state["elapsed_s"] / limits.seconds
+    if limits.steps:
+        done = max(done, state["step"] / limits.steps)
+    if limits.epochs:
+        done = max(done, (state["epoch"] + batch_in_epoch / batches_per_epoch) / limits.epochs)
+    return min(done, 1.0)
+
+
 def run(
     state: dict,
     n: int,
     batch: int,
-    budget_s: float,
+    limits: Limits,
     step: Callable[[np.ndarray, float], dict[str, float]],
     save: Callable[[], None],
     *,
     desc: str,
     rng: np.random.Generator,
-    max_epochs: int = 1000,
-    max_steps: int = 0,
     save_every_s: float = 60.0,
 ) -> None:
-    """Call step(batch indices, elapsed seconds) -> losses until the budget (or a limit) is spent.
+    """Call step(batch indices, fraction done) -> losses until a limit is reached.
 
     state holds step, epoch, elapsed_s and history (one mean of each loss per epoch); it is
     updated in place, marked done and saved at the end.
     """
-
-    def spent() -> bool:
-        return state["elapsed_s"] >= budget_s or (max_steps > 0 and state["step"] >= max_steps)
-
-    bar = tqdm(
-        total=budget_s,
-        initial=min(state["elapsed_s"], budget_s),
-        desc=desc,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
-    )
+    per_epoch = max(n // batch, 1)
+    bar = tqdm(total=100, initial=round(100 * progress(state, limits, per_epoch)), desc=desc,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}|")
     last_save = time.monotonic()
-    while not spent() and state["epoch"] < max_epochs:
+    while progress(state, limits, per_epoch) < 1.0:
         losses: list[dict[str, float]] = []
-        for idx in batches(n, batch, rng):
+        for i, idx in enumerate(batches(n, batch, rng)):
             t0 = time.monotonic()
-            losses.append(step(idx, state["elapsed_s"]))
-            dt = time.monotonic() - t0
-            state["elapsed_s"] += dt
+            losses.append(step(idx, progress(state, limits, per_epoch, i)))
+            state["elapsed_s"] += time.monotonic() - t0
             state["step"] += 1
-            bar.update(min(dt, max(budget_s - bar.n, 0)))
             first = next(iter(losses[-1]))
-            bar.set_postfix(epoch=state["epoch"], **{first: f"{np.mean([v[first] for v in losses[-20:]]):.4f}"})
+            bar.n = round(100 * progress(state, limits, per_epoch, i + 1))
+            bar.set_description_str(f"{desc} (step {state['step']}, epoch {state['epoch'] + 1}, "
+                                    f"{state['elapsed_s'] / 60:.1f} min, {first} {np.mean([v[first] for v in losses[-20:]]):.4f})")
             if time.monotonic() - last_save > save_every_s:
                 save()
                 last_save = time.monotonic()
-            if spent():
+            if progress(state, limits, per_epoch, i + 1) >= 1.0:
                 break
-        state["epoch"] += 1
+        state["epoch"] += 1  # passes over the data, the last one possibly cut short by the budget
         means = {k: float(np.mean([v[k] for v in losses])) for k in losses[0]}
-        state["history"].append({"epoch": state["epoch"], "elapsed_s": state["elapsed_s"], **means})
+        state["history"].append({"epoch": state["epoch"], "step": state["step"], "elapsed_s": state["elapsed_s"], **means})
     bar.close()
     state["done"] = True
     save()

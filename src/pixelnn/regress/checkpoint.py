@@ -45,14 +45,17 @@ def read(path: Path) -> dict:
 
 def load_model(path: Path) -> UNet:
     blob = read(path)
-    model = UNet(Stage1Config(**blob["config"]))
+    model = UNet(Stage1Config.from_dict(blob["config"]))
     model.load_state_dict(blob["model"])
     return model.eval()
 
 
 def fingerprint(model: UNet) -> str:
     """A hash of the weights and configuration: a bank built with another model is refused."""
-    h = hashlib.sha256(repr(sorted(model.cfg.to_dict().items())).encode())
+    cfg = model.cfg.to_dict()
+    if cfg["norm"] == "batch" and not cfg["mean_base"]:  # saved before these keys existed: hash as then
+        del cfg["norm"], cfg["mean_base"]
+    h = hashlib.sha256(repr(sorted(cfg.items())).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())

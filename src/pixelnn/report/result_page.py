@@ -24,7 +24,9 @@ STYLE = """
 body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:1.5em}
 a{color:#8cf} h1,h2{font-weight:500} .row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 figure{margin:0;text-align:center;font-size:12px} img{image-rendering:pixelated;border:1px solid #333}
-.small{color:#aaa;font-size:12px}
+.small{color:#aaa;font-size:12px} .warn{color:#f66;font-weight:600}
+table.facts{border-collapse:collapse;font-size:14px} table.facts td{padding:2px 14px 2px 0}
+table.facts td:first-child{color:#aaa}
 """
 
 
@@ -86,8 +88,12 @@ from (bank id and share of pixels), the copied pixels tinted in the same colour.
     return folder / "index.html"
 
 
-def write_index(out: Path, pages: list[Path], title: str = "PixelNN results", intro: str = "") -> Path:
-    """A page linking every result page, showing each input's first candidates."""
+def write_index(out: Path, pages: list[Path], title: str = "PixelNN results", intro: str = "",
+                facts: list[tuple[str, str]] = (), warnings: list[str] = ()) -> Path:
+    """A page linking every result page, showing each input's first candidates.
+
+    intro: a sentence; facts: (name, value) rows of a small table; warnings: shown in red. All plain text.
+    """
     out = Path(out)
     rows = []
     for page in pages:
@@ -98,7 +104,12 @@ def write_index(out: Path, pages: list[Path], title: str = "PixelNN results", in
             imgs.append(f'<img src="{rel}/target.png" width="96">')
         rows.append(f'<h3><a href="{rel}/index.html">{html.escape(rel)}</a></h3><div class="row">{"".join(imgs)}</div>')
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{intro}</p><p class="small">Per row: input, stage 1, the first candidates,
+<body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{_facts(facts)}{"".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)}<p class="small">Per row: input, stage 1, the first candidates,
 and the original when known. Click a name for all candidates and their correspondences.</p>{''.join(rows)}</body></html>"""
     write_text(out / "index.html", text)
     return out / "index.html"
+
+
+def _facts(facts: list[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    return f'<table class="facts">{rows}</table>' if rows else ""
