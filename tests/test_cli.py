@@ -244,3 +244,16 @@ def test_help_of_every_verb_has_examples(capsys, verb):
     out = capsys.readouterr().out
     assert "examples:" in out
     assert f"pixelnn {verb}" in out
+
+
+def test_demo_page_states_the_training_it_did_and_the_baseline(tmp_path):
+    from pixelnn.demo import run_demo
+
+    page = run_demo(tmp_path, steps=3, minutes=None, n_train=16, n_inputs=1, precision="fp32", held_out_per_class=2)
+    text = page.read_text()
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["training"]["steps"] == 3
+    assert "3 steps" in text and "mean training image" in text
+    assert f"{metrics['val']['stage1_psnr']:.2f} dB" in text and f"{metrics['val']['mean_image_psnr']:.2f} dB" in text
+    assert "<table" in text and "precision" in text and "fp32" in text
+    assert len([p for p in (tmp_path / "results").glob("*/cand-*.png") if ".corr" not in p.name]) == 72

@@ -26,6 +26,7 @@ from .workflow import index_arrays, report_training, synthesize_to_folder, train
 
 SIZE = 64
 DESCRIPTORS = 32  # reduced pixel descriptors in the bank: the fast search (docs/benchmarks.md)
+HELD_OUT_PER_CLASS = 50  # held-out test images per class for the stage-1 PSNR
 
 
 def _data(split: str, per_class: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -42,12 +43,12 @@ def _pick_inputs(labels: list[str], n: int) -> list[int]:
 
 
 def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 8.0, n_train: int = 2000, n_inputs: int = 6,
-             precision: str = "auto") -> Path:
+             precision: str = "auto", held_out_per_class: int = HELD_OUT_PER_CLASS) -> Path:
     out = Path(out)
     t0 = time.time()
     print(f"[1/4] Fashion-MNIST {', '.join(DEMO_CLASSES)}: {n_train} training images, HED edges at {SIZE}x{SIZE}")
     x, y, labels = _data("train", max(n_train // len(DEMO_CLASSES), 1))
-    xt, yt, labels_t = _data("test", n_inputs)
+    xt, yt, labels_t = _data("test", max(n_inputs, held_out_per_class))  # stage-1 PSNR on all, synthesis on n_inputs
     run = out / "model"
     config = {"signal": "edges", "factor": 8, "size": SIZE, "backbone": "vgg16-hed", "data": {"source": "fashion-mnist"}}
     if (run / "stage1.pt").exists():
