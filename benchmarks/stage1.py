@@ -1,14 +1,15 @@
 """Stage-1 throughput: training images/s and inference exemplars/s; prints a table and, last, one JSON line.
 
-    .venv/bin/python benchmarks/stage1.py                       # this CPU, then the same run limited to AVX2
-    .venv/bin/python benchmarks/stage1.py --model runs/celeba-10 --bank-images 8000   # + the bank's stage-1 pass
+    .venv/bin/python benchmarks/stage1.py                       # this CPU as it is
+    .venv/bin/python benchmarks/stage1.py --both --model runs/celeba-10   # + a trained model's bank pass
 
 Training: one optimizer step of the two stage-1 networks the project trains (CelebA 12x12 -> 96,
 width 16, 4 levels; the demo's edges 64 -> 64, width 16, 3 levels), batch 32, for fp32 and bf16
 autocast, NCHW and channels_last, 1 and 2 threads; the median of a few steps after a warm-up.
-Inference: f(x) of the CelebA network one image at a time (how the bank was built before) and in
-batches of 32 (how it is built now). With --model, the same two on a trained model's prepared
-training inputs (its cache/), as `pixelnn index` runs them.
+Inference: f(x) of the CelebA network in float32, one image at a time in NCHW (how the bank was
+built before) and in channels_last at batch sizes 1 (a query), 8, 16 (the bank's pass now) and
+32. With --model, the same on a trained model's prepared training inputs (its cache/), as
+`pixelnn index` runs them.
 
 `--isa avx2` (run automatically as a second pass with --both) limits PyTorch and oneDNN to AVX2
 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA): on an AVX-512 machine this shows what a CPU without
@@ -29,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelnn.bank.build import STAGE1_BATCH, stage1_outputs
+from pixelnn.bank.build import STAGE1_BATCH
 from pixelnn.regress.precision import Choice, cpu_summary, describe_cpu
 from pixelnn.regress.train import _optimizer, _step, TrainConfig
-from pixelnn.regress.unet import Stage1Config, UNet
+from pixelnn.regress.unet import Stage1Config, UNet, predict
 
 NETWORKS = {
     "celeba 12->96": Stage1Config(3, 12, 96, width=16, levels=4, residual=True),
@@ -56,10 +57,11 @@ def train_images_per_s(cfg: Stage1Config, choice: Choice, steps: int) -> float:
     return BATCH / float(np.median(times))
 
 
-def inference_per_s(model: UNet, x: np.ndarray, batch: int) -> float:
-    stage1_outputs(model, x[: max(batch, 1)], batch=batch, progress=False)  # warm-up
+def inference_per_s(model: UNet, x: np.ndarray, batch: int, channels_last: bool) -> float:
+    predict(model, x[: max(batch, 1)], batch=batch, channels_last=channels_last)  # warm-up
     t0 = time.perf_counter()
-    stage1_outputs(model, x, batch=batch, progress=False)
+    for i in range(0, len(x), batch):  # as stage1_outputs does, with the layout made explicit
+        predict(model, x[i : i + batch], batch=batch, channels_last=channels_last).permute(0, 2, 3, 1).numpy().astype(np.float16)
     return len(x) / (time.perf_counter() - t0)
 
 
@@ -81,12 +83,16 @@ def training_rows(steps: int) -> list[dict]:
     return rows
 
 
+INFERENCE = [(1, False), (1, True), (8, True), (STAGE1_BATCH, True), (32, True)]  # (1, NCHW): the bank's pass before
+
+
 def inference_rows(model: UNet, x: np.ndarray, label: str) -> list[dict]:
     rows = []
-    for batch in (1, STAGE1_BATCH):
-        eps = inference_per_s(model, x, batch)
-        rows.append({"what": label, "batch": batch, "images": len(x), "exemplars_per_s": round(eps, 1)})
-        print(f"  {label:38} batch {batch:2}: {eps:8.1f} exemplars/s ({len(x)} images)", flush=True)
+    for batch, cl in INFERENCE:
+        eps = inference_per_s(model, x, batch, cl)
+        rows.append({"what": label, "batch": batch, "channels_last": cl, "images": len(x), "exemplars_per_s": round(eps, 1)})
+        print(f"  {label:38} batch {batch:2} {'channels_last' if cl else 'NCHW':13}: {eps:7.1f} exemplars/s "
+              f"({len(x)} images)", flush=True)
     return rows
 
 
@@ -105,7 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4, help="timed training steps per setting (default 4)")
     ap.add_argument("--model", type=Path, help="a trained model folder: also time its bank stage-1 pass")
-    ap.add_argument("--bank-images", type=int, default=8000, help="images for that pass (default 8000)")
+    ap.add_argument("--bank-images", type=int, default=2000, help="images for that pass (default 2000)")
     ap.add_argument("--isa", choices=["native", "avx2"], default="native", help="limit PyTorch/oneDNN to AVX2")
     ap.add_argument("--both", action="store_true", help="run natively, then again limited to AVX2")
     args = ap.parse_args()

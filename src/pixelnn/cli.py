@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"stage-1 optimizer steps (default {DEMO_STEPS})")
-    p.add_argument("--minutes", type=float, default=8.0, help="cap on stage-1 training time (default 8)")
+    p.add_argument("--minutes", type=float, default=10.0, help="cap on stage-1 training time (default 10)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")

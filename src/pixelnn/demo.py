@@ -42,7 +42,7 @@ def _pick_inputs(labels: list[str], n: int) -> list[int]:
     return picks[:n]
 
 
-def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 8.0, n_train: int = 2000, n_inputs: int = 6,
+def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n_train: int = 2000, n_inputs: int = 6,
              precision: str = "auto", held_out_per_class: int = HELD_OUT_PER_CLASS) -> Path:
     out = Path(out)
     t0 = time.time()

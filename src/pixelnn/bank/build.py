@@ -24,7 +24,7 @@ def expected_manifest(model: UNet, backbone: str, signal: str, global_dim: int) 
     return store.new_manifest(fingerprint(model), backbone, cfg.size, signal, input_shape, global_dim)
 
 
-STAGE1_BATCH = 32
+STAGE1_BATCH = 16  # fastest of 1, 8, 16, 32 on 2 cores (docs/benchmarks.md)
 
 
 def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progress: bool = True) -> np.ndarray:
