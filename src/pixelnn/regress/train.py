@@ -96,6 +96,8 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
         model.load_state_dict(resumed["model"])
         state.update({k: resumed[k] for k in ("step", "epoch", "elapsed_s", "history")})
         tqdm.write(f"resuming stage 1 from {path}: step {state['step']}, {state['elapsed_s'] / 60:.1f} min done")
+    if resumed is not None and budget.progress(state, limits, max(len(x) // cfg.batch, 1)) >= 1.0:
+        return model.eval()  # a finished run asked for the same budget: nothing to do, no probe
     choice = choose_precision(model, x, y, cfg)
     tqdm.write(f"stage 1: {limits.describe()}, batch {cfg.batch}, precision {choice.note}")
     state["precision"] = choice.to_dict()
