@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -247,6 +248,16 @@ def test_bad_uploads_are_refused(served, case, field):
         ({"source": "bank", "bank_id": "-3"}, 400, "0..5"),
         ({"source": "bank", "bank_id": "1e3"}, 400, "integer"),
         ({"source": "example", "example": "4"}, 404, "no such example"),
+        ({"source": "example", "example": "\u00b2"}, 404, "no such example"),
+        ({"source": "example", "example": "\u0661"}, 404, "no such example"),
+        ({"source": "example", "example": "-1"}, 404, "no such example"),
+        ({"source": "bank", "bank_id": "\u0661"}, 400, "integer"),
+        ({"source": "bank", "bank_id": "1_0"}, 400, "integer"),
+        ({"source": "example", "example": "0", "ids": "\u00b2"}, 400, "integer"),
+        ({"source": "example", "example": "0", "like_k": "\u00b2"}, 400, "like_k"),
+        ({"source": "example", "example": "0", "grid": "1:1:0"}, 400, "window >= 1"),
+        ({"source": "example", "example": "0", "grid": "1:\u00b2:1"}, 400, "n:first:window"),
+        ({"source": "example", "example": "0", "grid": "1:3:1", "ids": "1"}, 400, "(1 chosen ids) has 1 exemplar(s)"),
         ({"source": "example", "example": "0", "grid": "nonsense"}, 400, "n:first:window"),
         ({"source": "example", "example": "0", "grid": "1:1000:1"}, 400, "neighbour rank"),
         ({"source": "example", "example": "0", "grid": ",".join(f"1:1:{w}" for w in range(1, 9))}, 400, "window sizes"),
@@ -263,6 +274,15 @@ def test_bad_fields_are_refused_with_a_message(served, fields, status, words):
     r = post(client, **fields)
     assert r.status_code == status, r.json
     assert words in r.json["error"]
+
+
+def test_a_huge_window_is_answered_quickly_as_the_whole_image(served):
+    _, client, _, _ = served
+    t0 = time.monotonic()
+    r = post(client, source="example", example="0", grid="1:1:99999")
+    assert r.status_code == 200, r.json
+    assert time.monotonic() - t0 < 20
+    assert [c["spec"] for c in r.json["candidates"]] == ["1:1:whole"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..data.images import IMAGE_SUFFIXES, fit_square, load_rgb
 from ..errors import ConfigError
+from ..numbers import strict_int
 from .params import RequestError
 
 PHOTO_SIGNALS = ("lowres", "edges", "canny")
@@ -66,8 +67,12 @@ class Examples:
         """An index into the list from a form value: a position, or one of the listed names."""
         if value is not None and value in self._by_name:
             return self._by_name[value]
-        if value is not None and value.strip().isdigit() and int(value) < len(self.items):
-            return int(value)
+        try:
+            i = strict_int(value)
+        except ValueError:
+            i = -1
+        if 0 <= i < len(self.items):
+            return i
         raise RequestError(f"no such example: give a position 0..{len(self.items) - 1} or a listed name", 404)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
