@@ -456,3 +456,37 @@ def test_concurrent_requests_get_answers_and_the_server_survives(model, tmp_path
             assert json.loads(r.read())["shape"] == [32, 32]
         threads = [t.name for t in threading.enumerate()]
         assert "waitress" in threads
+
+
+def test_example_list_skips_hidden_files_and_folders(model, tiny_run, tmp_path):
+    val = photo_folder(tmp_path / "val", tiny_run[2][:2])
+    shown = sorted(p.name for p in val.iterdir())
+    (val / ".secret.png").write_bytes(png(np.zeros((8, 8, 3), np.uint8)))
+    (val / ".git").mkdir()
+    (val / ".git" / "x.png").write_bytes(png(np.zeros((8, 8, 3), np.uint8)))
+    client = create_app(model, val=val, work=tmp_path / "work").test_client()
+    names = [e["name"] for e in client.get("/api/examples").json["examples"]]
+    assert names == shown
+
+
+def test_errors_never_name_absolute_server_paths(model, tiny_run, tmp_path):
+    val = photo_folder(tmp_path / "val", tiny_run[2][:2])
+    client = create_app(model, val=val, work=tmp_path / "work").test_client()
+    first = client.get("/api/examples").json["examples"][0]["name"]
+    (val / first).write_bytes(b"no longer an image")  # the listed file became unreadable
+    r = post(client, source="example", example="0", grid="1:1:1")
+    assert r.status_code == 400
+    assert first in r.json["error"] and "cannot read" in r.json["error"]
+    assert str(tmp_path) not in r.json["error"] and "/" + first not in r.json["error"]
+
+
+def test_a_body_over_the_servers_limit_gets_a_json_413(model, tmp_path):
+    app = create_app(model, work=tmp_path / "work", max_upload_mb=1.0)
+    with running(app) as base:
+        request = urllib.request.Request(f"{base}/api/synthesize", data=b"x" * (3 * 1024 * 1024), method="POST",
+                                         headers={"Content-Type": "application/octet-stream"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 413
+        assert refused.value.headers["Content-Type"] == "application/json"
+        assert "Request Entity Too Large" in json.loads(refused.value.read())["error"]

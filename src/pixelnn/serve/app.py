@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import io
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -112,11 +113,11 @@ def _temporary_folder() -> Path:
 def _errors(app: Flask, max_upload_mb: float) -> None:
     @app.errorhandler(params.RequestError)
     def refused(exc):
-        return jsonify(error=str(exc)), exc.status
+        return jsonify(error=_public(str(exc))), exc.status
 
     @app.errorhandler(PixelNNError)
     def bad_input(exc):  # ConfigError, DataError, BankError: messages meant for the user
-        return jsonify(error=str(exc)), 400
+        return jsonify(error=_public(str(exc))), 400
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
@@ -288,6 +289,14 @@ def _files(app: Flask, model, store: ResultStore) -> None:
             raise params.RequestError(f"no exemplar {i}: the bank has ids 0..{len(model.bank) - 1}", 404)
         image = model.bank.gather("y" if what == "photo" else "x", [i])[0]
         return _png(png_bytes(image))
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/:])(?:/[^\s/:'\"()]+)+/([^\s/:'\"()]+)")
+
+
+def _public(message: str) -> str:
+    """A message for the client with every absolute server path cut to its last component."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
 def _png(data):
