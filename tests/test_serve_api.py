@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import sys
 import tempfile
 import threading
@@ -18,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from serve_support import FAST_GRID, decode, photo_folder, png, png_declaring, running, sketch
 
 from pixelnn.serve import create_app
+from pixelnn.serve.uploads import decode_image, pixel_cap
 from pixelnn.synth.pipeline import PixelNN
 
 DOGS = {2, 3, 4}  # 'dog' matches dog and dog/terrier
@@ -490,3 +493,48 @@ def test_a_body_over_the_servers_limit_gets_a_json_413(model, tmp_path):
         assert refused.value.code == 413
         assert refused.value.headers["Content-Type"] == "application/json"
         assert "Request Entity Too Large" in json.loads(refused.value.read())["error"]
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A tiny 8x8 JPEG whose frame header (SOF0) is rewritten to declare width x height."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buffer, format="JPEG", quality=50)
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_upload_cap_is_fitted_to_the_model_and_checked_before_decoding(served, model, monkeypatch):
+    _, client, _, _ = served
+    bomb = _jpeg_declaring(6000, 6000)
+    assert len(bomb) < 1000 and Image.open(io.BytesIO(bomb)).size == (6000, 6000)
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or pytest.fail("decoded"))
+    for field in ("image", "like"):
+        fields = {"source": "upload", "image": bomb} if field == "image" else {"source": "bank", "bank_id": "0", "like": bomb}
+        r = post(client, **fields)
+        assert r.status_code == 413, r.json
+        assert "6000x6000" in r.json["error"] and "limit is 16 megapixels" in r.json["error"]
+    assert decoded == []
+    assert client.get("/api/model").json["max_megapixels"] == 16.0
+    assert pixel_cap(32) == 16_000_000 and pixel_cap(200) == 40_000_000 and pixel_cap(150) == 4800**2
+
+
+def test_large_jpegs_are_decoded_only_at_the_scale_needed():
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1000, 2000, 3), np.uint8)).save(buffer, format="JPEG")
+    assert decode_image(buffer.getvalue(), need=64).shape == (125, 250, 3)  # 1/8 scale, both sides >= 64
+    assert decode_image(buffer.getvalue(), need=300).shape == (500, 1000, 3)
+    assert decode_image(buffer.getvalue()).shape == (1000, 2000, 3)
+
+
+def test_running_out_of_memory_while_decoding_is_reported_as_too_large(served, monkeypatch):
+    _, client, _, _ = served
+
+    def no_memory(self):
+        raise MemoryError
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    r = post(client, source="upload", image=png(np.zeros((8, 8, 3), np.uint8)))
+    assert r.status_code == 413 and "too large" in r.json["error"]
