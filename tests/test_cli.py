@@ -204,6 +204,7 @@ def test_synthesize_refuses_a_missing_input_image(capsys, trained, tmp_path):
         (["--restrict", "horse"], ["no exemplar has label horse", "a b"]),
         (["--ids", "3,99"], ["exemplar ids must be in 0..11"]),
         (["--ids", "3,seven"], ["--ids", "'3,seven'"]),
+        (["--ids", "3,\u0661"], ["--ids", "'3,\u0661'"]),
     ],
 )
 def test_synthesize_refuses_bad_options(capsys, trained, tmp_path, extra, phrases):
@@ -319,3 +320,10 @@ def test_synthesize_from_a_folder_skips_hidden_and_unreadable_files_and_says_so(
     assert ".hidden" not in err and "Traceback" not in err
     assert "warn_data(" not in err and "DataWarning" not in err  # no Python source line, no class name
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a", "b"]
+
+
+def test_train_refuses_an_out_that_is_a_file_before_reading_data(capsys, tmp_path):
+    afile = tmp_path / "run"
+    afile.write_text("x")
+    _fails(capsys, ["train", "--data", str(tmp_path / "nowhere"), *COMMON, "--out", str(afile)],
+           "train", "is a file, not a folder")

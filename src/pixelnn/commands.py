@@ -17,6 +17,7 @@ from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import ConfigError, DataError
+from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, read_run_config
@@ -70,6 +71,7 @@ def _run_config(args) -> dict:
 
 def train(args) -> None:
     t0 = time.time()
+    _output_folder(args.out)
     cache = args.out / "cache"
     data = load_data(args, args.data, args.labels, cache)
     val = load_data(args, args.val, None, cache) if args.val else None
@@ -199,7 +201,7 @@ def synthesize(args) -> None:
 
 def _ids(text: str) -> list[int]:
     try:
-        return [int(i) for i in text.split(",") if i.strip()]
+        return [strict_int(i) for i in text.split(",") if i.strip()]
     except ValueError:
         raise ConfigError(f"--ids takes comma-separated exemplar ids such as 3,17,42; got {text!r}") from None
 
@@ -244,6 +246,7 @@ def train_pix2pix(args) -> None:
     from .evaluate.pix2pix import Pix2PixTrainConfig, train_run as train_pix2pix_run
 
     t0 = time.time()
+    _output_folder(args.out)
     cache = args.cache or args.out / "cache"
     data = load_data(args, args.data, args.labels, cache)
     val = load_data(args, args.val, None, cache) if args.val else None
