@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -279,6 +280,14 @@ def test_bad_fields_are_refused_with_a_message(served, fields, status, words):
     assert words in r.json["error"]
 
 
+def test_candidates_beyond_a_restriction_are_dropped_with_a_note(served):
+    _, client, _, _ = served
+    r = post(client, source="example", example="0", grid="1:1:1,1:3:1", ids="1,4")
+    assert r.status_code == 200, r.json
+    assert [c["spec"] for c in r.json["candidates"]] == ["1:1:1"]
+    assert r.json["notes"] == ["dropped candidate(s) 1:3:1: the exemplar set (2 chosen ids) has only 2 exemplar(s)"]
+
+
 def test_a_huge_window_is_answered_quickly_as_the_whole_image(served):
     _, client, _, _ = served
     t0 = time.monotonic()
@@ -486,13 +495,19 @@ def test_errors_never_name_absolute_server_paths(model, tiny_run, tmp_path):
 def test_a_body_over_the_servers_limit_gets_a_json_413(model, tmp_path):
     app = create_app(model, work=tmp_path / "work", max_upload_mb=1.0)
     with running(app) as base:
-        request = urllib.request.Request(f"{base}/api/synthesize", data=b"x" * (3 * 1024 * 1024), method="POST",
-                                         headers={"Content-Type": "application/octet-stream"})
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=60)
-        assert refused.value.code == 413
-        assert refused.value.headers["Content-Type"] == "application/json"
-        assert "Request Entity Too Large" in json.loads(refused.value.read())["error"]
+        # only the headers are sent: waitress refuses the declared length before reading the body
+        host = urllib.parse.urlsplit(base)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        conn.putrequest("POST", "/api/synthesize")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(3 * 1024 * 1024))
+        conn.endheaders()
+        answer = conn.getresponse()
+        assert answer.status == 413
+        assert answer.getheader("Content-Type") == "application/json"
+        error = json.loads(answer.read())["error"]
+        conn.close()
+        assert "Request Entity Too Large" in error
 
 
 def _jpeg_declaring(width: int, height: int) -> bytes:

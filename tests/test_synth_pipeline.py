@@ -159,6 +159,8 @@ def test_candidates_beyond_the_restricted_set_are_refused_or_dropped_with_a_mess
     with pytest.warns(UserWarning, match=r"dropped candidate\(s\) 1:3:1: the exemplar set \(2 chosen ids\) has only 2"):
         res = model.synthesize(x[0], grid="1:1:1,1:3:1", exemplar_ids=[1, 4])
     assert [str(c.spec) for c in res.candidates] == ["1:1:1"]
+    assert res.notes == ["dropped candidate(s) 1:3:1: the exemplar set (2 chosen ids) has only 2 exemplar(s)"]
+    assert model.synthesize(x[0], grid="1:1:1").notes == []
 
 
 def test_like_k_below_1_is_a_clear_error(model, tiny_run):

@@ -63,6 +63,7 @@ class Result:
     neighbour_sims: np.ndarray  # (K,) their cosine similarities
     candidates: list[Candidate]
     region_neighbours: list[np.ndarray] = field(default_factory=list)  # per region: its global neighbours
+    notes: list[str] = field(default_factory=list)  # what was changed in the request (candidates dropped)
 
 
 def read_run_config(run: Path) -> dict:
@@ -219,7 +220,7 @@ class PixelNN:
             raise ConfigError(f"like_k (how many exemplars like the example image to keep) must be at least 1, got {like_k}")
         sets = [ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k), *[r.checked(S) for r in regions]]
         subsets = [self.restrict(s) for s in sets]  # validate every restriction before any heavy work
-        specs = self._reachable(specs, sets, subsets)
+        specs, notes = self._reachable(specs, sets, subsets)
         with timed(profile, "stage 1"):
             fq = self.stage1(x)  # (S, S, 3)
         with timed(profile, "descriptors"):
@@ -235,7 +236,7 @@ class PixelNN:
             stacked = Pool(*(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {})
             candidates = [self._candidate(spec, pools, stacked, owner, fq) for spec in specs]
         base = pools[0]
-        return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]])
+        return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
 
     def checked_grid(self, grid: list[grids.Spec] | str | None) -> list[grids.Spec]:
         """The grid (default: the authors' 72) fitted to the output size and within the limits of
@@ -254,14 +255,14 @@ class PixelNN:
             self._pixel_dim = int(q.shape[-1] if self.search == "fast" else q.shape[0])
         return self._pixel_dim
 
-    def _reachable(self, specs: list[grids.Spec], sets: list[ExemplarSet], subsets: list) -> list[grids.Spec]:
-        """Candidates whose first neighbour rank every exemplar set has; a warning names those
-        dropped, and a ConfigError says when none is left."""
+    def _reachable(self, specs: list[grids.Spec], sets: list[ExemplarSet], subsets: list) -> tuple[list[grids.Spec], list[str]]:
+        """(candidates whose first neighbour rank every exemplar set has, notes): a warning (and a
+        note) names those dropped, and a ConfigError says when none is left."""
         sizes = [len(self.bank) if sub is None else len(sub) for sub in subsets]
         smallest = min(sizes)
         kept = [s for s in specs if s.first <= smallest]
         if len(kept) == len(specs):
-            return specs
+            return specs, []
         i = sizes.index(smallest)
         which = "the bank" if subsets[i] is None else f"the exemplar set {sets[i].describe()}"
         dropped = ", ".join(str(s) for s in specs if s.first > smallest)
@@ -270,8 +271,9 @@ class PixelNN:
                 f"no candidate can be made: {which} has {smallest} exemplar(s), "
                 f"and every candidate starts at a higher neighbour rank ({_cut(dropped)})"
             )
-        warnings.warn(f"dropped candidate(s) {_cut(dropped)}: {which} has only {smallest} exemplar(s)")
-        return kept
+        note = f"dropped candidate(s) {_cut(dropped)}: {which} has only {smallest} exemplar(s)"
+        warnings.warn(note)
+        return kept, [note]
 
     def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel descriptors of f(x) for this search ((D, S, S) exact, (S, S, d) fast) and its global one (1, G)."""
