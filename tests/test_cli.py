@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 import shutil
 
 import numpy as np
@@ -201,6 +204,7 @@ def test_synthesize_refuses_a_missing_input_image(capsys, trained, tmp_path):
         (["--restrict", "horse"], ["no exemplar has label horse", "a b"]),
         (["--ids", "3,99"], ["exemplar ids must be in 0..11"]),
         (["--ids", "3,seven"], ["--ids", "'3,seven'"]),
+        (["--ids", "3,\u0661"], ["--ids", "'3,\u0661'"]),
     ],
 )
 def test_synthesize_refuses_bad_options(capsys, trained, tmp_path, extra, phrases):
@@ -257,3 +261,69 @@ def test_demo_page_states_the_training_it_did_and_the_baseline(tmp_path):
     assert f"{metrics['val']['stage1_psnr']:.2f} dB" in text and f"{metrics['val']['mean_image_psnr']:.2f} dB" in text
     assert "<table" in text and "precision" in text and "fp32" in text
     assert len([p for p in (tmp_path / "results").glob("*/cand-*.png") if ".corr" not in p.name]) == 72
+
+
+@pytest.mark.parametrize(
+    "extra, phrases",
+    [
+        (["--grid", "1:1:0"], ["bad candidate '1:1:0'", "window >= 1"]),
+        (["--grid", "5:1:99999,1:1:1", "--limit", "1"], []),  # a huge window is the whole image: runs
+        (["--like-k", "0"], ["--like-k must be at least 1, got 0"]),
+        (["--limit", "-1"], ["--limit must be at least 1, got -1"]),
+        (["--limit", "0"], ["--limit must be at least 1, got 0"]),
+        (["--grid", "1:3:1", "--ids", "1"], ["no candidate can be made", "(1 chosen ids) has 1 exemplar(s)", "1:3:1"]),
+    ],
+)
+def test_synthesize_requests_beyond_reason_are_clear_errors(capsys, trained, tmp_path, extra, phrases):
+    _, data, run = trained
+    out = tmp_path / "o"
+    argv = ["synthesize", "--model", str(run), "--data", str(data), "--limit", "1", *extra, "--out", str(out)]
+    if not phrases:
+        assert main(argv) == 0, capsys.readouterr().err
+        assert (out / "index.html").is_file()
+        return
+    _fails(capsys, argv, "synthesize", *phrases)
+    assert not (out / "index.html").exists()
+
+
+def test_synthesize_refuses_an_out_that_is_a_file_or_not_writable_before_work(capsys, trained, tmp_path):
+    _, data, run = trained
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    base = ["synthesize", "--model", str(run), "--data", str(data), "--limit", "1", "--out"]
+    _fails(capsys, [*base, str(afile)], "synthesize", "is a file, not a folder")
+    _fails(capsys, [*base, str(afile / "sub")], "synthesize", "cannot create the folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        _fails(capsys, [*base, str(locked)], "synthesize", "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_synthesize_from_a_folder_skips_hidden_and_unreadable_files_and_says_so(capsys, trained, tmp_path):
+    _, data, run = trained
+    inputs = _photos(tmp_path / "in", ["a.png", "b.png"], seed=3)
+    (inputs / ".hidden.png").write_bytes(b"not an image")
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "o"
+    # a new process, so that the CLI's own warning format is seen (pytest records warnings itself)
+    argv = ["synthesize", "--model", str(run), str(inputs), "--grid", "1:1:1", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "pixelnn.cli", *argv], capture_output=True, text=True, env=env, timeout=300)
+    err = done.stderr
+    assert done.returncode == 0, err
+    assert "warning: skipped 1 of 3 input images that could not be read: broken.png" in err
+    assert ".hidden" not in err and "Traceback" not in err
+    assert "warn_data(" not in err and "DataWarning" not in err  # no Python source line, no class name
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a", "b"]
+
+
+def test_train_refuses_an_out_that_is_a_file_before_reading_data(capsys, tmp_path):
+    afile = tmp_path / "run"
+    afile.write_text("x")
+    _fails(capsys, ["train", "--data", str(tmp_path / "nowhere"), *COMMON, "--out", str(afile)],
+           "train", "is a file, not a folder")

@@ -62,7 +62,7 @@ def test_path_labels_for_shallow_files_warn(tmp_path: Path) -> None:
     assert {s.name: s.label for s in samples} == {"cat/1.jpg": "cat", "loose.jpg": None}
 
 
-@pytest.mark.parametrize("spec", ["path:0", "path:x", "path:-1"])
+@pytest.mark.parametrize("spec", ["path:0", "path:x", "path:-1", "path:\u00b2", "path:\u0661"])
 def test_bad_path_label_spec(tmp_path: Path, spec: str) -> None:
     _img(tmp_path / "a/1.jpg")
     with pytest.raises(ConfigError, match="path:N"):

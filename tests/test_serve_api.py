@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
+import struct
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from serve_support import FAST_GRID, decode, photo_folder, png, png_declaring, running, sketch
 
 from pixelnn.serve import create_app
+from pixelnn.serve.uploads import decode_image, pixel_cap
 from pixelnn.synth.pipeline import PixelNN
 
 DOGS = {2, 3, 4}  # 'dog' matches dog and dog/terrier
@@ -247,6 +252,16 @@ def test_bad_uploads_are_refused(served, case, field):
         ({"source": "bank", "bank_id": "-3"}, 400, "0..5"),
         ({"source": "bank", "bank_id": "1e3"}, 400, "integer"),
         ({"source": "example", "example": "4"}, 404, "no such example"),
+        ({"source": "example", "example": "\u00b2"}, 404, "no such example"),
+        ({"source": "example", "example": "\u0661"}, 404, "no such example"),
+        ({"source": "example", "example": "-1"}, 404, "no such example"),
+        ({"source": "bank", "bank_id": "\u0661"}, 400, "integer"),
+        ({"source": "bank", "bank_id": "1_0"}, 400, "integer"),
+        ({"source": "example", "example": "0", "ids": "\u00b2"}, 400, "integer"),
+        ({"source": "example", "example": "0", "like_k": "\u00b2"}, 400, "like_k"),
+        ({"source": "example", "example": "0", "grid": "1:1:0"}, 400, "window >= 1"),
+        ({"source": "example", "example": "0", "grid": "1:\u00b2:1"}, 400, "n:first:window"),
+        ({"source": "example", "example": "0", "grid": "1:3:1", "ids": "1"}, 400, "(1 chosen ids) has 1 exemplar(s)"),
         ({"source": "example", "example": "0", "grid": "nonsense"}, 400, "n:first:window"),
         ({"source": "example", "example": "0", "grid": "1:1000:1"}, 400, "neighbour rank"),
         ({"source": "example", "example": "0", "grid": ",".join(f"1:1:{w}" for w in range(1, 9))}, 400, "window sizes"),
@@ -263,6 +278,23 @@ def test_bad_fields_are_refused_with_a_message(served, fields, status, words):
     r = post(client, **fields)
     assert r.status_code == status, r.json
     assert words in r.json["error"]
+
+
+def test_candidates_beyond_a_restriction_are_dropped_with_a_note(served):
+    _, client, _, _ = served
+    r = post(client, source="example", example="0", grid="1:1:1,1:3:1", ids="1,4")
+    assert r.status_code == 200, r.json
+    assert [c["spec"] for c in r.json["candidates"]] == ["1:1:1"]
+    assert r.json["notes"] == ["dropped candidate(s) 1:3:1: the exemplar set (2 chosen ids) has only 2 exemplar(s)"]
+
+
+def test_a_huge_window_is_answered_quickly_as_the_whole_image(served):
+    _, client, _, _ = served
+    t0 = time.monotonic()
+    r = post(client, source="example", example="0", grid="1:1:99999")
+    assert r.status_code == 200, r.json
+    assert time.monotonic() - t0 < 20
+    assert [c["spec"] for c in r.json["candidates"]] == ["1:1:whole"]
 
 
 @pytest.mark.parametrize(
@@ -436,3 +468,88 @@ def test_concurrent_requests_get_answers_and_the_server_survives(model, tmp_path
             assert json.loads(r.read())["shape"] == [32, 32]
         threads = [t.name for t in threading.enumerate()]
         assert "waitress" in threads
+
+
+def test_example_list_skips_hidden_files_and_folders(model, tiny_run, tmp_path):
+    val = photo_folder(tmp_path / "val", tiny_run[2][:2])
+    shown = sorted(p.name for p in val.iterdir())
+    (val / ".secret.png").write_bytes(png(np.zeros((8, 8, 3), np.uint8)))
+    (val / ".git").mkdir()
+    (val / ".git" / "x.png").write_bytes(png(np.zeros((8, 8, 3), np.uint8)))
+    client = create_app(model, val=val, work=tmp_path / "work").test_client()
+    names = [e["name"] for e in client.get("/api/examples").json["examples"]]
+    assert names == shown
+
+
+def test_errors_never_name_absolute_server_paths(model, tiny_run, tmp_path):
+    val = photo_folder(tmp_path / "val", tiny_run[2][:2])
+    client = create_app(model, val=val, work=tmp_path / "work").test_client()
+    first = client.get("/api/examples").json["examples"][0]["name"]
+    (val / first).write_bytes(b"no longer an image")  # the listed file became unreadable
+    r = post(client, source="example", example="0", grid="1:1:1")
+    assert r.status_code == 400
+    assert first in r.json["error"] and "cannot read" in r.json["error"]
+    assert str(tmp_path) not in r.json["error"] and "/" + first not in r.json["error"]
+
+
+def test_a_body_over_the_servers_limit_gets_a_json_413(model, tmp_path):
+    app = create_app(model, work=tmp_path / "work", max_upload_mb=1.0)
+    with running(app) as base:
+        # only the headers are sent: waitress refuses the declared length before reading the body
+        host = urllib.parse.urlsplit(base)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        conn.putrequest("POST", "/api/synthesize")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(3 * 1024 * 1024))
+        conn.endheaders()
+        answer = conn.getresponse()
+        assert answer.status == 413
+        assert answer.getheader("Content-Type") == "application/json"
+        error = json.loads(answer.read())["error"]
+        conn.close()
+        assert "Request Entity Too Large" in error
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A tiny 8x8 JPEG whose frame header (SOF0) is rewritten to declare width x height."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buffer, format="JPEG", quality=50)
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_upload_cap_is_fitted_to_the_model_and_checked_before_decoding(served, model, monkeypatch):
+    _, client, _, _ = served
+    bomb = _jpeg_declaring(6000, 6000)
+    assert len(bomb) < 1000 and Image.open(io.BytesIO(bomb)).size == (6000, 6000)
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or pytest.fail("decoded"))
+    for field in ("image", "like"):
+        fields = {"source": "upload", "image": bomb} if field == "image" else {"source": "bank", "bank_id": "0", "like": bomb}
+        r = post(client, **fields)
+        assert r.status_code == 413, r.json
+        assert "6000x6000" in r.json["error"] and "limit is 16 megapixels" in r.json["error"]
+    assert decoded == []
+    assert client.get("/api/model").json["max_megapixels"] == 16.0
+    assert pixel_cap(32) == 16_000_000 and pixel_cap(200) == 40_000_000 and pixel_cap(150) == 4800**2
+
+
+def test_large_jpegs_are_decoded_only_at_the_scale_needed():
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1000, 2000, 3), np.uint8)).save(buffer, format="JPEG")
+    assert decode_image(buffer.getvalue(), need=64).shape == (125, 250, 3)  # 1/8 scale, both sides >= 64
+    assert decode_image(buffer.getvalue(), need=300).shape == (500, 1000, 3)
+    assert decode_image(buffer.getvalue()).shape == (1000, 2000, 3)
+
+
+def test_running_out_of_memory_while_decoding_is_reported_as_too_large(served, monkeypatch):
+    _, client, _, _ = served
+
+    def no_memory(self):
+        raise MemoryError
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    r = post(client, source="upload", image=png(np.zeros((8, 8, 3), np.uint8)))
+    assert r.status_code == 413 and "too large" in r.json["error"]

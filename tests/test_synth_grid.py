@@ -1,8 +1,10 @@
+import re
+
 import pytest
 
 from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
-from pixelnn.synth.grid import Spec, authors_72, global_matches, neighbours_needed, parse
+from pixelnn.synth.grid import MAX_SEARCH_BYTES, Spec, authors_72, check_budget, fitted, global_matches, neighbours_needed, parse, search_bytes
 
 
 def test_authors_grid_has_72_distinct_candidates_over_11_neighbours():
@@ -20,7 +22,35 @@ def test_parse_user_grid_and_names():
     assert list(Spec(3, 2, 1).ranks) == [1, 2, 3]
 
 
-@pytest.mark.parametrize("bad", ["5:1", "a:b:c", "0:1:3", "1:0:3", "1:1:-2"])
+@pytest.mark.parametrize("bad", ["5:1", "a:b:c", "0:1:3", "1:0:3", "1:1:-2", "1:1:0", "²:1:1", "1:١:1", "1_0:1:1", "1:1:3²"])
 def test_parse_rejects_bad_items_with_a_message(bad):
     with pytest.raises(ConfigError, match="bad candidate"):
         parse(bad)
+
+
+def test_windows_of_2s_minus_1_or_more_are_the_whole_image():
+    assert fitted(parse("1:1:99999,5:1:129,2:1:63,2:1:62,1:1:whole"), 32) == [
+        Spec(1, 1, WHOLE), Spec(5, 1, WHOLE), Spec(2, 1, WHOLE), Spec(2, 1, 62), Spec(1, 1, WHOLE)]
+
+
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        (",".join(["1:1:1"] * 501), "candidates 501; the limit is 500"),
+        ("1:300:1", "neighbour rank 300; the limit is 200"),
+        (",".join(f"1:1:{w}" for w in range(1, 14)), "distinct window sizes 13; the limit is 12"),
+        ("5:1:129", "GiB for 96x96 outputs; the limit is 4 GiB"),
+    ],
+)
+def test_budget_refuses_grids_over_the_limits_naming_limit_and_value(grid, words):
+    specs = fitted(parse(grid), 96)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        check_budget(specs, 96, 32, fast=True)
+
+
+def test_budget_estimate_grows_with_the_window_and_passes_the_default_grid():
+    assert search_bytes(parse("5:1:129"), 96, 32, fast=True) > MAX_SEARCH_BYTES
+    assert search_bytes(parse("5:1:3"), 96, 32, fast=True) < search_bytes(parse("5:1:9"), 96, 32, fast=True)
+    for fast, dim in ((True, 32), (False, 1472)):
+        check_budget(fitted(authors_72(), 96), 96, dim, fast)  # no error
+        assert search_bytes(authors_72(), 96, dim, fast) < MAX_SEARCH_BYTES

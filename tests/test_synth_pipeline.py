@@ -124,3 +124,46 @@ def test_device_choice_is_checked(tiny_run):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA"):
             PixelNN.load(tiny_run[0], device="cuda")
+
+
+def test_a_huge_window_is_the_whole_image_answered_quickly_without_gigabytes(model, tiny_run):
+    import time
+    import tracemalloc
+
+    _, x, _, _ = tiny_run
+    model.synthesize(x[0], grid="1:1:1")  # warm up: the descriptor probe and the backbone
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    res = model.synthesize(x[0], grid="1:1:99999,1:1:63")
+    seconds = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [c.spec for c in res.candidates] == [Spec(1, 1, WHOLE)] * 2
+    whole = model.synthesize(x[0], grid="1:1:whole").candidates[0]
+    assert np.array_equal(res.candidates[0].image, whole.image)
+    assert seconds < 10 and peak < 200 * 2**20
+
+
+def test_budget_and_grid_are_checked_before_any_work(model, tiny_run, monkeypatch):
+    _, x, _, _ = tiny_run
+    monkeypatch.setattr(model, "stage1", lambda x: pytest.fail("stage 1 ran for a refused grid"))
+    monkeypatch.setattr("pixelnn.synth.grid.MAX_SEARCH_BYTES", 1000)
+    with pytest.raises(ConfigError, match=r"pixel search would need about .* GiB for 32x32 outputs; the limit is"):
+        model.synthesize(x[0], grid="1:1:3")
+
+
+def test_candidates_beyond_the_restricted_set_are_refused_or_dropped_with_a_message(model, tiny_run):
+    _, x, _, _ = tiny_run
+    with pytest.raises(ConfigError, match=r"\(1 chosen ids\) has 1 exemplar\(s\).*1:3:1"):
+        model.synthesize(x[0], grid="1:3:1", exemplar_ids=[1])
+    with pytest.warns(UserWarning, match=r"dropped candidate\(s\) 1:3:1: the exemplar set \(2 chosen ids\) has only 2"):
+        res = model.synthesize(x[0], grid="1:1:1,1:3:1", exemplar_ids=[1, 4])
+    assert [str(c.spec) for c in res.candidates] == ["1:1:1"]
+    assert res.notes == ["dropped candidate(s) 1:3:1: the exemplar set (2 chosen ids) has only 2 exemplar(s)"]
+    assert model.synthesize(x[0], grid="1:1:1").notes == []
+
+
+def test_like_k_below_1_is_a_clear_error(model, tiny_run):
+    _, x, y, _ = tiny_run
+    with pytest.raises(ConfigError, match="like_k .* must be at least 1, got 0"):
+        model.synthesize(x[0], grid="1:1:1", like=y[0], like_k=0)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import PixelNNError
+from .errors import ConfigError, PixelNNError
 from .regress.options import DEMO_STEPS, PRECISION_HELP, PRECISIONS
 
 DATA = "../shared/data"
@@ -179,11 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Counts that must be positive (argparse takes any integer)."""
+    for name in ("limit", "like_k"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one plain 'warning: ...' line, without the source line that raised them."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import commands  # heavy imports (torch, faiss) only after parsing, so --help is instant
 
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
+        _check_counts(args)
         getattr(commands, args.verb.replace("-", "_"))(args)
     except PixelNNError as e:
         print(f"pixelnn {args.verb}: error: {e}", file=sys.stderr)
@@ -191,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pixelnn {args.verb}: interrupted; finished files are complete, a rerun resumes", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
     return 0
 
 

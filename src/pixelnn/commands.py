@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ import torch
 
 from .data.images import IMAGE_SUFFIXES, fit_square, load_rgb
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
-from .data.sources import pair_files, paired_folders, photo_folder
+from .data.notice import warn_data
+from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import ConfigError, DataError
+from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, read_run_config
@@ -68,6 +71,7 @@ def _run_config(args) -> dict:
 
 def train(args) -> None:
     t0 = time.time()
+    _output_folder(args.out)
     cache = args.out / "cache"
     data = load_data(args, args.data, args.labels, cache)
     val = load_data(args, args.val, None, cache) if args.val else None
@@ -109,10 +113,11 @@ def index(args) -> None:
 
 
 def _image_files(paths: list[Path]) -> list[Path]:
+    """Files named, and image files under folders named (hidden ones skipped, as --data does)."""
     files = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += list(scan_images(p).values())
         elif p.exists():
             files.append(p)
         else:
@@ -120,6 +125,37 @@ def _image_files(paths: list[Path]) -> list[Path]:
     if not files:
         raise ConfigError(f"no image files in {', '.join(map(str, paths))}")
     return files
+
+
+def _readable(files: list[Path], load) -> tuple[list[Path], list]:
+    """(files that `load` reads, what it made of them); unreadable ones are skipped and counted
+    in a warning, and none readable is a DataError."""
+    kept, made, skipped = [], [], []
+    for f in files:
+        try:
+            made.append(load(f))
+        except DataError as exc:
+            skipped.append(f"{f.name} ({exc})")
+            continue
+        kept.append(f)
+    if skipped:
+        listed = ", ".join(skipped[:3]) + (f", ... (+{len(skipped) - 3} more)" if len(skipped) > 3 else "")
+        if not kept:
+            raise DataError(f"none of the {len(files)} input images could be read: {listed}")
+        warn_data(f"skipped {len(skipped)} of {len(files)} input images that could not be read: {listed}")
+    return kept, made
+
+
+def _output_folder(out: Path) -> None:
+    """Make sure `out` is (or can become) a writable folder, before any work."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the folder is not writable")
 
 
 def _signal_from_file(model: PixelNN, path: Path) -> np.ndarray:
@@ -130,7 +166,9 @@ def _signal_from_file(model: PixelNN, path: Path) -> np.ndarray:
 
 
 def synthesize(args) -> None:
+    _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank, search=args.search, device=args.device)
+    model.checked_grid(args.grid)  # a ConfigError now, before any input is read
     targets = None
     if args.data:
         args.size = model.model.cfg.size
@@ -141,13 +179,13 @@ def synthesize(args) -> None:
         inputs, names, targets = list(data.x), data.names, list(data.y)
     elif args.inputs:
         files = _image_files(args.inputs)[: args.limit]
-        names = [f.name for f in files]
         if args.from_photo:
-            photos = [load_rgb(f) for f in files]
+            files, photos = _readable(files, load_rgb)
             inputs = [model.input_from_photo(p) for p in photos]
             targets = [fit_square(p, model.model.cfg.size) for p in photos]
         else:
-            inputs = [_signal_from_file(model, f) for f in files]
+            files, inputs = _readable(files, lambda f: _signal_from_file(model, f))
+        names = [f.name for f in files]
     else:
         raise ConfigError("give input images, or --data with a folder of validation data")
     control = {
@@ -163,7 +201,7 @@ def synthesize(args) -> None:
 
 def _ids(text: str) -> list[int]:
     try:
-        return [int(i) for i in text.split(",") if i.strip()]
+        return [strict_int(i) for i in text.split(",") if i.strip()]
     except ValueError:
         raise ConfigError(f"--ids takes comma-separated exemplar ids such as 3,17,42; got {text!r}") from None
 
@@ -208,6 +246,7 @@ def train_pix2pix(args) -> None:
     from .evaluate.pix2pix import Pix2PixTrainConfig, train_run as train_pix2pix_run
 
     t0 = time.time()
+    _output_folder(args.out)
     cache = args.cache or args.out / "cache"
     data = load_data(args, args.data, args.labels, cache)
     val = load_data(args, args.val, None, cache) if args.val else None
@@ -229,6 +268,7 @@ def evaluate(args) -> None:
     from .evaluate.pix2pix import load_generator
     from .evaluate.run import evaluate_to_folder
 
+    _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank)
     args.size = model.model.cfg.size
     signal = model.config["signal"]

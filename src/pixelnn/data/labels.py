@@ -30,7 +30,7 @@ def _path_depth(spec: str) -> int | None:
     if spec == "path":
         return None
     text = spec.split(":", 1)[1]
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # '²'.isdigit() is True
         raise ConfigError(f"labels {spec!r}: expected 'path' or 'path:N' with N a positive integer")
     return int(text)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import io
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -33,7 +34,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..errors import PixelNNError
 from . import inputs, params, render
 from .store import Entry, ResultStore
-from .uploads import MAX_PIXELS, decode_image, png_bytes, read_file
+from .uploads import MAX_PIXELS, decode_image, pixel_cap, png_bytes, read_file
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1"]
@@ -86,6 +87,7 @@ def create_app(
     temporary folder); it keeps the files of the last `keep` results. trusted_hosts: Host names the
     app answers to (None: any; `pixelnn serve` on a loopback address passes LOOPBACK_HOSTS).
     """
+    max_pixels = pixel_cap(model.model.cfg.size, max_pixels)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.request_class = InMemoryRequest
     app.config.update(MAX_CONTENT_LENGTH=int(max_upload_mb * 1024 * 1024), TRUSTED_HOSTS=trusted_hosts)
@@ -112,11 +114,11 @@ def _temporary_folder() -> Path:
 def _errors(app: Flask, max_upload_mb: float) -> None:
     @app.errorhandler(params.RequestError)
     def refused(exc):
-        return jsonify(error=str(exc)), exc.status
+        return jsonify(error=_public(str(exc))), exc.status
 
     @app.errorhandler(PixelNNError)
     def bad_input(exc):  # ConfigError, DataError, BankError: messages meant for the user
-        return jsonify(error=str(exc)), 400
+        return jsonify(error=_public(str(exc))), 400
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
@@ -188,6 +190,7 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
 
 def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_pixels: int) -> None:
     label_choices = params.label_choices(model.bank.labels)
+    need = 2 * max(model.model.cfg.size, model.input_shape[0])  # uploads are fitted to these sides
 
     def read_input(form, files):
         """(x, original photo or None, title) from the request's source."""
@@ -209,7 +212,7 @@ def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_
         data = read_file(files, "image", "uploaded file")
         if data is None:
             raise params.RequestError(f"source={source} needs an image file in the field 'image'")
-        image = decode_image(data, "uploaded file", max_pixels)
+        image = decode_image(data, "uploaded file", max_pixels, need)
         if source == "sketch":
             return inputs.from_drawing(model, image), None, "drawing"
         kind = params.text(form, "kind", "photo" if inputs.makes_inputs_from_photos(model) else "input")
@@ -227,7 +230,7 @@ def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_
             "grid": specs,
             "labels": params.labels(form, label_choices),
             "exemplar_ids": params.ids(form, len(model.bank)),
-            "like": decode_image(like, "example image", max_pixels) if like is not None else None,
+            "like": decode_image(like, "example image", max_pixels, need) if like is not None else None,
             "like_k": params.like_k(form, len(model.bank)),
         }
         shown = {"grid": grid_name, "labels": control["labels"], "ids": control["exemplar_ids"]}
@@ -288,6 +291,14 @@ def _files(app: Flask, model, store: ResultStore) -> None:
             raise params.RequestError(f"no exemplar {i}: the bank has ids 0..{len(model.bank) - 1}", 404)
         image = model.bank.gather("y" if what == "photo" else "x", [i])[0]
         return _png(png_bytes(image))
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/:])(?:/[^\s/:'\"()]+)+/([^\s/:'\"()]+)")
+
+
+def _public(message: str) -> str:
+    """A message for the client with every absolute server path cut to its last component."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
 def _png(data):

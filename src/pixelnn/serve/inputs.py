@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import IMAGE_SUFFIXES, fit_square, load_rgb
+from ..data.sources import scan_images
 from ..errors import ConfigError
+from ..numbers import strict_int
 from .params import RequestError
 
 PHOTO_SIGNALS = ("lowres", "edges", "canny")
@@ -66,8 +68,12 @@ class Examples:
         """An index into the list from a form value: a position, or one of the listed names."""
         if value is not None and value in self._by_name:
             return self._by_name[value]
-        if value is not None and value.strip().isdigit() and int(value) < len(self.items):
-            return int(value)
+        try:
+            i = strict_int(value)
+        except ValueError:
+            i = -1
+        if 0 <= i < len(self.items):
+            return i
         raise RequestError(f"no such example: give a position 0..{len(self.items) - 1} or a listed name", 404)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -90,11 +96,11 @@ class Examples:
 def _from_folder(model, root: Path, limit: int) -> list[Example]:
     if not root.is_dir():
         raise ConfigError(f"--val {root}: no such folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    files = sorted(scan_images(root).items())[:limit]  # hidden files and folders skipped
     if not files:
         raise ConfigError(f"--val {root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     kind = "photo" if makes_inputs_from_photos(model) else "input"
-    return [Example(p.relative_to(root).as_posix(), kind, path=p) for p in files]
+    return [Example(name, kind, path=p) for name, p in files]
 
 
 def _from_bank(model, limit: int) -> list[Example]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import PixelNNError
+from ..numbers import strict_int
 from ..synth import grid as grids
 
 # the page's default: 10 candidates from 5 neighbours (a few seconds, where paper72 takes ~4x longer)
@@ -35,7 +36,7 @@ def text(form, name: str, default: str | None = None) -> str | None:
 def integer(value: str | None, name: str, lo: int, hi: int) -> int:
     """An integer form value within lo..hi (inclusive)."""
     try:
-        number = int(str(value).strip())
+        number = strict_int(value)
     except ValueError:
         raise RequestError(f"{name} must be an integer, got {_show(value)}") from None
     if not lo <= number <= hi:

@@ -32,6 +32,7 @@ def result_json(rid: str, entry: Entry, bank, seconds: float) -> dict:
         "neighbours": [[int(i), round(float(s), 4)] for i, s in zip(r.neighbours, r.neighbour_sims)],
         "exemplars": {str(int(i)): exemplar_json(bank, int(i)) for i in used},
         "candidates": [candidate_json(base, i, c) for i, c in enumerate(r.candidates)],
+        "notes": list(r.notes),
     }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import tempfile
 from pathlib import Path
 
 from flask import Flask
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 MB = 1024 * 1024
 
@@ -21,7 +24,7 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: 
     from waitress import create_server
 
     body = app.config["MAX_CONTENT_LENGTH"] + MB  # room for the form around the largest upload
-    return create_server(
+    server = create_server(
         app,
         host=host,
         port=port,
@@ -32,6 +35,32 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: 
         channel_timeout=120,
         ident="pixelnn",
     )
+    _json_errors(server)
+    return server
+
+
+class JsonErrorTask(ErrorTask):
+    """Waitress's own refusals (a body over the limit, a malformed request) as JSON, like the app's."""
+
+    def execute(self):
+        e = self.request.error
+        body = json.dumps({"error": f"{e.reason}: {e.body}".rstrip(": ")}).encode()
+        self.status = f"{e.code} {e.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), ("Connection", "close")])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def _json_errors(server) -> None:
+    """Every listening socket of `server` answers waitress's errors with JsonErrorTask."""
+    for s in [server, *getattr(server, "map", {}).values()]:
+        if hasattr(s, "channel_class"):
+            s.channel_class = JsonErrorChannel
 
 
 def url(server) -> str:

@@ -16,6 +16,13 @@ from .params import RequestError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 MAX_PIXELS = 40_000_000  # 40 megapixels: any camera photo, far below PIL's own bomb limit
+FLOOR_PIXELS = 16_000_000  # the cap for a model never goes below this (a 12-megapixel phone photo)
+
+
+def pixel_cap(size: int, max_pixels: int = MAX_PIXELS) -> int:
+    """Most pixels an upload may declare for a model of S x S outputs: 32 S per side, but never
+    under 16 megapixels nor over max_pixels. Every upload is fitted to S x S anyway."""
+    return min(max_pixels, max(FLOOR_PIXELS, (32 * size) ** 2))
 
 
 def read_file(files, name: str, what: str) -> bytes | None:
@@ -29,15 +36,19 @@ def read_file(files, name: str, what: str) -> bytes | None:
     return data
 
 
-def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS, need: int | None = None) -> np.ndarray:
     """Bytes of a PNG/JPEG/WebP/BMP/GIF file -> (H, W, 3) uint8 RGB, upright, alpha over white.
 
-    Raises RequestError: 415 not an image, 413 too many pixels, 400 truncated or corrupt.
+    The declared size is checked before decoding; need: the side the caller uses (a JPEG is then
+    decoded at the smallest of 1/1..1/8 scale that keeps both sides at least `need`).
+    Raises RequestError: 415 not an image, 413 too many pixels or too large to decode, 400 truncated or corrupt.
     """
     limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)  # stay below PIL's bomb warning
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             _check_size(img.size, limit, what)
+            if need and img.format == "JPEG":
+                img.draft(None, (need, need))
             img.load()
             depth = _declared_bit_depth(img)
             return _to_rgb(ImageOps.exif_transpose(img), depth)
@@ -47,6 +58,8 @@ def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS
         raise RequestError(f"the {what} is not an image this server reads ({', '.join(FORMATS)})", 415) from None
     except Image.DecompressionBombError as exc:
         raise RequestError(f"the {what} declares too many pixels to decode safely ({exc})", 413) from None
+    except MemoryError:
+        raise RequestError(f"the {what} is too large: the server has no memory to decode it", 413) from None
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error... on bad data
         raise RequestError(f"the {what} is a damaged or truncated image ({_reason(exc)})") from None
 

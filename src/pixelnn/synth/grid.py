@@ -8,10 +8,19 @@ first .. first + n - 1. (1, r, 1) is the paper's global match (Eq. 2) with the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
-from ..search.pixel_match import WHOLE
+from ..numbers import strict_int
+from ..search.pixel_match import LOCAL_MAX, WHOLE
+
+# what one synthesis may ask for (the web app has tighter limits of its own, in serve/params.py)
+MAX_CANDIDATES = 500
+MAX_NEIGHBOURS = 200
+MAX_WINDOWS = 12
+MAX_SEARCH_BYTES = 4 * 2**30  # estimated memory of the pixel search of one synthesis
+FAST_BLOCK, SEED_WINDOW = 8, 5  # as in search/fast_match.py
 
 
 @dataclass(frozen=True, order=True)
@@ -53,14 +62,15 @@ def parse(text: str) -> list[Spec]:
         try:
             if len(parts) != 3:
                 raise ValueError
-            n, first = int(parts[0]), int(parts[1])
-            window = WHOLE if parts[2] in ("whole", "full", "0") else int(parts[2])
+            n, first = strict_int(parts[0]), strict_int(parts[1])
+            whole = parts[2].strip() in ("whole", "full")
+            window = WHOLE if whole else strict_int(parts[2])
         except ValueError:
             raise ConfigError(
                 f"bad candidate {item.strip()!r}: write n:first:window, e.g. 5:1:3 or 10:1:whole "
                 f"(or use one of: {', '.join(NAMED)})"
             ) from None
-        if n < 1 or first < 1 or window < 0:
+        if n < 1 or first < 1 or (window < 1 and not whole):
             raise ConfigError(f"bad candidate {item.strip()!r}: n and first must be >= 1 and window >= 1 or 'whole'")
         specs.append(Spec(n, first, window))
     return specs
@@ -68,3 +78,41 @@ def parse(text: str) -> list[Spec]:
 
 def neighbours_needed(specs: list[Spec]) -> int:
     return max(s.first - 1 + s.n for s in specs)
+
+
+def fitted(specs: list[Spec], size: int) -> list[Spec]:
+    """The grid for S x S outputs: a window of 2S - 1 or more already covers the whole image."""
+    return [replace(s, window=WHOLE) if s.window >= 2 * size - 1 else s for s in specs]
+
+
+def search_bytes(specs: list[Spec], size: int, dim: int, fast: bool) -> int:
+    """Rough peak memory of the pixel search for a grid: the exemplars' descriptors and the
+    similarities of the window search (see search/pixel_match.py and search/fast_match.py)."""
+    K, P = neighbours_needed(specs), size * size
+    small = [s.window for s in specs if s.window != WHOLE]
+    if fast:
+        r = max([w // 2 for w in small] + [SEED_WINDOW // 2 if len(small) < len(specs) else 0])
+        blocks, R = math.ceil(size / FAST_BLOCK) ** 2, FAST_BLOCK + 2 * r
+        return 4 * K * (P * dim + blocks * R * R * (FAST_BLOCK**2 + dim))
+    r = max([w // 2 for w in small if w <= LOCAL_MAX] + [0])
+    return 4 * (K * dim * P + dim * (size + 2 * r) ** 2 + 1024 * P * 2)
+
+
+def check_budget(specs: list[Spec], size: int, dim: int, fast: bool) -> None:
+    """Refuse, before any work, a grid whose candidates, neighbours, windows or memory are over the limits."""
+    if not specs:
+        raise ConfigError("the grid has no candidate")
+    limits = [
+        ("candidates", len(specs), MAX_CANDIDATES),
+        ("neighbour rank", neighbours_needed(specs), MAX_NEIGHBOURS),
+        ("distinct window sizes", len({s.window for s in specs}), MAX_WINDOWS),
+    ]
+    for what, value, limit in limits:
+        if value > limit:
+            raise ConfigError(f"the grid asks for {what} {value}; the limit is {limit}")
+    need = search_bytes(specs, size, dim, fast)
+    if need > MAX_SEARCH_BYTES:
+        raise ConfigError(
+            f"the grid's pixel search would need about {need / 2**30:.1f} GiB for {size}x{size} outputs; "
+            f"the limit is {MAX_SEARCH_BYTES / 2**30:g} GiB (use smaller windows, 'whole', or fewer neighbours)"
+        )

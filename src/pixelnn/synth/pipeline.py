@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Result:
     neighbour_sims: np.ndarray  # (K,) their cosine similarities
     candidates: list[Candidate]
     region_neighbours: list[np.ndarray] = field(default_factory=list)  # per region: its global neighbours
+    notes: list[str] = field(default_factory=list)  # what was changed in the request (candidates dropped)
 
 
 def read_run_config(run: Path) -> dict:
@@ -212,10 +214,13 @@ class PixelNN:
         with a mask) replaces that restriction inside its mask, later regions over earlier ones.
         profile: if given, seconds spent per step are added to it.
         """
-        specs = grids.parse(grid) if isinstance(grid, str) else (grid or grids.authors_72())
         S = self.model.cfg.size
+        specs = self.checked_grid(grid)
+        if like is not None and like_k < 1:
+            raise ConfigError(f"like_k (how many exemplars like the example image to keep) must be at least 1, got {like_k}")
         sets = [ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k), *[r.checked(S) for r in regions]]
         subsets = [self.restrict(s) for s in sets]  # validate every restriction before any heavy work
+        specs, notes = self._reachable(specs, sets, subsets)
         with timed(profile, "stage 1"):
             fq = self.stage1(x)  # (S, S, 3)
         with timed(profile, "descriptors"):
@@ -224,12 +229,51 @@ class PixelNN:
         windows = sorted({s.window for s in specs})
         pools = [self._pool(q, gq, K, subset, windows, profile) for subset in subsets]
         specs = [s for s in specs if all(s.first - 1 < len(p.ids) for p in pools)]
+        if not specs:
+            raise ConfigError("the global search found too few exemplars for any candidate of the grid")
         with timed(profile, "candidates"):
             owner = region_owner([s.mask for s in sets], (S, S))  # (S, S) index of the set each pixel uses
             stacked = Pool(*(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {})
             candidates = [self._candidate(spec, pools, stacked, owner, fq) for spec in specs]
         base = pools[0]
-        return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]])
+        return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
+
+    def checked_grid(self, grid: list[grids.Spec] | str | None) -> list[grids.Spec]:
+        """The grid (default: the authors' 72) fitted to the output size and within the limits of
+        grid.check_budget, refused (ConfigError) before any work when it is not."""
+        specs = grids.parse(grid) if isinstance(grid, str) else (list(grid or grids.authors_72()))
+        specs = grids.fitted(specs, self.model.cfg.size)
+        grids.check_budget(specs, self.model.cfg.size, self.pixel_dim, self.search == "fast")
+        return specs
+
+    @property
+    def pixel_dim(self) -> int:
+        """Length of a pixel descriptor in this model's search (measured once on a blank image)."""
+        if getattr(self, "_pixel_dim", None) is None:
+            S = self.model.cfg.size
+            q, _ = self.describe_query(np.zeros((S, S, 3), np.float32))
+            self._pixel_dim = int(q.shape[-1] if self.search == "fast" else q.shape[0])
+        return self._pixel_dim
+
+    def _reachable(self, specs: list[grids.Spec], sets: list[ExemplarSet], subsets: list) -> tuple[list[grids.Spec], list[str]]:
+        """(candidates whose first neighbour rank every exemplar set has, notes): a warning (and a
+        note) names those dropped, and a ConfigError says when none is left."""
+        sizes = [len(self.bank) if sub is None else len(sub) for sub in subsets]
+        smallest = min(sizes)
+        kept = [s for s in specs if s.first <= smallest]
+        if len(kept) == len(specs):
+            return specs, []
+        i = sizes.index(smallest)
+        which = "the bank" if subsets[i] is None else f"the exemplar set {sets[i].describe()}"
+        dropped = ", ".join(str(s) for s in specs if s.first > smallest)
+        if not kept:
+            raise ConfigError(
+                f"no candidate can be made: {which} has {smallest} exemplar(s), "
+                f"and every candidate starts at a higher neighbour rank ({_cut(dropped)})"
+            )
+        note = f"dropped candidate(s) {_cut(dropped)}: {which} has only {smallest} exemplar(s)"
+        warnings.warn(note)
+        return kept, [note]
 
     def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel descriptors of f(x) for this search ((D, S, S) exact, (S, S, d) fast) and its global one (1, G)."""
@@ -282,3 +326,7 @@ class PixelNN:
                 offset += len(pool.ids)
         corr = Correspondence(stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim)
         return Candidate(spec, compose(fq, stacked.f_ex, stacked.y_ex, rank, j), corr)
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -265,7 +265,8 @@ async function synthesize(fields, blob, filename) {
   try {
     const result = await api("/api/synthesize", { method: "POST", body: form });
     showResult(result);
-    setStatus(`${result.candidates.length} candidates in ${result.seconds} s`, "ok");
+    const notes = (result.notes || []).map((n) => `; ${n}`).join("");
+    setStatus(`${result.candidates.length} candidates in ${result.seconds} s${notes}`, "ok");
   } catch (err) {
     setStatus(err.message, "error");
   } finally {

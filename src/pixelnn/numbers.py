@@ -1,0 +1,15 @@
+"""Integers typed by users: ASCII digits only (int() also takes '١٢', '1_000' and ' 7 ')."""
+
+from __future__ import annotations
+
+import re
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def strict_int(text: str) -> int:
+    """An integer written in ASCII digits with an optional sign; ValueError otherwise."""
+    text = str(text).strip()
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"not an integer: {text!r}")
+    return int(text)
