@@ -104,7 +104,8 @@ def index(args) -> None:
         raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data gives {_signal(args)!r}")
     args.size, args.factor = config.get("size", args.size), config.get("factor", args.factor)  # inputs must fit the model
     data = load_data(args, args.data, args.labels)
-    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank, descriptors=args.descriptors)
+    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
+                            descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
     print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
 
 
