@@ -81,9 +81,9 @@ def start_writer(run, bank, k, n, go, descriptors=0, pause="-"):
     return proc
 
 
-def run_writers(run, bank, sizes, tmp_path, descriptors=0):
+def run_writers(run, bank, sizes, tmp_path, descriptors=0, seeds=None):
     go = tmp_path / "go"
-    procs = [start_writer(run, bank, k, n, go, descriptors) for k, n in enumerate(sizes)]
+    procs = [start_writer(run, bank, k, n, go, descriptors) for k, n in zip(seeds or range(len(sizes)), sizes)]
     go.touch()
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
@@ -138,6 +138,16 @@ def test_four_concurrent_writers_create_one_bank_with_descriptors(tiny_run, tmp_
         cand = model.synthesize(x[0], grid="1:1:whole").candidates[0]
         assert (cand.corr.exemplar == opened.names.index(f"w{k}/0.png")).all()
         assert np.array_equal(cand.image, y[0].astype(np.float32) / 255.0)
+
+
+def test_concurrent_writers_of_the_same_images_add_them_once(tiny_run, tmp_path):
+    run = tiny_run[0]
+    bank = shutil.copytree(run / "bank", tmp_path / "bank")
+    counts = run_writers(run, bank, [3, 3, 3], tmp_path, seeds=[0, 0, 0])  # the same 3 images, 3 times
+    assert counts == [9, 9, 9]
+    check_every_writer_present(bank, [3], first=6)
+    assert len(Bank.open(bank).manifest["shards"]) == 2
+    assert leftovers(bank) == []
 
 
 def _make_leftovers_by_hand(bank: Path) -> list[str]:

@@ -117,6 +117,7 @@ def add_exemplars(
     x, y, names, labels = np.asarray(x, np.uint8), np.asarray(y, np.uint8), list(names), list(labels)
     hashes = store.exemplar_hashes(x, y)
     existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
+    checked = None if allow_duplicates else {s["name"] for s in existing["shards"]} if existing else set()
     if existing is not None:
         backbone = existing["backbone"]
         store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
@@ -140,7 +141,7 @@ def add_exemplars(
             global_dim = _stage(staging, backbone_model, f, x, y, names, labels, hashes, basis, progress)
             template = expected_manifest(model, backbone, signal, global_dim)
             try:
-                return store.commit_staged(root, template, staging / "shard", len(x), basis)
+                return store.commit_staged(root, template, staging / "shard", len(x), basis, checked)
             except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
                 basis = changed.basis
         raise BankError(f"bank {root}: its projection kept changing while this run added to it; run it again")

@@ -246,9 +246,33 @@ def _next_name(manifest: dict) -> str:
     return f"shard-{i:03d}"
 
 
-def commit_staged(root: Path, template: dict, staged: Path, count: int, basis: np.ndarray | None = None) -> dict:
+def _drop_rows(staged: Path, keep: np.ndarray) -> None:
+    """Keep only rows `keep` of every array and list of the shard staged in folder `staged`."""
+    for path in sorted(staged.glob("*.npy")):
+        np.save(path, np.load(path)[keep])
+    meta = json.loads((staged / "meta.json").read_text())
+    (staged / "meta.json").write_text(json.dumps({k: [v[i] for i in np.flatnonzero(keep)] for k, v in meta.items()}))
+
+
+def _skip_added_meanwhile(root: Path, current: dict, staged: Path, seen: set[str]) -> int:
+    """Drop staged exemplars that shards listed since the writer's check (those not in `seen`)
+    already hold; returns how many remain."""
+    hashes = json.loads((staged / "meta.json").read_text())["hashes"]
+    known = bank_hashes(root, {"shards": [s for s in current["shards"] if s["name"] not in seen]})
+    keep = np.array([h not in known for h in hashes], dtype=bool)
+    if not keep.all():
+        print(f"index: skipped {int((~keep).sum())} exemplars that another run added to the bank {root} meanwhile")
+        _drop_rows(staged, keep)
+    return int(keep.sum())
+
+
+def commit_staged(root: Path, template: dict, staged: Path, count: int, basis: np.ndarray | None = None,
+                  checked: set[str] | None = None) -> dict:
     """Under the bank lock: append the shard staged in folder `staged` to the bank as it is now
-    (creating the bank from `template` and `basis` if there is none yet); returns the new manifest."""
+    (creating the bank from `template` and `basis` if there is none yet); returns the new manifest.
+
+    With `checked` (the names of the shards the staged exemplars were already deduplicated
+    against), exemplars that shards listed since then hold are dropped first."""
     root = Path(root)
     with bank_lock(root):
         current = read_manifest(root) if (root / MANIFEST).exists() else None
@@ -260,6 +284,10 @@ def commit_staged(root: Path, template: dict, staged: Path, count: int, basis: n
         else:
             check_compatible(current, template, root)
             _check_projection(root, current, staged, basis)
+            if checked is not None:
+                count = _skip_added_meanwhile(root, current, staged, checked)
+                if count == 0:
+                    return current
         name = _next_name(current)
         replace_durably(staged, root / name)
         entry = {"name": name, "count": count, "desc": (root / name / "desc.npy").exists()}
