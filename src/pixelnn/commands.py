@@ -15,6 +15,7 @@ from .data.images import IMAGE_SUFFIXES, fit_square, load_rgb
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder
 from .errors import ConfigError, DataError
+from .fileio import fsync_path
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, read_run_config
@@ -92,6 +93,7 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
     if (run / "bank").exists():
         (run / "bank").rename(old)
     fresh.rename(run / "bank")
+    fsync_path(run)  # the swap survives a power cut
     shutil.rmtree(old, ignore_errors=True)
     print(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
 
