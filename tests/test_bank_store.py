@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +30,8 @@ def pairs():
     return lowres(y, 4), y
 
 
-def _index(run, bank, x, y, lo, hi):
-    return index_arrays(run, x[lo:hi], y[lo:hi], NAMES[lo:hi], LABELS[lo:hi], bank=bank, progress=False)
+def _index(run, bank, x, y, lo, hi, allow_duplicates=False):
+    return index_arrays(run, x[lo:hi], y[lo:hi], NAMES[lo:hi], LABELS[lo:hi], bank=bank, progress=False, allow_duplicates=allow_duplicates)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_growing_a_bank_appends_a_shard_without_retraining(grown, pairs):
     assert [(s["name"], s["count"]) for s in second["shards"]] == [("shard-000", 4), ("shard-001", 3)]
     assert _manifest(bank) == second
     assert second["model_fingerprint"] == first["model_fingerprint"]
-    assert sorted(p.name for p in bank.iterdir()) == ["bank.json", "shard-000", "shard-001"]
+    assert sorted(p.name for p in bank.iterdir()) == ["bank.json", "bank.lock", "shard-000", "shard-001"]
 
     opened = Bank.open(bank)
     assert len(opened) == 7
@@ -115,7 +116,7 @@ def test_a_bank_built_by_another_model_is_refused(grown, pairs, tmp_path, bank_c
     with pytest.raises(BankError, match="model_fingerprint"):
         _index(other, bank_copy, x, y, 0, 2)
     assert (bank_copy / store.MANIFEST).read_text() == before
-    assert sorted(p.name for p in bank_copy.iterdir()) == ["bank.json", "shard-000", "shard-001"]
+    assert sorted(p.name for p in bank_copy.iterdir()) == ["bank.json", "bank.lock", "shard-000", "shard-001"]
     with pytest.raises(BankError, match="model_fingerprint") as err:
         PixelNN.load(other, bank=bank_copy)
     assert "pixelnn index" in str(err.value)
@@ -202,17 +203,17 @@ def test_an_interrupted_shard_write_leaves_the_bank_as_it_was(bank_copy, grown, 
 
     monkeypatch.setattr(store.np, "save", failing_save)
     with pytest.raises(OSError, match="No space"):
-        _index(grown[0], bank_copy, x, y, 0, 3)
+        _index(grown[0], bank_copy, x, y, 0, 3, allow_duplicates=True)
     monkeypatch.setattr(store.np, "save", real_save)
 
-    assert len(calls) == 2 and "/.shard-002." in calls[0]  # it did start writing the new shard
+    assert len(calls) == 2 and "/.staging-" in calls[0]  # it did start writing the new shard
     assert (bank_copy / store.MANIFEST).read_bytes() == before
-    assert sorted(p.name for p in bank_copy.iterdir()) == ["bank.json", "shard-000", "shard-001"]
+    assert sorted(p.name for p in bank_copy.iterdir()) == ["bank.json", "bank.lock", "shard-000", "shard-001"]
     opened = Bank.open(bank_copy)
     assert len(opened) == 7 and opened.names == NAMES
 
     # the next run goes through and takes the next shard name
-    m = _index(grown[0], bank_copy, x, y, 0, 3)
+    m = _index(grown[0], bank_copy, x, y, 0, 3, allow_duplicates=True)
     assert m["count"] == 10 and m["shards"][-1] == {"name": "shard-002", "count": 3, "desc": False}
     assert len(Bank.open(bank_copy)) == 10
 
@@ -224,7 +225,7 @@ def test_a_leftover_shard_folder_not_in_the_manifest_is_ignored_then_replaced(ba
     leftover.mkdir()
     (leftover / "y.npy").write_bytes(b"junk")
     assert len(Bank.open(bank_copy)) == 7
-    m = _index(grown[0], bank_copy, x, y, 5, 7)
+    m = _index(grown[0], bank_copy, x, y, 5, 7, allow_duplicates=True)
     assert m["count"] == 9
     opened = Bank.open(bank_copy)
     assert opened.names[7:] == NAMES[5:7]
@@ -286,3 +287,20 @@ def test_a_bank_with_reduced_descriptors_grows_with_its_own_projection(tiny_run,
         cand = model.synthesize(x[n], grid="1:1:whole").candidates[0]
         assert (cand.corr.exemplar == n).all()
         assert np.array_equal(cand.image, y[n].astype(np.float32) / 255.0)
+
+
+def test_a_shard_write_is_flushed_to_disk_before_and_after_its_rename(tmp_path, monkeypatch):
+    import pixelnn.fileio as fileio
+
+    synced = []
+    monkeypatch.setattr(fileio, "fsync_path", lambda p: synced.append((Path(p), (tmp_path / "b" / "shard-000").exists())))
+    _memory_bank(tmp_path, ["a", "b"])
+    root, shard = tmp_path / "b", tmp_path / "b" / "shard-000"
+    files = {p.name for p, _ in synced if p.suffix in (".npy", ".json") and p.parent.name == "shard"}
+    assert files == {"f.npy", "y.npy", "x.npy", "global.npy", "meta.json"}  # every shard file ...
+    assert all(not renamed for p, renamed in synced if p.name in files)  # ... before the rename
+    staged_dir = [i for i, (p, _) in enumerate(synced) if p.name == "shard"]
+    root_after = [i for i, (p, renamed) in enumerate(synced) if p == root and renamed]
+    assert staged_dir and root_after and staged_dir[0] < root_after[0]  # the folder, then the rename
+    assert any(p.name.startswith(".bank.json.") for p, _ in synced)  # the manifest too
+    assert shard.is_dir()

@@ -154,7 +154,7 @@ def test_synthesize_keeps_inputs_whose_names_clean_to_the_same_folder(trained, t
     assert inputs == sorted(im.tobytes() for im in signals)
 
 
-def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path):
+def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
     _, _, run = trained
     run = shutil.copytree(run, tmp_path / "run")
     more = _photos(tmp_path / "more", ["x/1.png", "x/2.png", "y.png"], seed=31)
@@ -162,9 +162,15 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path):
     bank = Bank.open(run / "bank")
     assert len(bank) == 15 and len(bank.manifest["shards"]) == 2
     assert bank.names[12:] == ["x/1.png", "x/2.png", "y.png"]
-    # size and factor default to the model's, not to the 96 / 8 of a fresh model
+    # a rerun adds nothing: size and factor default to the model's (not to the 96 / 8 of a fresh
+    # model), so the same photos give the same exemplars, which are in the bank already
+    capsys.readouterr()
     assert main(["index", "--model", str(run), "--data", str(more)]) == 0
-    assert len(Bank.open(run / "bank")) == 18
+    assert "skipped 3 of 3 exemplars already in the bank" in capsys.readouterr().out
+    assert len(Bank.open(run / "bank")) == 15
+    assert main(["index", "--model", str(run), "--data", str(more), "--allow-duplicates"]) == 0
+    bank = Bank.open(run / "bank")
+    assert len(bank) == 18 and bank.names[15:] == bank.names[12:15]
 
 
 def test_train_refuses_a_data_folder_that_does_not_exist(capsys, tmp_path):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,26 @@ def test_write_npz_and_npy_round_trip(tmp_path):
     write_text(tmp_path / "t.txt", "hello\n")
     assert (tmp_path / "t.txt").read_text() == "hello\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "y.npy", "z.npz"]
+
+
+def test_atomic_writes_flush_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import pixelnn.fileio as fileio
+
+    synced = []
+    monkeypatch.setattr(fileio, "fsync_path", lambda p: synced.append((Path(p), (tmp_path / "x.json").exists())))
+    write_json(tmp_path / "x.json", {"a": 1})
+    (tmp_file, existed), (folder, after) = synced
+    assert tmp_file.parent == tmp_path and tmp_file.name.startswith(".x.json.") and not existed
+    assert folder == tmp_path and after
+
+
+def test_fsync_path_flushes_files_and_folders(tmp_path, monkeypatch):
+    import pixelnn.fileio as fileio
+
+    calls = []
+    real = fileio.os.fsync
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    (tmp_path / "f").write_text("x")
+    fileio.fsync_path(tmp_path / "f")
+    fileio.fsync_path(tmp_path)
+    assert len(calls) == 2

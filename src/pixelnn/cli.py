@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--backbone", help="descriptor backbone for a new bank (default: the model's)")
     p.add_argument("--descriptors", type=int, metavar="D", help="for a new bank: store D-dim reduced pixel descriptors for the fast search")
+    p.add_argument("--allow-duplicates", action="store_true", help="add exemplars even if the bank already holds the same input and target (default: skip them, so a rerun adds nothing twice)")
 
     p = verbs.add_parser("synthesize", help="many outputs and their correspondences for inputs", epilog=SYNTH_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")

@@ -17,6 +17,7 @@ from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import ConfigError, DataError
+from .fileio import fsync_path
 from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
@@ -96,6 +97,7 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
     if (run / "bank").exists():
         (run / "bank").rename(old)
     fresh.rename(run / "bank")
+    fsync_path(run)  # the swap survives a power cut
     shutil.rmtree(old, ignore_errors=True)
     print(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
 
@@ -108,7 +110,8 @@ def index(args) -> None:
         raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data gives {_signal(args)!r}")
     args.size, args.factor = config.get("size", args.size), config.get("factor", args.factor)  # inputs must fit the model
     data = load_data(args, args.data, args.labels)
-    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank, descriptors=args.descriptors)
+    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
+                            descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
     print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
 
 

@@ -1,4 +1,5 @@
-"""Atomic writes: every artefact is written to a temporary file in the same folder, then renamed."""
+"""Atomic, durable writes: every artefact is written to a temporary file in the same folder, flushed
+to disk (fsync), renamed, and the rename itself flushed (fsync of the folder)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,28 @@ import numpy as np
 from PIL import Image
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's data, or a folder's list of entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename `src` (a file, or a folder of files) onto `dst` once its data is on disk, then make
+    the rename durable: after a power cut `dst` is either the old one or the complete new one."""
+    src = Path(src)
+    if src.is_dir():
+        for p in sorted(src.iterdir()):
+            if p.is_file():
+                fsync_path(p)
+    fsync_path(src)
+    os.replace(src, dst)
+    fsync_path(Path(dst).parent)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
@@ -22,7 +45,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -83,8 +83,11 @@ def report_training(metrics: dict) -> list[str]:
     return lines + warnings
 
 
-def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, descriptors: int | None = None, progress=True) -> dict:
-    """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest."""
+def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, descriptors: int | None = None, progress=True,
+                allow_duplicates: bool = False) -> dict:
+    """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
+
+    Exemplars already in the bank are skipped unless `allow_duplicates`."""
     root = Path(root)
     config = read_run_config(root)
     model = checkpoint.load_model(root / checkpoint.FILENAME)
@@ -99,6 +102,7 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
         labels,
         descriptors=descriptors,
         progress=progress,
+        allow_duplicates=allow_duplicates,
     )
 
 

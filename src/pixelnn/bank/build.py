@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import BankError
 from ..features.backbones import describe_global, load_backbone
 from ..features.hypercolumn import global_descriptor, pixel_descriptors
 from ..features.projection import fit_projection, project_taps, sample_pixels
@@ -77,6 +76,20 @@ def describe_exemplars(backbone_model, f: np.ndarray, basis: np.ndarray | None, 
     return np.concatenate(glob)
 
 
+def _new_only(root: Path, manifest: dict, hashes: list[str]) -> np.ndarray:
+    """Boolean mask of the inputs whose content is not in the bank yet."""
+    known = store.bank_hashes(root, manifest)
+    return np.array([h not in known for h in hashes], dtype=bool)
+
+
+def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, basis, progress) -> int:
+    """Compute the descriptors of f with `basis` and write the shard into staging/shard."""
+    desc_file = staging / "desc.npy" if basis is not None else None
+    g = describe_exemplars(backbone_model, f, basis, desc_file, progress=progress)
+    store.stage_shard(staging / "shard", store.Shard(f, y, x, g.astype(np.float32), names, labels, desc_file, hashes))
+    return g.shape[1]
+
+
 def add_exemplars(
     root: Path,
     model: UNet,
@@ -88,39 +101,47 @@ def add_exemplars(
     labels: list[str | None],
     descriptors: int | None = None,
     progress: bool = True,
+    allow_duplicates: bool = False,
 ) -> dict:
     """Create the bank at `root` or append a shard to it; returns the new manifest.
 
     An existing bank must have been built with the same model weights, backbone, size and signal;
     its reduced descriptors (if any) are extended with its own projection. `descriptors` d, for a
-    new bank, stores d-dimensional pixel descriptors for the fast search.
+    new bank, stores d-dimensional pixel descriptors for the fast search. Inputs whose content
+    (x and y bytes) is already in the bank are skipped unless `allow_duplicates`, so a rerun adds
+    nothing twice. Several writers may add to one bank at once (see store).
     """
     if len(x) != len(y) or len(x) != len(names) or len(x) != len(labels):
         raise ValueError("x, y, names and labels must have the same length")
     root = Path(root)
+    x, y, names, labels = np.asarray(x, np.uint8), np.asarray(y, np.uint8), list(names), list(labels)
+    hashes = store.exemplar_hashes(x, y)
     existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
+    checked = None if allow_duplicates else {s["name"] for s in existing["shards"]} if existing else set()
     if existing is not None:
         backbone = existing["backbone"]
+        store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
+        if not allow_duplicates:
+            new = _new_only(root, existing, hashes)
+            if not new.all():
+                print(f"index: skipped {int((~new).sum())} of {len(new)} exemplars already in the bank {root} (--allow-duplicates adds them again)")
+            if not new.any():
+                return existing
+            keep = np.flatnonzero(new)
+            x, y, hashes = x[keep], y[keep], [hashes[i] for i in keep]
+            names, labels = [names[i] for i in keep], [labels[i] for i in keep]
     backbone_model = load_backbone(backbone)
     f = stage1_outputs(model, x, progress=progress)
     if existing is not None:
         basis = store.read_projection(root) if existing.get("descriptors") else None
     else:
         basis = fit_bank_projection(backbone_model, f, descriptors) if descriptors else None
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
-    try:
-        desc_file = staging / "desc.npy" if basis is not None else None
-        g = describe_exemplars(backbone_model, f, basis, desc_file, progress=progress)
-        expected = expected_manifest(model, backbone, signal, g.shape[1])
-        if existing is not None:
-            store.check_compatible(existing, expected, root)
-            manifest = existing
-        else:
-            manifest = {**expected, "descriptors": None if basis is None else {"dim": int(basis.shape[0]), "dtype": "float16"}}
-            if basis is not None:
-                store.write_projection(root, basis)
-        shard = store.Shard(f, np.asarray(y, np.uint8), np.asarray(x, np.uint8), g.astype(np.float32), list(names), list(labels), desc_file)
-        return store.write_shard(root, manifest, shard)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with store.staging_folder(root) as staging:
+        for _ in range(3):
+            global_dim = _stage(staging, backbone_model, f, x, y, names, labels, hashes, basis, progress)
+            template = expected_manifest(model, backbone, signal, global_dim)
+            try:
+                return store.commit_staged(root, template, staging / "shard", len(x), basis, checked)
+            except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
+                basis = changed.basis
+        raise BankError(f"bank {root}: its projection kept changing while this run added to it; run it again")
