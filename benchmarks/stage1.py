@@ -44,7 +44,7 @@ BATCH = 32
 
 def train_images_per_s(cfg: Stage1Config, choice: Choice, steps: int) -> float:
     torch.manual_seed(0)
-    model = UNet(cfg).train().to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+    model = UNet(cfg).train().to(memory_format=choice.memory_format)
     opt = _optimizer(model, TrainConfig())
     x = torch.rand(BATCH, cfg.in_channels, cfg.input_size, cfg.input_size)
     y = torch.rand(BATCH, 3, cfg.size, cfg.size)

@@ -271,7 +271,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
     tqdm.write(f"pix2pix: {cfg.limits.describe()}, batch {cfg.batch}, precision {choice.note}")
     state["precision"] = choice.to_dict()
     for net in (gen, disc):
-        net.train().to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+        net.train().to(memory_format=choice.memory_format)
     rng = np.random.default_rng(cfg.seed + state["epoch"])
 
     def step(idx: np.ndarray, done: float) -> dict[str, float]:
@@ -298,8 +298,7 @@ def _choose_precision(gen, disc, x, y, model_cfg: Pix2PixConfig, cfg: Pix2PixTra
     xb, yb = inputs(x[: cfg.batch], model_cfg.size), to_tensor(y[: cfg.batch]) * 2 - 1
 
     def trial(option: Choice) -> None:
-        fmt = torch.channels_last if option.channels_last else torch.contiguous_format
-        g, d = copy.deepcopy(gen).train().to(memory_format=fmt), copy.deepcopy(disc).train().to(memory_format=fmt)
+        g, d = (copy.deepcopy(net).train().to(memory_format=option.memory_format) for net in (gen, disc))
         opts = [torch.optim.Adam(n.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999)) for n in (g, d)]
         train_step(g, d, *opts, xb, yb, cfg, option)
 

@@ -36,9 +36,13 @@ class Choice:
     def autocast(self) -> AbstractContextManager:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
     def layout(self, t: torch.Tensor) -> torch.Tensor:
         """A 4-d tensor in the chosen memory layout."""
-        return t.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return t.contiguous(memory_format=self.memory_format)
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "channels_last": self.channels_last, "note": self.note}

@@ -72,7 +72,7 @@ def choose_precision(model: UNet, x: np.ndarray, y: np.ndarray, cfg: TrainConfig
     xb, yb = to_tensor(x[: cfg.batch]), to_tensor(y[: cfg.batch])
 
     def trial(option: Choice) -> None:
-        probe = copy.deepcopy(model).train().to(memory_format=torch.channels_last if option.channels_last else torch.contiguous_format)
+        probe = copy.deepcopy(model).train().to(memory_format=option.memory_format)
         _step(probe, _optimizer(probe, cfg), xb, yb, option)
 
     return choose(cfg.precision, trial)
@@ -101,7 +101,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     choice = choose_precision(model, x, y, cfg)
     tqdm.write(f"stage 1: {limits.describe()}, batch {cfg.batch}, precision {choice.note}")
     state["precision"] = choice.to_dict()
-    model.train().to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+    model.train().to(memory_format=choice.memory_format)
     opt = _optimizer(model, cfg)  # built after the layout change, so its state matches the parameters
     if resumed is not None and "optimizer" in resumed:
         opt.load_state_dict(resumed["optimizer"])
