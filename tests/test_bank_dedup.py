@@ -1,7 +1,6 @@
 """Re-indexing is idempotent: exemplars already in a bank (same input and target bytes) are skipped."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixelnn.bank import store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.signals import lowres
 from pixelnn.synth.pipeline import PixelNN
