@@ -464,9 +464,9 @@ def _read_meta(folder: Path) -> dict:
         raise BankError(f"bank file {path} is missing or corrupt ({e})") from None
     if not isinstance(meta, dict) or not {"names", "labels"} <= meta.keys():
         raise BankError(f"bank shard {folder}: meta.json lacks names or labels")
-    for key in ("names", "labels", "hashes"):
-        if key in meta and not isinstance(meta[key], list):
-            raise BankError(f"bank file {path}: {key} must be a list, not {type(meta[key]).__name__}")
+    for key, kinds in (("names", str), ("labels", (str, type(None))), ("hashes", str)):
+        if meta.get(key) is not None and not (isinstance(meta[key], list) and all(isinstance(v, kinds) for v in meta[key])):
+            raise BankError(f"bank file {path}: {key} must be a list of {'strings or nulls' if key == 'labels' else 'strings'}")
     sums = meta.get(SUMS)
     if sums is not None and not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
         raise BankError(f"bank file {path}: {SUMS} must map file names to hex digests")

@@ -131,7 +131,10 @@ class PixelNN:
         self.bank = bank
         self.config = config
         self.backbone_name = bank.manifest["backbone"]
-        self.backbone = load_backbone(self.backbone_name).to(self.device)
+        try:
+            self.backbone = load_backbone(self.backbone_name).to(self.device)
+        except ConfigError as e:  # the name comes from the bank's manifest
+            raise BankError(f"{bank.root / store.MANIFEST}: {e}") from None
         store.check_compatible(
             bank.manifest,
             expected_manifest(model, self.backbone_name, config["signal"], bank.manifest["global_dim"]),
