@@ -32,6 +32,13 @@ INDEX_EXAMPLES = f"""examples:
   pixelnn index --model runs/celeba-lowres --data more/faces --signal lowres
 The bank is versioned and refuses a model other than the one that built it."""
 
+VERIFY_EXAMPLES = """examples:
+  pixelnn verify --model runs/celeba-lowres            # reads every file of runs/celeba-lowres/bank
+  pixelnn verify --model runs/zap --bank /data/zap-bank
+Opening a bank (any verb) checks its files' sizes, shapes and types; verify also recomputes the sha256
+of every array file and names each one that differs from the sum stored when its shard was written.
+Exits 2 when a file differs. Shards written before sums were stored are listed as unchecked."""
+
 SYNTH_EXAMPLES = f"""examples:
   # 72 candidates for validation photos turned into the model's input (12x12 or edges), with originals
   pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --limit 4 --out out/celeba
@@ -121,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="descriptor backbone for a new bank (default: the model's)")
     p.add_argument("--descriptors", type=int, metavar="D", help="for a new bank: store D-dim reduced pixel descriptors for the fast search")
     p.add_argument("--allow-duplicates", action="store_true", help="add exemplars even if the bank already holds the same input and target (default: skip them, so a rerun adds nothing twice)")
+
+    p = verbs.add_parser("verify", help="check a model's bank file by file against the sha256 sums stored with it", epilog=VERIFY_EXAMPLES, formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
 
     p = verbs.add_parser("synthesize", help="many outputs and their correspondences for inputs", epilog=SYNTH_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")

@@ -16,7 +16,7 @@ from .data.images import IMAGE_SUFFIXES, fit_square, load_rgb
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
-from .errors import ConfigError, DataError
+from .errors import BankError, ConfigError, DataError
 from .fileio import fsync_path
 from .numbers import strict_int
 from .regress.train import TrainConfig
@@ -113,6 +113,24 @@ def index(args) -> None:
     manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
                             descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
     print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
+
+
+def verify(args) -> None:
+    """Open the model's bank (every check of loading) and recompute each array file's sha256."""
+    from .bank import store
+    from .bank.bank import Bank
+
+    read_run_config(args.model)
+    root = args.bank or args.model / "bank"
+    bank = Bank.open(root)
+    problems, unhashed = store.verify_bank(root, bank.manifest)
+    if unhashed:
+        print(f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "
+              f"so only their sizes, shapes and types were checked: {', '.join(unhashed)}")
+    if problems:
+        raise BankError(f"bank {root}: {len(problems)} file(s) differ from what was written:\n  " + "\n  ".join(problems))
+    checked = len(bank.manifest["shards"]) - len(unhashed)
+    print(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
 
 def _image_files(paths: list[Path]) -> list[Path]:

@@ -27,7 +27,9 @@ class Bank:
     @classmethod
     def open(cls, root: Path) -> "Bank":
         manifest = store.read_manifest(root)
-        shards = [store.read_shard(root, entry) for entry in manifest["shards"]]
+        shards = [store.read_shard(root, entry, manifest) for entry in manifest["shards"]]
+        if manifest.get("descriptors"):
+            store.read_projection(root, manifest["descriptors"]["dim"])
         return cls(root, manifest, shards)
 
     def __len__(self) -> int:

@@ -11,8 +11,9 @@ Layout (format "pixelnn-bank", version 1)::
         x.npy              (n, h, w, c) uint8    input signals x_n (for display)
         global.npy         (n, G) float32        global descriptors of f(x_n), unit norm
         desc.npy           (n, S, S, d) float16  optional: reduced pixel descriptors (fast search)
-        meta.json          {"names": [...], "labels": [...], "hashes": [...]} (label null when unknown;
-                           hashes: sha1 of each exemplar's x and y bytes, absent in older banks)
+        meta.json          {"names": [...], "labels": [...], "hashes": [...], "sha256": {...}} (label null
+                           when unknown; hashes: sha1 of each exemplar's x and y bytes; sha256: of each
+                           .npy file, by name, checked by `pixelnn verify`; both absent in older banks)
       projection.npy       optional: (d, D) float32 basis that reduces D-dim hypercolumns to d
       bank.lock            the writers' lock (fcntl.flock): held while a writer commits a shard
       .staging-*/          a running writer's work folder (its owner.lock held while it runs)
@@ -27,6 +28,10 @@ Writers may run at once: each computes its shard in its own staging folder, then
 bank.lock, re-reads the manifest, removes what dead writers left behind, renames its shard in under
 the next free name and writes the manifest. Readers need no lock: a shard is listed in the manifest
 only once it is complete, and listed shards are never changed.
+
+Opening a bank checks the manifest's keys and types, that shard names are plain names inside the
+bank, every array file's size, dtype and shape against the manifest, the projection's shape, and
+that global descriptors are finite; the full content check (sha256 per file) is `pixelnn verify`.
 """
 
 from __future__ import annotations
@@ -77,13 +82,76 @@ def read_manifest(root: Path) -> dict:
         raise BankError(f"no exemplar bank at {root} (missing {MANIFEST}); build one with `pixelnn index`")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BankError(f"{path} is not a readable bank manifest ({e})") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BankError(f"{path} is not a PixelNN exemplar bank")
     if manifest.get("version") != VERSION:
         raise BankError(f"bank {root} has format version {manifest.get('version')}; this PixelNN reads version {VERSION}")
+    check_manifest(path, manifest)
     return manifest
+
+
+# Keys every manifest holds, with their JSON types (bool is refused where an integer is expected).
+MANIFEST_KEYS = {"model_fingerprint": str, "backbone": str, "size": int, "signal": str, "input_shape": list,
+                 "global_dim": int, "shards": list, "count": int}
+
+
+def _is_int(value, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _damaged(path: Path, problem: str) -> BankError:
+    return BankError(f"{path} is damaged: {problem}; rebuild the bank with `pixelnn index`")
+
+
+def is_plain_name(name) -> bool:
+    """A file or folder name inside the bank's folder: no path separators, not '.' or '..'."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
+def check_manifest(path: Path, manifest: dict) -> None:
+    """Refuse a manifest that lacks a key, has one of the wrong type, or lists shards badly."""
+    for key, kind in MANIFEST_KEYS.items():
+        if key not in manifest:
+            raise _damaged(path, f"it lacks the key {key!r}")
+        value = manifest[key]
+        if not isinstance(value, kind) or (kind is int and not _is_int(value)):
+            raise _damaged(path, f"{key} must be a {'non-negative integer' if kind is int else kind.__name__}, not {value!r}")
+    for key in ("size", "global_dim"):
+        if not _is_int(manifest[key], 1):
+            raise _damaged(path, f"{key} must be at least 1, not {manifest[key]!r}")
+    shape = manifest["input_shape"]
+    if len(shape) != 3 or not all(_is_int(n, 1) for n in shape):
+        raise _damaged(path, f"input_shape must be 3 positive integers (h, w, c), not {shape!r}")
+    _check_descriptor_setting(path, manifest.get("descriptors"))
+    names = [_check_entry(path, entry, bool(manifest.get("descriptors"))) for entry in manifest["shards"]]
+    if len(set(names)) != len(names):
+        raise _damaged(path, "it lists a shard twice")
+    total = sum(entry["count"] for entry in manifest["shards"])
+    if manifest["count"] != total:
+        raise _damaged(path, f"its count is {manifest['count']}, its shards hold {total} exemplars")
+
+
+def _check_descriptor_setting(path: Path, setting) -> None:
+    if setting is None:
+        return
+    if not isinstance(setting, dict) or not _is_int(setting.get("dim"), 1):
+        raise _damaged(path, f"descriptors must be null or {{\"dim\": d}} with d at least 1, not {setting!r}")
+
+
+def _check_entry(path: Path, entry, with_desc: bool) -> str:
+    """The shard name of a manifest entry, refused unless a plain name inside the bank with a count."""
+    if not isinstance(entry, dict) or not {"name", "count"} <= entry.keys():
+        raise BankError(f"{path}: a shard entry lacks its name or count")
+    if not is_plain_name(entry["name"]):
+        raise _damaged(path, f"shard name {entry['name']!r} is not a plain folder name inside the bank")
+    if not _is_int(entry["count"]):
+        raise _damaged(path, f"shard {entry['name']}'s count must be a non-negative integer, not {entry['count']!r}")
+    if bool(entry.get("desc")) != with_desc:
+        stored = "stores" if with_desc else "does not store"
+        raise _damaged(path, f"the bank {stored} reduced descriptors but shard {entry['name']}'s desc flag is {entry.get('desc')!r}")
+    return entry["name"]
 
 
 def new_manifest(fingerprint: str, backbone: str, size: int, signal: str, input_shape: tuple, global_dim: int) -> dict:
@@ -212,7 +280,23 @@ def stage_shard(folder: Path, shard: Shard) -> None:
         np.save(folder / "desc.npy", shard.desc)
     hashes = shard.hashes if shard.hashes is not None else exemplar_hashes(shard.x, shard.y)
     meta = {"names": list(shard.names), "labels": list(shard.labels), "hashes": list(hashes)}
-    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "meta.json").write_text(json.dumps({**meta, SUMS: array_sums(folder)}))
+
+
+SUMS = "sha256"  # meta.json key: {"f.npy": hexdigest, ...} of the shard's array files (absent in older banks)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_sums(folder: Path) -> dict[str, str]:
+    """sha256 of every .npy file of a shard folder, by file name."""
+    return {path.name: file_sha256(path) for path in sorted(Path(folder).glob("*.npy"))}
 
 
 class ProjectionChanged(Exception):
@@ -231,7 +315,11 @@ def _descriptor_setting(basis: np.ndarray | None) -> dict | None:
 def _check_projection(root: Path, current: dict, staged: Path, basis: np.ndarray | None) -> None:
     """Make the staged shard's descriptors agree with the bank's, or raise ProjectionChanged."""
     if not current.get("descriptors"):
-        (staged / "desc.npy").unlink(missing_ok=True)  # the bank stores none: drop ours
+        if (staged / "desc.npy").exists():  # the bank stores none: drop ours, and its sum
+            (staged / "desc.npy").unlink()
+            meta = json.loads((staged / "meta.json").read_text())
+            meta.get(SUMS, {}).pop("desc.npy", None)
+            (staged / "meta.json").write_text(json.dumps(meta))
         return
     theirs = read_projection(root)
     if basis is None or not np.array_equal(theirs, basis):
@@ -251,14 +339,15 @@ def _drop_rows(staged: Path, keep: np.ndarray) -> None:
     for path in sorted(staged.glob("*.npy")):
         np.save(path, np.load(path)[keep])
     meta = json.loads((staged / "meta.json").read_text())
-    (staged / "meta.json").write_text(json.dumps({k: [v[i] for i in np.flatnonzero(keep)] for k, v in meta.items()}))
+    rows = {k: [v[i] for i in np.flatnonzero(keep)] for k, v in meta.items() if k != SUMS}
+    (staged / "meta.json").write_text(json.dumps({**rows, SUMS: array_sums(staged)}))
 
 
 def _skip_added_meanwhile(root: Path, current: dict, staged: Path, seen: set[str]) -> int:
     """Drop staged exemplars that shards listed since the writer's check (those not in `seen`)
     already hold; returns how many remain."""
     hashes = json.loads((staged / "meta.json").read_text())["hashes"]
-    known = bank_hashes(root, {"shards": [s for s in current["shards"] if s["name"] not in seen]})
+    known = bank_hashes(root, {**current, "shards": [s for s in current["shards"] if s["name"] not in seen]})
     keep = np.array([h not in known for h in hashes], dtype=bool)
     if not keep.all():
         print(f"index: skipped {int((~keep).sum())} exemplars that another run added to the bank {root} meanwhile")
@@ -311,32 +400,146 @@ def write_projection(root: Path, basis: np.ndarray) -> None:
     write_npy(Path(root) / "projection.npy", basis.astype(np.float32))
 
 
-def read_projection(root: Path) -> np.ndarray:
-    try:
-        return np.load(Path(root) / "projection.npy")
-    except (OSError, ValueError, EOFError) as e:
-        raise BankError(f"bank {root} lists reduced descriptors but its projection.npy is unreadable ({e})") from None
+def read_projection(root: Path, dim: int | None = None) -> np.ndarray:
+    """The bank's (d, D) float32 projection basis, refused unless finite and (with `dim`) d == dim."""
+    path = Path(root) / "projection.npy"
+    basis = np.array(open_array(path, f"bank {root} lists reduced descriptors but its projection.npy is missing or corrupt"))
+    if basis.ndim != 2 or basis.dtype != np.float32:
+        raise BankError(f"{path} holds a {basis.dtype} array of shape {basis.shape}, not a (d, D) float32 projection")
+    if dim is not None and basis.shape[0] != dim:
+        raise BankError(f"{path} projects to {basis.shape[0]} dimensions, but {MANIFEST} says descriptors.dim is {dim}")
+    if not np.isfinite(basis).all():
+        raise BankError(f"{path} holds NaN or infinite values")
+    return basis
 
 
-def read_shard(root: Path, entry: dict) -> Shard:
-    if not isinstance(entry, dict) or not {"name", "count"} <= entry.keys():
-        raise BankError(f"bank {root}: a shard entry of {MANIFEST} lacks its name or count")
-    folder = Path(root) / entry["name"]
+def _read_header(fh) -> tuple[tuple, np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f".npy format version {version} is not one PixelNN writes")
+    return shape, dtype
+
+
+def open_array(path: Path, what: str | None = None) -> np.ndarray:
+    """Memory-map an .npy file, refusing (BankError naming it) one that is missing, not an .npy
+    file, holds objects, or whose size differs from what its header says."""
+    what = what or f"bank file {path} is missing or corrupt"
     try:
-        arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
-        if entry.get("desc"):
-            arrays["desc"] = np.load(folder / "desc.npy", mmap_mode="r")
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError, EOFError) as e:  # np.load raises EOFError on an empty file
-        raise BankError(f"bank shard {folder} is missing or corrupt ({e})") from None
+        with open(path, "rb") as fh:
+            shape, dtype = _read_header(fh)
+            if dtype.hasobject:
+                raise ValueError("it holds Python objects")
+            expected = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            actual = os.fstat(fh.fileno()).st_size
+        if actual != expected:
+            raise ValueError(f"its header says {shape} {dtype}, {expected} bytes in all; the file has {actual}")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:  # read_magic/header raise ValueError or EOFError
+        raise BankError(f"{what} ({e})") from None
+
+
+def expected_arrays(manifest: dict, count: int) -> dict[str, tuple[tuple, np.dtype]]:
+    """(shape, dtype) of each array file of a shard of `count` exemplars, by key."""
+    S, n = manifest["size"], count
+    out = {
+        "f": ((n, S, S, 3), np.dtype(np.float16)),
+        "y": ((n, S, S, 3), np.dtype(np.uint8)),
+        "x": ((n, *manifest["input_shape"]), np.dtype(np.uint8)),
+        "global": ((n, manifest["global_dim"]), np.dtype(np.float32)),
+    }
+    if manifest.get("descriptors"):
+        out["desc"] = ((n, S, S, manifest["descriptors"]["dim"]), np.dtype(np.float16))
+    return out
+
+
+def _read_meta(folder: Path) -> dict:
+    path = folder / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BankError(f"bank file {path} is missing or corrupt ({e})") from None
     if not isinstance(meta, dict) or not {"names", "labels"} <= meta.keys():
         raise BankError(f"bank shard {folder}: meta.json lacks names or labels")
+    for key, kinds in (("names", str), ("labels", (str, type(None))), ("hashes", str)):
+        if meta.get(key) is not None and not (isinstance(meta[key], list) and all(isinstance(v, kinds) for v in meta[key])):
+            raise BankError(f"bank file {path}: {key} must be a list of {'strings or nulls' if key == 'labels' else 'strings'}")
+    sums = meta.get(SUMS)
+    if sums is not None and not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+        raise BankError(f"bank file {path}: {SUMS} must map file names to hex digests")
+    return meta
+
+
+def _check_lengths(folder: Path, count: int, lengths: dict[str, int]) -> None:
+    """Every array and list of a shard has `count` rows; the message names what differs."""
+    if all(n == count for n in lengths.values()):
+        return
+    if len(set(lengths.values())) == 1:
+        raise BankError(f"bank shard {folder} holds {next(iter(lengths.values()))} exemplars, its manifest says {count}")
+    what, n = next((k, n) for k, n in lengths.items() if n != count)
+    raise BankError(f"bank shard {folder}: {what} holds {n} rows, but its manifest says {count} exemplars")
+
+
+def _check_array(path: Path, arr: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
+    if arr.dtype != dtype:
+        raise BankError(f"bank file {path} holds {arr.dtype} data, the bank stores {dtype}")
+    if arr.shape != shape:
+        raise BankError(f"bank file {path} has shape {arr.shape}; {MANIFEST} asks for {shape}")
+
+
+def _check_finite(path: Path, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(np.asarray(arr)).all(axis=tuple(range(1, arr.ndim)))
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise BankError(f"bank file {path} holds NaN or infinite values in {len(rows)} row(s) (first: {rows[0]})")
+
+
+def read_shard(root: Path, entry: dict, manifest: dict | None = None) -> Shard:
+    """Open a listed shard (arrays memory-mapped). With the bank's manifest, every array's dtype and
+    shape is checked against it and the global descriptors must be finite."""
+    if not isinstance(entry, dict) or not {"name", "count"} <= entry.keys():
+        raise BankError(f"bank {root}: a shard entry of {MANIFEST} lacks its name or count")
+    if not is_plain_name(entry["name"]):
+        raise BankError(f"bank {root}: shard name {entry['name']!r} in {MANIFEST} is not a plain folder name inside the bank")
+    folder = Path(root) / entry["name"]
+    keys = [*ARRAYS, "desc"] if entry.get("desc") else list(ARRAYS)
+    arrays = {k: open_array(folder / f"{k}.npy") for k in keys}
+    meta = _read_meta(folder)
     hashes = meta.get("hashes")
-    shard = Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"], arrays.get("desc"), hashes)
-    lengths = [len(a) for a in arrays.values()] + [len(shard.names), len(shard.labels)] + ([len(hashes)] if hashes is not None else [])
-    if any(n != entry["count"] for n in lengths):
-        raise BankError(f"bank shard {folder} holds {len(shard)} exemplars, its manifest says {entry['count']}")
-    return shard
+    lengths = {f"{k}.npy": len(a) if a.ndim else 0 for k, a in arrays.items()}
+    lengths.update({f"meta.json {k}": len(meta[k]) for k in ("names", "labels", "hashes") if meta.get(k) is not None})
+    _check_lengths(folder, entry["count"], lengths)
+    if manifest is not None:
+        for key, (shape, dtype) in expected_arrays(manifest, entry["count"]).items():
+            if key in arrays:
+                _check_array(folder / f"{key}.npy", arrays[key], shape, dtype)
+        _check_finite(folder / "global.npy", arrays["global"])
+    return Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"], arrays.get("desc"), hashes)
+
+
+def verify_bank(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
+    """Recompute the sha256 of every shard array file: (mismatches, one line each naming the file;
+    names of shards written before sums were stored)."""
+    problems, unhashed = [], []
+    for entry in manifest["shards"]:
+        folder = Path(root) / entry["name"]
+        sums = _read_meta(folder).get(SUMS)
+        if not sums:
+            unhashed.append(entry["name"])
+            continue
+        for path in sorted(folder.glob("*.npy")):
+            if path.name not in sums:
+                problems.append(f"{path}: no sha256 recorded for it")
+        for name, digest in sorted(sums.items()):
+            path = folder / name
+            if not is_plain_name(name) or not path.is_file():
+                problems.append(f"{path}: recorded in meta.json but missing")
+            elif (actual := file_sha256(path)) != digest:
+                problems.append(f"{path}: sha256 is {actual[:16]}..., meta.json recorded {digest[:16]}... when the shard was written")
+    return problems, unhashed
 
 
 def bank_hashes(root: Path, manifest: dict) -> set[str]:
@@ -344,6 +547,6 @@ def bank_hashes(root: Path, manifest: dict) -> set[str]:
     written before hashes were stored)."""
     out: set[str] = set()
     for entry in manifest["shards"]:
-        shard = read_shard(root, entry)
+        shard = read_shard(root, entry, manifest)
         out.update(shard.hashes if shard.hashes is not None else exemplar_hashes(shard.x, shard.y))
     return out

@@ -202,8 +202,14 @@ def read(path: Path) -> dict:
 def load_generator(path: Path) -> Generator:
     """The generator of a pix2pix run folder (or checkpoint file), in eval mode."""
     blob = read(path)
-    gen = Generator(Pix2PixConfig(**blob["config"]))
-    gen.load_state_dict(blob["generator"])
+    path = Path(path) / FILENAME if Path(path).is_dir() else Path(path)  # messages name the file
+    if not isinstance(blob.get("config"), dict) or not isinstance(blob.get("generator"), dict):
+        raise ConfigError(f"{path} is damaged: it lacks the generator's configuration or weights")
+    try:
+        gen = Generator(Pix2PixConfig(**blob["config"]))
+        gen.load_state_dict(blob["generator"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a config or weights that do not fit the network
+        raise ConfigError(f"{path} is damaged: its weights do not fit its configuration ({e.__class__.__name__})") from None
     gen.requires_grad_(False)
     return gen.eval()
 
@@ -376,7 +382,12 @@ def train_run(root: Path, x, y, config: dict, train_cfg: Pix2PixTrainConfig, ngf
     if (root / "config.json").exists():
         import json
 
-        old = json.loads((root / "config.json").read_text())
+        try:
+            old = json.loads((root / "config.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{root / 'config.json'} is not a readable configuration ({e}); choose another --out folder") from None
+        if not isinstance(old, dict):
+            raise ConfigError(f"{root / 'config.json'} is damaged: it holds no JSON object; choose another --out folder")
         if old.get("pix2pix") != cfg.to_dict() or old.get("signal") != config.get("signal"):
             raise ConfigError(
                 f"{root} already holds a pix2pix model with another configuration ({old.get('signal')}, "

@@ -45,9 +45,18 @@ def read(path: Path) -> dict:
 
 def load_model(path: Path) -> UNet:
     blob = read(path)
-    model = UNet(Stage1Config.from_dict(blob["config"]))
-    model.load_state_dict(blob["model"])
+    if not isinstance(blob.get("config"), dict) or not isinstance(blob.get("model"), dict):
+        raise ConfigError(f"{path} is damaged: it lacks the model's configuration or weights")
+    try:
+        model = UNet(Stage1Config.from_dict(blob["config"]))
+        model.load_state_dict(blob["model"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a config or weights that do not fit the network
+        raise ConfigError(f"{path} is damaged: its weights do not fit its configuration ({e.__class__.__name__}: {_first_line(e)})") from None
     return model.eval()
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
 
 
 def fingerprint(model: UNet) -> str:

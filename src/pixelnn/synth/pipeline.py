@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..bank import store
 from ..bank.bank import Bank
 from ..bank.build import expected_manifest
-from ..errors import ConfigError
+from ..errors import BankError, ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
 from ..regress import checkpoint
 from ..regress.unet import UNet, predict
@@ -66,11 +66,36 @@ class Result:
     notes: list[str] = field(default_factory=list)  # what was changed in the request (candidates dropped)
 
 
+# Keys of config.json a model folder needs (signal) or may have, with their types.
+RUN_KEYS = {"signal": str, "factor": int, "size": int, "backbone": str, "stage1": dict}
+REQUIRED_RUN_KEYS = ("signal",)
+
+
 def read_run_config(run: Path) -> dict:
     path = Path(run) / RUN_CONFIG
     if not path.exists():
         raise ConfigError(f"{run} is not a PixelNN model folder (missing {RUN_CONFIG}); train one with `pixelnn train`")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not a readable model configuration ({e})") from None
+    _check_run_config(path, config)
+    return config
+
+
+def _check_run_config(path: Path, config) -> None:
+    """Refuse a config.json that is not an object, lacks the signal, or has a key of the wrong type."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is damaged: it holds a JSON {type(config).__name__}, not an object")
+    for key in REQUIRED_RUN_KEYS:
+        if key not in config:
+            raise ConfigError(f"{path} is damaged: it lacks the key {key!r}")
+    for key, kind in RUN_KEYS.items():
+        value = config.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"{path} is damaged: {key} must be a {kind.__name__}, not {value!r}")
+        if kind is int and value is not None and value < 1:
+            raise ConfigError(f"{path} is damaged: {key} must be at least 1, not {value!r}")
 
 
 SEARCHES = ("auto", "exact", "fast")
@@ -106,7 +131,10 @@ class PixelNN:
         self.bank = bank
         self.config = config
         self.backbone_name = bank.manifest["backbone"]
-        self.backbone = load_backbone(self.backbone_name).to(self.device)
+        try:
+            self.backbone = load_backbone(self.backbone_name).to(self.device)
+        except ConfigError as e:  # the name comes from the bank's manifest
+            raise BankError(f"{bank.root / store.MANIFEST}: {e}") from None
         store.check_compatible(
             bank.manifest,
             expected_manifest(model, self.backbone_name, config["signal"], bank.manifest["global_dim"]),
@@ -118,7 +146,20 @@ class PixelNN:
         if search == "fast" and not has_desc:
             raise ConfigError(f"the fast search needs a bank with reduced descriptors; rebuild {bank.root} with --descriptors 64")
         self.search = "fast" if search == "fast" or (search == "auto" and has_desc) else "exact"
-        self.basis = torch.from_numpy(store.read_projection(bank.root)).to(self.device) if has_desc else None
+        self.basis = torch.from_numpy(self._projection()).to(self.device) if has_desc else None
+
+    def _projection(self) -> np.ndarray:
+        """The bank's (d, D) basis, refused unless D is this backbone's pixel descriptor length."""
+        basis = store.read_projection(self.bank.root, self.bank.manifest["descriptors"]["dim"])
+        S = self.model.cfg.size
+        with torch.no_grad():
+            D = sum(t.shape[1] for t in self.backbone(torch.zeros(1, 3, S, S, device=self.device)))
+        if basis.shape[1] != D:
+            raise BankError(
+                f"{self.bank.root / 'projection.npy'} has shape {basis.shape}: it projects {basis.shape[1]}-dim "
+                f"descriptors, but the {self.backbone_name} backbone makes {D}-dim ones"
+            )
+        return basis
 
     @classmethod
     def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> "PixelNN":
