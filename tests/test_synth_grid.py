@@ -54,3 +54,12 @@ def test_budget_estimate_grows_with_the_window_and_passes_the_default_grid():
     for fast, dim in ((True, 32), (False, 1472)):
         check_budget(fitted(authors_72(), 96), 96, dim, fast)  # no error
         assert search_bytes(authors_72(), 96, dim, fast) < MAX_SEARCH_BYTES
+
+
+def test_fast_search_estimate_is_not_below_the_measured_peak():
+    # measured with `pixelnn serve` on the demo model (64x64, 32-d descriptors), one request each:
+    # 50:1:51 peaked 8.9 GB above the idle server, 50:1:31 3.6 GB (docs in the closing note of #12)
+    from pixelnn.synth.grid import Spec, search_bytes
+
+    assert search_bytes([Spec(50, 1, 51)], 64, 32, fast=True) >= 8.9e9
+    assert search_bytes([Spec(50, 1, 31)], 64, 32, fast=True) >= 3.6e9

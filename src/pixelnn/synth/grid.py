@@ -91,9 +91,14 @@ def search_bytes(specs: list[Spec], size: int, dim: int, fast: bool) -> int:
     K, P = neighbours_needed(specs), size * size
     small = [s.window for s in specs if s.window != WHOLE]
     if fast:
-        r = max([w // 2 for w in small] + [SEED_WINDOW // 2 if len(small) < len(specs) else 0])
-        blocks, R = math.ceil(size / FAST_BLOCK) ** 2, FAST_BLOCK + 2 * r
-        return 4 * K * (P * dim + blocks * R * R * (FAST_BLOCK**2 + dim))
+        windows = set(small) | ({SEED_WINDOW} if len(small) < len(specs) else set())
+        r = max(w // 2 for w in windows)
+        blocks, R, BB = math.ceil(size / FAST_BLOCK) ** 2, FAST_BLOCK + 2 * r, FAST_BLOCK**2
+        widest = max(w * w for w in windows)  # candidates per block pixel in the widest window
+        base = 4 * K * (P * dim + blocks * R * R * (BB + dim))  # gathered descriptors, regions, similarities
+        per_window = 3 * 4 * K * blocks * BB * widest  # gathered, masked and tie-broken copies (float32/int32)
+        geometry = 24 * blocks * BB * sum(w * w for w in windows)  # int64 sources and masks, kept per window
+        return base + per_window + geometry
     r = max([w // 2 for w in small if w <= LOCAL_MAX] + [0])
     return 4 * (K * dim * P + dim * (size + 2 * r) ** 2 + 1024 * P * 2)
 
