@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import urllib.parse
 from collections import Counter
@@ -152,7 +153,7 @@ def model(tiny_run):
 def app(model, tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     val = photo_folder(root / "val", tiny_run[2][:4])
-    return create_app(model, val=val, work=root / "work", keep=8, max_upload_mb=0.5, wait_s=5)
+    return create_app(model, val=val, work=root / "work", keep=100_000, max_upload_mb=0.5, wait_s=5)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +245,149 @@ def test_every_route_never_crashes(client, result_id, method, route, a, r, s, qu
 def test_the_app_still_answers_after_the_route_fuzz(client, tiny_run):
     still_works(client, tiny_run)
     assert client.get("/api/model").status_code == 200
+
+
+# ---------------------------------------------------------------- the CLI under attack
+
+NUMBERS = {  # option -> verbs that take it
+    "--steps": ["train", "train-pix2pix", "demo"], "--epochs": ["train", "train-pix2pix"],
+    "--minutes": ["train", "train-pix2pix", "demo"], "--batch": ["train", "train-pix2pix"],
+    "--width": ["train"], "--weight-decay": ["train"], "--descriptors": ["train", "index"],
+    "--size": ["train", "index", "train-pix2pix", "evaluate"], "--factor": ["train", "index", "train-pix2pix", "evaluate"],
+    "--limit": ["train", "index", "synthesize", "train-pix2pix", "evaluate"], "--like-k": ["synthesize"],
+    "--ngf": ["train-pix2pix"], "--ndf": ["train-pix2pix"], "--seed": ["evaluate"], "--samples": ["evaluate"],
+    "--train": ["demo"], "--inputs": ["demo"], "--port": ["serve"], "--threads": ["serve"],
+}
+CHOICES = {
+    "--signal": ["lowres", "edges", "canny", "LOWRES", ""], "--pairs": ["AtoB", "BtoA", "x"],
+    "--precision": ["auto", "fp32", "bf16", "fp16"], "--search": ["auto", "exact", "fast", "slow"],
+    "--device": ["cpu", "auto", "cuda", "cuda:7", "tpu", "cpu:0", ""], "--grid": ["paper72", "global", "quick"],
+    "--ids": ["0,1", "5", "6", "-1", "a,b", "٣"], "--restrict": ["cat", "dog", "bird", ""],
+    "--host": ["127.0.0.1", "localhost", "127.0.0.2"],
+}
+CHOICE_VERBS = {
+    "--signal": ["train", "index", "train-pix2pix", "evaluate"], "--pairs": ["train", "index", "train-pix2pix", "evaluate"],
+    "--precision": ["train", "train-pix2pix", "demo"], "--search": ["synthesize"], "--device": ["synthesize"],
+    "--grid": ["synthesize"], "--ids": ["synthesize"], "--restrict": ["synthesize"], "--host": ["serve"],
+}
+VERBS = ["train", "index", "synthesize", "serve", "demo", "train-pix2pix", "evaluate"]
+
+
+def number_texts():
+    return st.one_of(
+        st.integers(-3, 40).map(str), st.sampled_from(["0", "-1", "1e309", "nan", "inf", "-inf", "0.0", "1e-320", "٣", "1_0", ""]),
+        st.integers(-(10**20), 10**20).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    )
+
+
+@st.composite
+def argument_lists(draw, verb: str, paths: dict):
+    argv = [verb]
+    if verb in ("index", "synthesize", "serve", "evaluate"):
+        argv += ["--model", paths["model"]]
+    if verb in ("train", "index", "train-pix2pix", "evaluate") or (verb == "synthesize" and draw(st.booleans())):
+        argv += ["--data", paths["data"], "--signal", "lowres", "--size", "32", "--factor", "4"]
+    if verb not in ("serve", "index"):
+        argv += ["--out", str(paths["out"])]
+    options = [o for o, verbs in NUMBERS.items() if verb in verbs] + [o for o, verbs in CHOICE_VERBS.items() if verb in verbs]
+    for option in draw(st.lists(st.sampled_from(options), unique=True, max_size=6)) if options else []:
+        if option in NUMBERS:
+            argv += [option, draw(number_texts())]
+        elif option == "--grid":
+            argv += [option, draw(st.sampled_from(CHOICES[option]) | grid_strings())]
+        else:
+            argv += [option, draw(st.sampled_from(CHOICES[option]) | st.text(max_size=8))]
+    if verb == "train":
+        argv.append("--no-index")
+    if verb == "synthesize" and "--data" not in argv:
+        argv.append(paths["input"])
+    return argv
+
+
+class Reached:
+    """Stand-ins for the long jobs (training, indexing, evaluating, serving): the fuzz checks what
+    reaches them, not hours of work."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name, result=None):
+        def stub(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return result
+        return stub
+
+
+@pytest.fixture(scope="module")
+def cli(tiny_run, tmp_path_factory):
+    """(paths for argument lists, Reached) with the long jobs stubbed out for the module."""
+    from types import SimpleNamespace
+
+    import pixelnn.commands as commands
+    import pixelnn.demo as demo
+    import pixelnn.evaluate.pix2pix as pix2pix
+    import pixelnn.evaluate.run as evaluate_run
+    import pixelnn.serve.server as server
+
+    root = tmp_path_factory.mktemp("cli")
+    data = photo_folder(root / "data", tiny_run[2])
+    Image.fromarray(tiny_run[1][0]).save(root / "input.png")
+    reached = Reached()
+    patch = pytest.MonkeyPatch()
+    patch.setattr(commands, "train_run", reached("train_run", {}))
+    patch.setattr(commands, "report_training", lambda metrics: [])
+    patch.setattr(commands, "index_arrays", reached("index_arrays", {"count": 0, "shards": []}))
+    patch.setattr(pix2pix, "train_run", reached("pix2pix", {}))
+    patch.setattr(evaluate_run, "evaluate_to_folder", reached("evaluate", SimpleNamespace(report={"methods": {}}, figures=[])))
+    patch.setattr(demo, "run_demo", reached("demo"))
+    patch.setattr(server, "serve_forever", reached("serve"))
+    paths = {"model": str(tiny_run[0]), "data": str(data), "out": root / "out", "input": str(root / "input.png")}
+    yield paths, reached
+    patch.undo()
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """(exit code, stderr) of `pixelnn ARGV`; argparse's SystemExit counts as its code."""
+    import contextlib
+
+    from pixelnn.cli import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, err.getvalue()
+
+
+def assert_sane(argv: list[str]) -> None:
+    """What an accepted argument list may hold: counts the jobs can use, finite positive minutes."""
+    least = {"--steps": 0, "--epochs": 0, "--seed": 0, "--port": 0}
+    for option, text in zip(argv, argv[1:]):
+        if option in ("--minutes", "--weight-decay"):
+            value = float(text)
+            assert math.isfinite(value) and (value > 0 if option == "--minutes" else value >= 0), (option, text)
+        elif option in NUMBERS:
+            assert int(text) >= least.get(option, 1), (option, text)
+            assert option != "--size" or int(text) <= 4096, (option, text)
+            assert option != "--port" or int(text) <= 65535, (option, text)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_cli_arguments_never_crash(cli, verb):
+    paths, reached = cli
+
+    @fuzz(60 if verb == "synthesize" else 40)
+    @given(argv=argument_lists(verb, paths))
+    def one(argv):
+        code, err = run_cli(argv)
+        assert code in (0, 2), (argv, code, err[-2000:])
+        assert "Traceback" not in err, (argv, err[-2000:])
+        if code == 2:
+            assert "error" in err, (argv, err)
+        else:
+            assert_sane(argv)
+        tally(f"pixelnn {verb}", f"exit {code}")
+
+    one()
