@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import tempfile
 import urllib.parse
 from collections import Counter
 
@@ -341,6 +342,8 @@ def cli(tiny_run, tmp_path_factory):
     patch.setattr(evaluate_run, "evaluate_to_folder", reached("evaluate", SimpleNamespace(report={"methods": {}}, figures=[])))
     patch.setattr(demo, "run_demo", reached("demo"))
     patch.setattr(server, "serve_forever", reached("serve"))
+    (root / "tmp").mkdir()
+    patch.setattr(tempfile, "tempdir", str(root / "tmp"))  # serve's work folders go here, not to /tmp
     paths = {"model": str(tiny_run[0]), "data": str(data), "out": root / "out", "input": str(root / "input.png")}
     yield paths, reached
     patch.undo()
