@@ -394,3 +394,76 @@ def test_cli_arguments_never_crash(cli, verb):
         tally(f"pixelnn {verb}", f"exit {code}")
 
     one()
+
+
+# ---------------------------------------------------------------- raw bytes to the real server
+
+
+@st.composite
+def raw_requests(draw):
+    """HTTP/1.1 requests as bytes, their parts perhaps mangled: what waitress parses before Flask."""
+    method = draw(st.sampled_from([b"GET", b"POST", b"HEAD", b"PUT", b"BREW", b"get", b""]) | st.binary(max_size=8))
+    target = draw(st.sampled_from([b"/api/model", b"/api/synthesize", b"/", b"*", b"http://127.0.0.1/api/model", b"//x", b"/%ff%00"])
+                  | st.binary(max_size=40))
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.x", b""]))
+    headers = [b"Host: 127.0.0.1"]
+    for _ in range(draw(st.integers(0, 4))):
+        headers.append(draw(st.sampled_from([
+            b"Content-Length: -1", b"Content-Length: 99999999999999999999", b"Content-Length: 5", b"Content-Length: abc",
+            b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked", b"Content-Type: multipart/form-data",
+            b"Content-Type: multipart/form-data; boundary=b", b"Expect: 100-continue", b"Origin: http://evil.example",
+            b"Host: evil.example", b"X: \xff\xfe", b" folded", b"NoColon", b"Content-Length: 1\r\nContent-Length: 2",
+        ]) | st.binary(max_size=30).filter(lambda b: b"\n" not in b)))
+    body = draw(st.sampled_from([b"", b"0\r\n\r\n", b"zz\r\n", b"--b\r\nContent-Disposition: form-data; name=\"source\"\r\n\r\nbank\r\n--b--\r\n"])
+                | st.binary(max_size=60))
+    return method + b" " + target + b" " + version + b"\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send `data` to 127.0.0.1:port, close the sending side, read the answer (bounded)."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks, deadline = [], time.monotonic() + 8
+        for _ in range(1000):
+            chunk = s.recv(65536) if time.monotonic() < deadline else b""
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def live(app):
+    from serve_support import running
+
+    with running(app, idle_timeout_s=2) as base:
+        yield int(base.rsplit(":", 1)[1])
+
+
+@fuzz(150)
+@given(data=raw_requests())
+def test_raw_requests_to_the_real_server_never_crash(live, data):
+    answer = raw_exchange(live, data)
+    if not answer:
+        tally("raw bytes to waitress", "closed without an answer")
+        return
+    status_line, _, rest = answer.partition(b"\r\n")
+    parts = status_line.split(b" ")
+    assert parts[0].startswith(b"HTTP/1."), answer[:300]
+    status = int(parts[1])
+    assert status < 500 or status == 503, answer[:600]
+    assert b"Traceback" not in answer
+    head, _, body = rest.partition(b"\r\n\r\n")
+    if status >= 400 and body:
+        assert b"application/json" in head.lower(), answer[:600]
+    tally("raw bytes to waitress", str(status))
+
+
+def test_the_real_server_still_answers_after_the_raw_fuzz(live):
+    answer = raw_exchange(live, b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b'"bank_size":6' in answer.replace(b" ", b"")
