@@ -119,7 +119,7 @@ PLAUSIBLE = {
     "result": st.just("REAL"),
     "kind": st.sampled_from(["photo", "input"]),
     "grid": st.sampled_from([FAST_GRID, "1:1:1", "2:1:whole,1:2:3", "global"]),
-    "labels": st.sampled_from(["cat", "dog", "dog/terrier"]),
+    "labels": st.sampled_from(["cat", "dog", "dog/terrier"]) | st.lists(st.sampled_from(["cat", "dog", "dog/terrier"]), max_size=3),
     "ids": st.sampled_from(["0,1", "2", "3,4,5"]),
     "like_k": st.sampled_from(["1", "3", "25"]),
 }
@@ -132,7 +132,8 @@ def forms(draw):
     for name in FIELDS:
         how = draw(st.sampled_from(["absent", "plausible", "plausible", "hostile"]))
         if how != "absent" or name in ("source", "grid"):
-            fields[name] = draw(values() if how == "hostile" else PLAUSIBLE[name])
+            fields[name] = draw((st.lists(values(), max_size=3) | values()) if how == "hostile" and name == "labels"
+                                else values() if how == "hostile" else PLAUSIBLE[name])
     for name in ("image", "like"):
         how = draw(st.sampled_from(["absent", "plausible", "hostile"] if name == "image" else ["absent", "absent", "plausible", "hostile"]))
         if how == "plausible":
@@ -198,11 +199,14 @@ def still_works(client, tiny_run) -> None:
 
 
 @fuzz(300)
-@given(fields=forms())
-def test_synthesize_never_crashes(client, tiny_run, result_id, fields):
+@given(fields=forms(), urlencoded=st.booleans())
+def test_synthesize_never_crashes(client, tiny_run, result_id, fields, urlencoded):
     if fields.get("result") == "REAL":
         fields["result"] = result_id
-    check_answer(post(client, fields), "POST /api/synthesize")
+    if urlencoded and not any(isinstance(v, bytes) for v in fields.values()):
+        check_answer(client.post("/api/synthesize", data=fields), "POST /api/synthesize (urlencoded)")
+    else:
+        check_answer(post(client, fields), "POST /api/synthesize")
 
 
 def test_the_app_still_answers_after_the_synthesize_fuzz(client, tiny_run):
