@@ -372,3 +372,12 @@ def test_numbers_the_jobs_cannot_use_are_refused_before_any_work(capsys, tmp_pat
     }[verb]
     _fails(capsys, argv, verb, phrase)
     assert not (tmp_path / "out").exists()  # refused before the output folder is made
+
+
+def test_index_with_more_descriptor_dimensions_than_the_backbone_has_is_refused(capsys, trained, tmp_path):
+    """Found while fuzzing the CLI: `--descriptors 100000` ended in a ValueError traceback."""
+    _, data, run = trained
+    bank = tmp_path / "bank"
+    _fails(capsys, ["index", "--model", str(run), "--data", str(data), *COMMON, "--bank", str(bank), "--descriptors", "100000"],
+           "index", "--descriptors", "got 100000")
+    assert not (bank / "manifest.json").exists()
