@@ -379,6 +379,8 @@ def assert_sane(argv: list[str]) -> None:
             assert int(text) >= least.get(option, 1), (option, text)
             assert option != "--size" or int(text) <= 4096, (option, text)
             assert option != "--port" or int(text) <= 65535, (option, text)
+            assert option not in ("--width", "--ngf", "--ndf") or int(text) <= 1024, (option, text)
+            assert option != "--threads" or int(text) <= 256, (option, text)
 
 
 @pytest.mark.parametrize("verb", VERBS)

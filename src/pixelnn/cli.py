@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 AT_LEAST_1 = ("limit", "like_k", "batch", "width", "descriptors", "ngf", "ndf", "samples", "train", "inputs", "threads", "factor")
 AT_LEAST_0 = ("steps", "epochs", "seed")
+AT_MOST = {"width": 1024, "ngf": 1024, "ndf": 1024, "threads": 256}  # beyond: the weights or threads alone exhaust the machine
 MAX_SIZE = 4096
 
 
@@ -193,8 +194,17 @@ def _check_counts(args: argparse.Namespace) -> None:
         value, least = getattr(args, name, None), 1 if name in AT_LEAST_1 else 0
         if isinstance(value, int) and value < least:  # (synthesize's positional inputs are a list)
             raise ConfigError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    for name, most in AT_MOST.items():
+        value = getattr(args, name, None)
+        if value is not None and value > most:
+            raise ConfigError(f"--{name} must be at most {most}, got {value}")
     _check_real(args, "minutes", positive=True)
     _check_real(args, "weight_decay", positive=False)
+    _check_ranges(args)
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    """--size within what fits in memory, --factor within --size, --port a port number."""
     size = getattr(args, "size", None)
     if size is not None and not 8 <= size <= MAX_SIZE:
         raise ConfigError(f"--size must be in 8..{MAX_SIZE}, got {size}")
