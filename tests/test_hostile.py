@@ -294,6 +294,8 @@ def argument_lists(draw, verb: str, paths: dict):
         argv += ["--data", paths["data"], "--signal", "lowres", "--size", "32", "--factor", "4"]
     if verb not in ("serve", "index"):
         argv += ["--out", str(paths["out"])]
+    if verb == "synthesize":
+        argv += ["--limit", "1"]  # the default grid (paper72) on one input, unless a later --limit says otherwise
     options = [o for o, verbs in NUMBERS.items() if verb in verbs] + [o for o, verbs in CHOICE_VERBS.items() if verb in verbs]
     for option in draw(st.lists(st.sampled_from(options), unique=True, max_size=6)) if options else []:
         if option in NUMBERS:
