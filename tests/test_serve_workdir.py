@@ -100,3 +100,19 @@ def test_work_folder_is_removed_on_exit_even_after_an_error(tmp_path):
             assert (folder / LOCK).exists()
             raise KeyError("boom")
     assert not folder.exists()
+
+
+def test_serve_on_a_port_in_use_is_a_clean_error_and_leaves_no_folder(tiny_run, tmp_path):
+    """Found while probing the CLI: a port in use (or an unknown --host) ended in a traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "pixelnn.cli", "serve", "--model", str(tiny_run[0]), "--port", str(port)],
+                              capture_output=True, text=True, env=env_for(tmp_path), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"pixelnn serve: error: cannot listen on 127.0.0.1 port {port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("pixelnn-serve-*"))

@@ -12,6 +12,8 @@ from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
+from ..errors import ConfigError
+
 MB = 1024 * 1024
 IDLE_TIMEOUT_S = 10  # a connection silent this long (idle keep-alive, half-sent request) is closed
 CLEANUP_S = 2  # how often waitress looks for such connections
@@ -87,13 +89,22 @@ def serve_forever(app: Flask, host: str, port: int, threads: int, work: Path) ->
     tempfile.tempdir = str(work)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a page loads many images at once
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: results are cleaned up
-    server = make_server(app, host, port, threads)
+    server = _listening(app, host, port, threads)
     print(f"PixelNN web app: {url(server)}  (results in {work}; Ctrl-C stops)", flush=True)
     try:
         server.run()
     finally:
         server.close()
         app.extensions["pixelnn"]["store"].clear()
+
+
+def _listening(app: Flask, host: str, port: int, threads: int):
+    """make_server, with an address it cannot listen on (in use, unknown host) as a ConfigError."""
+    try:
+        return make_server(app, host, port, threads)
+    except (OSError, ValueError) as exc:  # waitress: ValueError 'Invalid host/port specified.'
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot listen on {host} port {port}: {reason}") from None
 
 
 def _interrupt(signum, frame):
