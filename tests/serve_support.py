@@ -59,11 +59,12 @@ def photo_folder(root: Path, photos: np.ndarray) -> Path:
 
 
 @contextmanager
-def running(app, threads: int = 6):
-    """The app under waitress on 127.0.0.1 and a free port, in a thread; yields the base URL."""
+def running(app, threads: int = 6, **options):
+    """The app under waitress on 127.0.0.1 and a free port, in a thread; yields the base URL.
+    options: more keyword arguments of make_server (idle_timeout_s, connections)."""
     from pixelnn.serve.server import make_server, url
 
-    server = make_server(app, "127.0.0.1", 0, threads=threads)
+    server = make_server(app, "127.0.0.1", 0, threads=threads, **options)
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
     try:

@@ -332,3 +332,55 @@ def test_train_refuses_an_out_that_is_a_file_before_reading_data(capsys, tmp_pat
     afile.write_text("x")
     _fails(capsys, ["train", "--data", str(tmp_path / "nowhere"), *COMMON, "--out", str(afile)],
            "train", "is a file, not a folder")
+
+
+@pytest.mark.parametrize(
+    "verb, extra, phrase",
+    [
+        ("train", ["--batch", "0"], "--batch must be at least 1, got 0"),
+        ("train", ["--steps", "-1"], "--steps must be at least 0, got -1"),
+        ("train", ["--epochs", "-2"], "--epochs must be at least 0, got -2"),
+        ("train", ["--minutes", "0"], "--minutes must be a finite number above 0, got 0.0"),
+        ("train", ["--minutes", "nan"], "--minutes must be a finite number above 0, got nan"),
+        ("train", ["--minutes", "1e309"], "--minutes must be a finite number above 0, got inf"),
+        ("train", ["--weight-decay", "-0.1"], "--weight-decay must be a finite number 0 or more"),
+        ("train", ["--width", "0"], "--width must be at least 1"),
+        ("train", ["--width", "100000"], "--width must be at most 1024, got 100000"),
+        ("train-pix2pix", ["--ndf", "5000"], "--ndf must be at most 1024"),
+        ("serve", ["--threads", "1000000"], "--threads must be at most 256"),
+        ("train", ["--size", "100000"], "--size must be in 8..4096, got 100000"),
+        ("train", ["--size", "0"], "--size must be in 8..4096, got 0"),
+        ("train", ["--factor", "64"], "--factor must be at most --size (32), got 64"),
+        ("train", ["--factor", "0"], "--factor must be at least 1, got 0"),
+        ("train", ["--descriptors", "0"], "--descriptors must be at least 1"),
+        ("train-pix2pix", ["--ngf", "0"], "--ngf must be at least 1"),
+        ("evaluate", ["--seed", "-1"], "--seed must be at least 0, got -1"),
+        ("evaluate", ["--samples", "0"], "--samples must be at least 1"),
+        ("demo", ["--train", "0"], "--train must be at least 1"),
+        ("demo", ["--inputs", "-3"], "--inputs must be at least 1"),
+        ("serve", ["--port", "70000"], "--port must be in 0..65535, got 70000"),
+        ("serve", ["--threads", "0"], "--threads must be at least 1"),
+    ],
+)
+def test_numbers_the_jobs_cannot_use_are_refused_before_any_work(capsys, tmp_path, verb, extra, phrase):
+    """Found by tests/test_hostile.py: these reached the long jobs unchecked (--batch 0 then crashed
+    with 'range() arg 3 must not be zero'; --size 100000 would allocate without bound)."""
+    out = ["--out", str(tmp_path / "out")]
+    argv = {
+        "train": ["train", "--data", str(tmp_path), *COMMON, *out, *extra],
+        "train-pix2pix": ["train-pix2pix", "--data", str(tmp_path), *COMMON, *out, *extra],
+        "evaluate": ["evaluate", "--model", str(tmp_path), "--data", str(tmp_path), *out, *extra],
+        "demo": ["demo", *out, *extra],
+        "serve": ["serve", "--model", str(tmp_path), *extra],
+    }[verb]
+    _fails(capsys, argv, verb, phrase)
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made
+
+
+def test_index_with_more_descriptor_dimensions_than_the_backbone_has_is_refused(capsys, trained, tmp_path):
+    """Found while fuzzing the CLI: `--descriptors 100000` ended in a ValueError traceback."""
+    _, data, run = trained
+    bank = tmp_path / "bank"
+    _fails(capsys, ["index", "--model", str(run), "--data", str(data), *COMMON, "--bank", str(bank), "--descriptors", "100000"],
+           "index", "--descriptors", "got 100000")
+    assert not (bank / "manifest.json").exists()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pixelnn.features.hypercolumn import pixel_descriptors
@@ -40,3 +41,12 @@ def test_sample_pixels_takes_columns_of_the_descriptor_map():
     assert s.shape == (10, 3)
     flat = desc.flatten(2).permute(0, 2, 1).reshape(-1, 3)
     assert all((flat == row).all(1).any() for row in s)
+
+
+def test_a_dimension_beyond_the_descriptor_size_is_a_config_error():
+    """Found while fuzzing `pixelnn index --descriptors 100000`: a ValueError and a traceback."""
+    from pixelnn.errors import ConfigError
+
+    for dim in (0, 57, 10**20):
+        with pytest.raises(ConfigError, match=rf"1\.\.56 dimensions .* got {dim}"):
+            fit_projection(torch.randn(50, 56), dim)

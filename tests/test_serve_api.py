@@ -553,3 +553,48 @@ def test_running_out_of_memory_while_decoding_is_reported_as_too_large(served, m
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
     r = post(client, source="upload", image=png(np.zeros((8, 8, 3), np.uint8)))
     assert r.status_code == 413 and "too large" in r.json["error"]
+
+
+def idle_sockets(stack, base: str, count: int) -> list:
+    """`count` connections to the server at `base` (127.0.0.1) that send nothing, or half a request."""
+    import socket
+
+    port = urllib.parse.urlsplit(base).port
+    socks = []
+    for i in range(count):
+        s = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+        if i % 2:
+            s.sendall(b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        socks.append(s)
+    return socks
+
+
+def test_a_crowd_of_idle_connections_does_not_lock_others_out(model, tmp_path):
+    """150 silent sockets (waitress's default allows 100 connections, each idle for 120 s)."""
+    from contextlib import ExitStack
+
+    app = create_app(model, work=tmp_path / "work")
+    with running(app) as base, ExitStack() as stack:
+        idle_sockets(stack, base, 150)
+        t0 = time.monotonic()
+        with urllib.request.urlopen(base + "/api/model", timeout=5) as r:
+            assert r.status == 200 and json.loads(r.read())["bank_size"] == 6
+        assert time.monotonic() - t0 < 3
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout(model, tmp_path):
+    from contextlib import ExitStack
+
+    from pixelnn.serve import server
+
+    assert server.IDLE_TIMEOUT_S <= 15 and server.CLEANUP_S <= 5 and server.CONNECTIONS >= 300
+    app = create_app(model, work=tmp_path / "work")
+    with running(app, idle_timeout_s=1) as base, ExitStack() as stack:
+        socks = idle_sockets(stack, base, 20)
+        t0 = time.monotonic()
+        for s in socks:
+            s.settimeout(max(8 - (time.monotonic() - t0), 0.1))
+            for _ in range(100):  # read until the server closes (waitress may answer a half request first)
+                if not s.recv(4096):
+                    break
+        assert time.monotonic() - t0 < 6  # 1 s idle + up to 1 s until waitress looks, with slack

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -192,12 +193,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+AT_LEAST_1 = ("limit", "like_k", "batch", "width", "descriptors", "ngf", "ndf", "samples", "train", "inputs", "threads", "factor")
+AT_LEAST_0 = ("steps", "epochs", "seed")
+AT_MOST = {"width": 1024, "ngf": 1024, "ndf": 1024, "threads": 256}  # beyond: the weights or threads alone exhaust the machine
+MAX_SIZE = 4096
+
+
 def _check_counts(args: argparse.Namespace) -> None:
-    """Counts that must be positive (argparse takes any integer)."""
-    for name in ("limit", "like_k"):
+    """Numbers argparse takes but the jobs cannot use (0 or negative counts, nan or inf minutes)."""
+    for name in AT_LEAST_1 + AT_LEAST_0:
+        value, least = getattr(args, name, None), 1 if name in AT_LEAST_1 else 0
+        if isinstance(value, int) and value < least:  # (synthesize's positional inputs are a list)
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    for name, most in AT_MOST.items():
         value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if value is not None and value > most:
+            raise ConfigError(f"--{name} must be at most {most}, got {value}")
+    _check_real(args, "minutes", positive=True)
+    _check_real(args, "weight_decay", positive=False)
+    _check_ranges(args)
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    """--size within what fits in memory, --factor within --size, --port a port number."""
+    size = getattr(args, "size", None)
+    if size is not None and not 8 <= size <= MAX_SIZE:
+        raise ConfigError(f"--size must be in 8..{MAX_SIZE}, got {size}")
+    if size is not None and args.factor > size:
+        raise ConfigError(f"--factor must be at most --size ({size}), got {args.factor}")
+    port = getattr(args, "port", None)
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535, got {port}")
+
+
+def _check_real(args: argparse.Namespace, name: str, positive: bool) -> None:
+    """A finite float option: above 0 (positive) or at least 0."""
+    value = getattr(args, name, None)
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        least = "above 0" if positive else "0 or more"
+        raise ConfigError(f"--{name.replace('_', '-')} must be a finite number {least}, got {value}")
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

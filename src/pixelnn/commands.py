@@ -242,13 +242,12 @@ def _region(text: str, size: int) -> ExemplarSet:
 
 
 def serve(args) -> None:
-    import tempfile
-
     from .serve.app import LOOPBACK_HOSTS, create_app
     from .serve.server import serve_forever
+    from .serve.workdir import work_folder
 
     model = PixelNN.load(args.model, args.bank)
-    with tempfile.TemporaryDirectory(prefix="pixelnn-serve-") as tmp:
+    with work_folder() as tmp:  # locked while we run; a killed server's folder goes at the next start
         work = args.work or Path(tmp)
         loopback = args.host == "localhost" or args.host.startswith("127.")
         app = create_app(model, val=args.val, work=work, trusted_hosts=[*LOOPBACK_HOSTS, args.host] if loopback else None)

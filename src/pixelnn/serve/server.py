@@ -12,14 +12,28 @@ from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
+from ..errors import ConfigError
+
 MB = 1024 * 1024
+IDLE_TIMEOUT_S = 10  # a connection silent this long (idle keep-alive, half-sent request) is closed
+CLEANUP_S = 2  # how often waitress looks for such connections
+CONNECTIONS = 500  # open connections at once; more wait in the listen backlog
 
 
-def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: int = 6):
+def make_server(
+    app: Flask,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 6,
+    *,
+    idle_timeout_s: int = IDLE_TIMEOUT_S,
+    connections: int = CONNECTIONS,
+):
     """A waitress server for `app` (not yet running); port 0 picks a free port (see .effective_port).
 
     Bodies up to the app's upload limit are buffered in memory, not in temporary files; larger ones
-    are refused by waitress before they reach the app.
+    are refused by waitress before they reach the app. Idle connections are closed after
+    `idle_timeout_s`, so a crowd of silent sockets cannot hold every connection slot for long.
     """
     from waitress import create_server
 
@@ -32,7 +46,9 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: 
         max_request_body_size=body,
         inbuf_overflow=body,
         outbuf_overflow=32 * MB,
-        channel_timeout=120,
+        channel_timeout=idle_timeout_s,
+        cleanup_interval=min(CLEANUP_S, idle_timeout_s),
+        connection_limit=connections,
         ident="pixelnn",
     )
     _json_errors(server)
@@ -73,13 +89,22 @@ def serve_forever(app: Flask, host: str, port: int, threads: int, work: Path) ->
     tempfile.tempdir = str(work)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a page loads many images at once
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: results are cleaned up
-    server = make_server(app, host, port, threads)
+    server = _listening(app, host, port, threads)
     print(f"PixelNN web app: {url(server)}  (results in {work}; Ctrl-C stops)", flush=True)
     try:
         server.run()
     finally:
         server.close()
         app.extensions["pixelnn"]["store"].clear()
+
+
+def _listening(app: Flask, host: str, port: int, threads: int):
+    """make_server, with an address it cannot listen on (in use, unknown host) as a ConfigError."""
+    try:
+        return make_server(app, host, port, threads)
+    except (OSError, ValueError) as exc:  # waitress: ValueError 'Invalid host/port specified.'
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot listen on {host} port {port}: {reason}") from None
 
 
 def _interrupt(signum, frame):
