@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.images import IMAGE_SUFFIXES, fit_square, load_rgb
+from .data.images import fit_square, load_rgb
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images

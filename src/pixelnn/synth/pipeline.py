@@ -31,7 +31,7 @@ from ..features.projection import project_taps
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
-from .compose import Correspondence, Matches, choose, compose
+from .compose import Correspondence, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
 RUN_CONFIG = "config.json"
