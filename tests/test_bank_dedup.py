@@ -107,3 +107,19 @@ def test_the_index_verb_has_allow_duplicates():
     assert args.allow_duplicates is True
     args = cli.build_parser().parse_args(["index", "--model", "m", "--data", "d"])
     assert args.allow_duplicates is False
+
+
+def test_descriptors_for_an_existing_bank_must_match_what_it_stores(tmp_path):
+    from pixelnn.errors import BankError
+    from pixelnn.regress.unet import Stage1Config, UNet
+    from pixelnn.workflow import write_run
+
+    write_run(tmp_path, UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=True)),
+              {"signal": "lowres", "factor": 4, "size": 32, "backbone": "vgg16-hed"})
+    y = smooth_textures(6, 32, seed=11)
+    x = lowres(y, 4)
+    index_arrays(tmp_path, x[:4], y[:4], [f"a{i}" for i in range(4)], [None] * 4, descriptors=16, progress=False)
+    with pytest.raises(BankError, match=r"stores 16-d reduced descriptors; --descriptors 8 applies only to a new bank"):
+        index_arrays(tmp_path, x[4:], y[4:], ["b0", "b1"], [None] * 2, descriptors=8, progress=False)
+    manifest = index_arrays(tmp_path, x[4:], y[4:], ["b0", "b1"], [None] * 2, descriptors=16, progress=False)
+    assert manifest["count"] == 6

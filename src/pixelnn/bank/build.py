@@ -90,6 +90,17 @@ def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, basis,
     return g.shape[1]
 
 
+def _check_descriptors(existing: dict, descriptors: int | None, root: Path) -> None:
+    """`descriptors` for an existing bank must be what it already stores (it is fixed when a bank is made)."""
+    have = (existing.get("descriptors") or {}).get("dim")
+    if descriptors is not None and descriptors != have:
+        stored = f"{have}-d reduced descriptors" if have else "no reduced descriptors"
+        raise BankError(
+            f"the bank {root} stores {stored}; --descriptors {descriptors} applies only to a new bank "
+            "(give --bank NEW_FOLDER, or leave --descriptors out to extend this one)"
+        )
+
+
 def add_exemplars(
     root: Path,
     model: UNet,
@@ -121,6 +132,7 @@ def add_exemplars(
     if existing is not None:
         backbone = existing["backbone"]
         store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
+        _check_descriptors(existing, descriptors, root)
         if not allow_duplicates:
             new = _new_only(root, existing, hashes)
             if not new.all():
