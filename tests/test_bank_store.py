@@ -277,7 +277,9 @@ def test_a_bank_with_reduced_descriptors_grows_with_its_own_projection(tiny_run,
     bank = tmp_path / "bank"
     index_arrays(run, x[:4], y[:4], NAMES[:4], LABELS[:4], bank=bank, descriptors=8, progress=False)
     basis = np.load(bank / "projection.npy")
-    manifest = index_arrays(run, x[4:], y[4:], NAMES[4:], LABELS[4:], bank=bank, descriptors=99, progress=False)
+    with pytest.raises(BankError, match="stores 8-d reduced descriptors"):  # fixed when the bank was made
+        index_arrays(run, x[4:], y[4:], NAMES[4:], LABELS[4:], bank=bank, descriptors=99, progress=False)
+    manifest = index_arrays(run, x[4:], y[4:], NAMES[4:], LABELS[4:], bank=bank, progress=False)
     assert np.array_equal(np.load(bank / "projection.npy"), basis)  # the bank's projection, not a new one
     assert manifest["descriptors"] == {"dim": 8, "dtype": "float16"} and all(s["desc"] for s in manifest["shards"])
     assert Bank.open(bank).gather("desc", [0, 6]).shape == (2, 32, 32, 8)
