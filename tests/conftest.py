@@ -47,3 +47,11 @@ def tiny_run(tmp_path_factory):
     labels = ["cat", "cat", "dog", "dog", "dog/terrier", None]
     index_arrays(root, x, y, [f"im{i}.png" for i in range(6)], labels, progress=False)
     return root, x, y, labels
+
+
+@pytest.fixture(scope="module")
+def model(tiny_run):
+    """The tiny model folder loaded as a PixelNN (one per test module)."""
+    from pixelnn.synth.pipeline import PixelNN
+
+    return PixelNN.load(tiny_run[0])

@@ -73,3 +73,12 @@ def running(app, threads: int = 6, **options):
         server.close()
         server.task_dispatcher.shutdown()
         thread.join(timeout=5)
+
+
+def tiny_app(model, photos: np.ndarray, root: Path, **limits):
+    """(app, work folder, validation folder): the web app over `model`, listing 4 of `photos`."""
+    from pixelnn.serve import create_app
+
+    val = photo_folder(root / "val", photos[:4])
+    work = root / "work"
+    return create_app(model, val=val, work=work, **limits), work, val

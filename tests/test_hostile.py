@@ -22,10 +22,8 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from serve_support import FAST_GRID, photo_folder, png, png_declaring
+from serve_support import FAST_GRID, photo_folder, png, png_declaring, tiny_app
 
-from pixelnn.serve import create_app
-from pixelnn.synth.pipeline import PixelNN
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore:dropped candidate")]
 
@@ -147,15 +145,8 @@ def forms(draw):
 
 
 @pytest.fixture(scope="module")
-def model(tiny_run):
-    return PixelNN.load(tiny_run[0])
-
-
-@pytest.fixture(scope="module")
 def app(model, tiny_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile")
-    val = photo_folder(root / "val", tiny_run[2][:4])
-    return create_app(model, val=val, work=root / "work", keep=100_000, max_upload_mb=0.5, wait_s=5)
+    return tiny_app(model, tiny_run[2], tmp_path_factory.mktemp("hostile"), keep=100_000, max_upload_mb=0.5, wait_s=5)[0]
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,10 @@ from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from serve_support import FAST_GRID, decode, photo_folder, png, png_declaring, running, sketch
+from serve_support import FAST_GRID, decode, photo_folder, png, png_declaring, running, sketch, tiny_app
 
 from pixelnn.serve import create_app
 from pixelnn.serve.uploads import decode_image, pixel_cap
-from pixelnn.synth.pipeline import PixelNN
 
 DOGS = {2, 3, 4}  # 'dog' matches dog and dog/terrier
 EVIL = ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "....//....//etc/passwd", "..\\..\\etc\\passwd"]
@@ -39,17 +38,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def model(tiny_run):
-    return PixelNN.load(tiny_run[0])
-
-
-@pytest.fixture(scope="module")
 def served(model, tiny_run, tmp_path_factory):
     """(app, test client, work folder, validation folder) with a 1 MB upload limit."""
-    root = tmp_path_factory.mktemp("serve")
-    val = photo_folder(root / "val", tiny_run[2][:4])
-    work = root / "work"
-    app = create_app(model, val=val, work=work, keep=50, max_upload_mb=1.0, wait_s=0.3)
+    app, work, val = tiny_app(model, tiny_run[2], tmp_path_factory.mktemp("serve"), keep=50, max_upload_mb=1.0, wait_s=0.3)
     return app, app.test_client(), work, val
 
 

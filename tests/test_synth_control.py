@@ -3,12 +3,6 @@ import pytest
 
 from pixelnn.errors import ConfigError
 from pixelnn.synth.control import ExemplarSet, transfer_labels
-from pixelnn.synth.pipeline import PixelNN
-
-
-@pytest.fixture(scope="module")
-def model(tiny_run):
-    return PixelNN.load(tiny_run[0])
 
 
 def test_example_image_selects_its_own_exemplar_first(model, tiny_run):

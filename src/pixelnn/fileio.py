@@ -3,6 +3,7 @@ to disk (fsync), renamed, and the rename itself flushed (fsync of the folder).""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -12,6 +13,28 @@ from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
+
+
+def open_locked(path: str | os.PathLike, *, blocking: bool = True, create: bool = True) -> int | None:
+    """An open descriptor of `path` holding an exclusive flock, which the kernel releases when it is
+    closed or its process dies (SIGKILL included); None when another process holds the lock
+    (blocking=False) or the file does not exist (create=False). Links are not followed."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def fsync_path(path: str | os.PathLike) -> None:

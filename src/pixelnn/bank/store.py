@@ -36,7 +36,6 @@ that global descriptors are finite; the full content check (sha256 per file) is 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -50,7 +49,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import BankError
-from ..fileio import replace_durably, write_json
+from ..fileio import open_locked, replace_durably, write_json
 
 FORMAT = "pixelnn-bank"
 VERSION = 1
@@ -191,17 +190,11 @@ def exemplar_hashes(x: np.ndarray, y: np.ndarray) -> list[str]:
 
 
 def _lock_file(path: Path, blocking: bool = True) -> int | None:
-    """An open descriptor of `path` holding an exclusive flock, or None if another holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """fileio.open_locked, with a bank's message when the file system cannot lock."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
+        return open_locked(path, blocking=blocking)
     except OSError as e:
-        os.close(fd)
         raise BankError(f"cannot lock {path} ({e}); the bank's folder must be on a file system with locks") from None
-    return fd
 
 
 @contextmanager

@@ -8,7 +8,6 @@ A folder without a lock file (one being made right now, or an older version's) i
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -16,6 +15,8 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..fileio import open_locked
 
 PREFIX = "pixelnn-serve-"
 LOCK = ".owner.lock"
@@ -29,19 +30,12 @@ def work_folder(root: str | Path | None = None):
     root = Path(root or tempfile.gettempdir())
     remove_stale(root)
     folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
-    fd = _lock(folder)
+    fd = open_locked(folder / LOCK)  # a new file: taken at once, held until the folder is removed
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         os.close(fd)
-
-
-def _lock(folder: Path) -> int:
-    """Open and flock folder/LOCK; the descriptor stays open (and the lock held) until closed."""
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
 
 
 def remove_stale(root: str | Path) -> list[Path]:
@@ -65,14 +59,11 @@ def _is_ours(folder: Path) -> bool:
 def _stale(folder: Path) -> bool:
     """Remove `folder` if its lock can be taken; True if removed."""
     try:
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:  # no lock file (yet): not ours to judge
+        fd = open_locked(folder / LOCK, blocking=False, create=False)
+    except OSError:  # a link, or unreadable: not ours to judge
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False  # a live server owns it
+    if fd is None:  # no lock file (yet), or a live server owns it
+        return False
     try:
         shutil.rmtree(folder, ignore_errors=True)  # removed while we hold its lock
     finally:
