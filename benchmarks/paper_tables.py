@@ -128,6 +128,8 @@ class Runner:
         ok = ok and self.step("pix2pix", name, budget, pixelnn_cli(
             "train-pix2pix", "--data", train, *common, "--val", val, "--out", str(p2p),
             "--minutes", str(o.minutes), "--cache", str(model / "cache")))
+        if o.train_only:
+            return ok
         ok = ok and self.step("evaluate", name, {"limit": o.limit, "seed": o.seed, **budget}, pixelnn_cli(
             "evaluate", "--model", str(model), "--pix2pix", str(p2p), "--data", val, *d.data, "--limit", str(o.limit),
             "--seed", str(o.seed), "--out", str(ev)))
@@ -359,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--docs", type=Path, default=REPO / "docs", help="where results.md and its plots go (default: docs/)")
     p.add_argument("--size", type=int, default=96, help="working size (default 96, as the paper; smaller only for a quick look)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images (a quick look; default: all)")
+    p.add_argument("--train-only", action="store_true", help="train stage 1, the bank and pix2pix; evaluate later")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")
     return p
 
