@@ -259,7 +259,31 @@ def test_each_metric_has_the_right_direction():
         "edge_ap": "higher",
         "consistency_psnr": "higher",
         "spectrum_dist": "lower",
+        "seam": "lower",
     }
+
+
+def test_seam_step_counts_only_steps_between_sources_beyond_the_photos():
+    photo = np.zeros((4, 4, 3))
+    photo[:, 2:] = 0.5  # the photo itself has a step between columns 1 and 2
+    out = photo.copy()
+    out[2:, :] += 0.2  # the output adds a step between rows 1 and 2
+    one = np.zeros((4, 4), np.int64)
+    sy, sx = np.indices((4, 4))
+    assert M.seam_step(out, photo, one, sy, sx) == 0.0  # one coherent source: no seam
+    two = one.copy()
+    two[2:, :] = 1  # rows 2-3 from another exemplar: the cut lies where the output steps
+    assert M.seam_step(out, photo, two, sy, sx) == pytest.approx(4 * 0.6 / 24)  # 4 pairs, 0.2 x 3 channels each
+    cols = one.copy()
+    cols[:, 2:] = 1  # a cut where the photo has the same step: no seam
+    assert M.seam_step(photo, photo, cols, sy, sx) == 0.0
+
+
+def test_top1_takes_the_ranked_first_candidate_for_every_metric():
+    values = [np.array([0.1, 0.9, 0.5]), np.array([0.7, 0.2, np.nan])]
+    assert M.top1(values, [2, 0]).tolist() == [0.5, 0.7]
+    sel = M.select(values, [0, 1], "higher", top_idx=[2, 0])
+    assert sel["top1"] == pytest.approx(0.6) and sel["rand1"] == pytest.approx(0.15) and sel["oracle"] == pytest.approx(0.8)
 
 
 def test_rand1_index_is_fixed_by_seed_method_and_input():

@@ -3,6 +3,8 @@ import pytest
 
 from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
+from pixelnn.synth.coherence import COPY_MODES
+from pixelnn.synth.compose import rebuild
 from pixelnn.synth.grid import Spec, authors_72
 from pixelnn.synth.pipeline import PixelNN
 
@@ -36,23 +38,29 @@ def test_training_input_returns_its_own_target_with_identity_correspondence(mode
         assert np.array_equal(cand.corr.sx, np.repeat(np.arange(W)[None, :], H, 0))
 
 
-def test_outputs_rebuild_from_their_correspondences(model, tiny_run):
+@pytest.mark.parametrize("copy", COPY_MODES)
+def test_outputs_rebuild_from_their_correspondences(model, tiny_run, copy):
     _, x, y, _ = tiny_run
     query = np.ascontiguousarray(x[2][::-1])  # flipped: not in the bank
-    result = model.synthesize(query)
+    result = model.synthesize(query, copy=copy)
     assert result.candidates
     f_bank = model.bank.gather("f", np.arange(len(model.bank))).astype(np.float32)
     y_bank = model.bank.gather("y", np.arange(len(model.bank))).astype(np.float32) / 255
+    voted = 0
     for cand in result.candidates:
         c = cand.corr
-        rebuilt = np.clip(result.stage1 + y_bank[c.exemplar, c.sy, c.sx] - f_bank[c.exemplar, c.sy, c.sx], 0, 1)
+        assert (c.weights is not None) == copy.endswith("vote")
+        rebuilt = rebuild(c, result.stage1, lambda ids: f_bank[ids], lambda ids: y_bank[ids])
         assert np.allclose(rebuilt, cand.image, atol=1e-6), str(cand.spec)
+        plain = np.clip(result.stage1 + y_bank[c.exemplar, c.sy, c.sx] - f_bank[c.exemplar, c.sy, c.sx], 0, 1)
+        voted += not np.allclose(plain, cand.image, atol=1e-6)
+    assert (voted > 0) == copy.endswith("vote")  # voting changes some candidates; copying alone changes none
 
 
 def test_whole_image_window_beats_smaller_windows_in_similarity(model, tiny_run):
     _, x, _, _ = tiny_run
     query = np.ascontiguousarray(x[4][:, ::-1])
-    res = model.synthesize(query, grid=[Spec(1, 1, w) for w in (1, 3, 5, WHOLE)])
+    res = model.synthesize(query, grid=[Spec(1, 1, w) for w in (1, 3, 5, WHOLE)], copy="eq3", rank=False)
     sims = {c.spec.window: c.corr.sim for c in res.candidates}
     for w in (1, 3, 5):
         assert (sims[WHOLE] >= sims[w] - 1e-5).all()
@@ -92,7 +100,45 @@ def test_default_grid_gives_72_candidates_when_the_bank_is_large_enough(model, t
     _, x, _, _ = tiny_run
     res = model.synthesize(x[1])
     expected = [s for s in authors_72() if s.first <= 6]
-    assert [c.spec for c in res.candidates] == expected
+    assert sorted(c.spec for c in res.candidates) == sorted(expected)
+    in_grid_order = model.synthesize(x[1], rank=False)
+    assert [c.spec for c in in_grid_order.candidates] == expected
+
+
+def test_candidates_come_best_first_each_with_its_spec_and_score(model, tiny_run):
+    _, x, _, _ = tiny_run
+    query = np.ascontiguousarray(x[3][::-1])
+    res = model.synthesize(query)
+    totals = [c.score.total for c in res.candidates]
+    assert totals == sorted(totals, reverse=True)
+    assert set(res.candidates[0].score.parts()) == {"consistency", "seam", "match"}
+    # the same scores whatever the order: ranking only sorts
+    unranked = model.synthesize(query, rank=False)
+    by_spec = {c.spec: c.score.total for c in unranked.candidates}
+    assert {c.spec: c.score.total for c in res.candidates} == pytest.approx(by_spec)
+    # a candidate copied whole from one exemplar (1:r:1) has no seam
+    whole_copies = [c for c in res.candidates if c.spec.n == 1 and c.spec.window == 1]
+    assert whole_copies and all(c.score.seam == 0 for c in whole_copies)
+
+
+def test_coherence_prior_joins_sources_and_gives_up_little_similarity(model, tiny_run):
+    from pixelnn.synth.coherence import COHERENCE_TAU
+    from pixelnn.synth.rank import incoherent_pairs
+
+    _, x, _, _ = tiny_run
+    query = np.ascontiguousarray(x[0][:, ::-1])
+    grid = "3:1:whole,5:1:whole,3:1:5"
+    plain = {c.spec: c.corr for c in model.synthesize(query, grid=grid, copy="eq3").candidates}
+    joined = {c.spec: c.corr for c in model.synthesize(query, grid=grid, copy="coherent").candidates}
+    broken = {}
+    for spec, c in plain.items():
+        j_plain, j_joined = (m.sy.astype(int) * m.sx.shape[1] + m.sx for m in (c, joined[spec]))
+        n_plain = sum(int(b.sum()) for b in incoherent_pairs(c.exemplar, j_plain))
+        n_joined = sum(int(b.sum()) for b in incoherent_pairs(joined[spec].exemplar, j_joined))
+        broken[spec] = (n_plain, n_joined)
+        assert (joined[spec].sim >= c.sim - COHERENCE_TAU - 1e-5).all()  # no pixel gives up more than tau
+    assert all(after <= before for before, after in broken.values())
+    assert sum(after for _, after in broken.values()) < sum(before for before, _ in broken.values())
 
 
 def test_another_backbone_chosen_by_name_gives_the_same_guarantees(tiny_run, tmp_path):

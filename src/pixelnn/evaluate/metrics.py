@@ -36,7 +36,8 @@ GRAM_CHUNK = 1 << 16  # values per float32 partial sum in layer_similarity
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 
 # per-candidate metrics and which direction is better
-BETTER = {"psnr": "higher", "ssim": "higher", "edge_ap": "higher", "consistency_psnr": "higher", "spectrum_dist": "lower"}
+BETTER = {"psnr": "higher", "ssim": "higher", "edge_ap": "higher", "consistency_psnr": "higher", "spectrum_dist": "lower",
+          "seam": "lower"}
 
 
 # ---------------------------------------------------------------- fidelity
@@ -315,15 +316,46 @@ def chosen(values: list[np.ndarray], rand_idx: list[int], better: str) -> tuple[
     return rand, oracle
 
 
-def select(values: list[np.ndarray], rand_idx: list[int], better: str) -> dict[str, float]:
-    """Rand-1 and Oracle means of one metric for one method (see `chosen`); inputs with no finite
-    value are skipped."""
+def top1(values: list[np.ndarray], top_idx: list[int]) -> np.ndarray:
+    """Per input the value of one metric at the candidate the ranking put first (NaN stays NaN)."""
+    return np.array([np.asarray(v, np.float64)[t] for v, t in zip(values, top_idx)], np.float64)
+
+
+def select(values: list[np.ndarray], rand_idx: list[int], better: str, top_idx: list[int] | None = None) -> dict[str, float]:
+    """Rand-1, Top-1 (with top_idx, the ranking's first candidate per input) and Oracle means of one
+    metric for one method (see `chosen`); inputs with no finite value are skipped."""
     rand, oracle = chosen(values, rand_idx, better)
-    return {
-        "rand1": float(np.nanmean(rand)) if np.isfinite(rand).any() else float("nan"),
-        "oracle": float(np.nanmean(oracle)) if np.isfinite(oracle).any() else float("nan"),
+    out = {
+        "rand1": _nanmean(rand),
+        "oracle": _nanmean(oracle),
         "n": int(np.isfinite(oracle).sum()),
     }
+    if top_idx is not None:
+        out["top1"] = _nanmean(top1(values, top_idx))
+    return out
+
+
+def _nanmean(v: np.ndarray) -> float:
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def seam_step(image: np.ndarray, photo: np.ndarray, exemplar: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> float:
+    """The seams of one composite against the photo: over all right and down neighbour pairs, the mean of
+    max(0, |colour step in the output| - |colour step between the same pixels of the photo|) counted
+    only where the two pixels were copied from different sources (another exemplar or another offset).
+    L1 over RGB in [0, 1] units; 0 for a coherent copy and for steps the photo has too.
+
+    image, photo (H, W, 3) float in [0, 1]; exemplar, sy, sx (H, W): the correspondence map."""
+    from ..synth.rank import incoherent_pairs
+
+    image, photo = np.asarray(image, np.float64), np.asarray(photo, np.float64)
+    W = exemplar.shape[1]
+    right, down = incoherent_pairs(exemplar, sy.astype(np.int64) * W + sx)
+    total = 0.0
+    for cut, a, b in ((right, np.s_[:, :-1], np.s_[:, 1:]), (down, np.s_[:-1, :], np.s_[1:, :])):
+        step = np.abs(image[a] - image[b]).sum(-1) - np.abs(photo[a] - photo[b]).sum(-1)
+        total += float((np.maximum(step, 0.0) * cut).sum())
+    return total / (right.size + down.size)
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray, better: str, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:

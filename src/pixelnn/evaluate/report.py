@@ -9,7 +9,7 @@ from ..fileio import write_json, write_text
 from .metrics import BETTER
 
 FORMAT = "pixelnn-evaluation"
-VERSION = 1
+VERSION = 2  # 2: Top-1 beside Rand-1 and Oracle; seams; Top-1 Fréchet; diversity of the top 10
 
 # name -> (column title, unit, definition)
 PER_OUTPUT = {
@@ -34,6 +34,13 @@ PER_OUTPUT = {
         "mean over radii r = 1..S/2 of |log10 P_out(r) - log10 P_photo(r)|, P the radially averaged power spectrum of "
         "the grayscale image (see spectrum gap), against the same input's real photo.",
     ),
+    "seam": (
+        "seam",
+        "",
+        "over all right and down neighbour pairs of output pixels, the mean of max(0, |RGB step in the output| - |RGB step "
+        "between the same pixels of the photo|) (L1, images in [0, 1]), counted only where the two pixels were copied "
+        "from different sources (another exemplar or another offset); 0 for a coherent copy. Methods that copy only.",
+    ),
 }
 SET = {
     "diversity_l1": ("diversity L1", "mean over pairs of an input's candidates of their mean absolute pixel difference (images in [0, 1]), averaged over inputs; 0 for one output."),
@@ -49,6 +56,8 @@ SET = {
         "spectrum of the real photos|; spectrum: grayscale (ITU-R 601 luma) minus its mean, |FFT|^2 / (H W), averaged over "
         "rings of integer radius r cycles per image, log10, averaged over images in the log domain.",
     ),
+    "diversity_l1_top10": ("diversity L1, top 10", "diversity L1 among the 10 best-ranked candidates of each input (rank score from the input alone)."),
+    "frechet_top1": ("Fréchet (EffNet), Top-1", "the Fréchet distance below, of the Top-1 outputs (the best-ranked candidate per input) instead of the Rand-1 ones."),
     "frechet": (
         "Fréchet (EffNet)",
         "Fréchet distance between Gaussians fitted to EfficientNet-Lite0 (ImageNet) pooled head features (1280-d) of the "
@@ -56,7 +65,8 @@ SET = {
         "FID (another network, other sizes, few samples: strongly biased upwards for small sets).",
     ),
 }
-SET_BETTER = {"diversity_l1": "higher (more varied outputs)", "diversity_deep": "higher (more varied outputs)", "spectrum_gap": "lower", "frechet": "lower"}
+SET_BETTER = {"diversity_l1": "higher (more varied outputs)", "diversity_l1_top10": "higher (more varied outputs)",
+              "diversity_deep": "higher (more varied outputs)", "spectrum_gap": "lower", "frechet": "lower", "frechet_top1": "lower"}
 
 
 def _clean(v):
@@ -74,7 +84,7 @@ def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs:
     from .run import LABELS, per_candidate_metrics
 
     names = per_candidate_metrics(signal)
-    definitions = {k: {"title": PER_OUTPUT[k][0], "unit": PER_OUTPUT[k][1], "better": BETTER[k], "kind": "per output (Rand-1 / Oracle)", "definition": PER_OUTPUT[k][2]} for k in names}
+    definitions = {k: {"title": PER_OUTPUT[k][0], "unit": PER_OUTPUT[k][1], "better": BETTER[k], "kind": "per output (Rand-1 / Top-1 / Oracle)", "definition": PER_OUTPUT[k][2]} for k in names}
     definitions.update({k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d} for k, (t, d) in SET.items()})
     return _clean(
         {
@@ -88,6 +98,7 @@ def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs:
             "meta": meta,
             "selection": {
                 "rand1": "one candidate per input drawn at random (numpy default_rng([seed, crc32(method), input index])), the same draw for every metric",
+                "top1": "per input the candidate ranked first by its score from the input alone (synth/rank.py; never the photo), the same for every metric",
                 "oracle": "per input the best candidate for THAT metric (highest, or lowest where lower is better)",
             },
             "metrics": definitions,
@@ -118,15 +129,16 @@ def markdown(rep: dict) -> str:
         lines.append(f"- {k}: `{v}`")
     lines += [
         "",
-        "## Per-output metrics: Rand-1 / Oracle (as the paper's Table 1)",
+        "## Per-output metrics: Rand-1 / Top-1 / Oracle (Rand-1 and Oracle as the paper's Table 1)",
         "",
-        "Rand-1: " + rep["selection"]["rand1"] + ". Oracle: " + rep["selection"]["oracle"] + ".",
+        "Rand-1: " + rep["selection"]["rand1"] + ". Top-1: " + rep["selection"]["top1"] + ". Oracle: "
+        + rep["selection"]["oracle"] + ".",
         "",
         "| method | outputs per input | " + " | ".join(f"{rep['metrics'][k]['title']} {arrows[rep['metrics'][k]['better']]}" for k in names) + " |",
         "|---|---:|" + "---:|" * len(names),
     ]
     for row in (rep["methods"][m] for m in rep["order"]):
-        cells = [f"{_fmt(row['rand1'][k], rep['metrics'][k].get('unit', ''))} / {_fmt(row['oracle'][k], rep['metrics'][k].get('unit', ''))}" for k in names]
+        cells = [" / ".join(_fmt(row[sel].get(k), rep["metrics"][k].get("unit", "")) for sel in ("rand1", "top1", "oracle")) for k in names]
         lines.append(f"| {row['label']} | {row['candidates']} | " + " | ".join(cells) + " |")
     set_names = list(SET)
     lines += [
@@ -137,7 +149,7 @@ def markdown(rep: dict) -> str:
         "|---|" + "---:|" * len(set_names),
     ]
     for row in (rep["methods"][m] for m in rep["order"]):
-        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[k]) for k in set_names) + " |")
+        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row.get(k)) for k in set_names) + " |")
     lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**."]
     lines += versus_lines(rep)
     lines += ["", "## Definitions", ""]
@@ -162,7 +174,7 @@ def versus_lines(rep: dict) -> list[str]:
     for k, sels in rep["versus"].items():
         for sel, v in sels.items():
             mean, low, high = (_fmt(v[x], rep["metrics"][k].get("unit", "")) for x in ("mean", "low", "high"))
-            name = {"rand1": "Rand-1", "oracle": "Oracle", "set": "per input"}[sel]
+            name = {"rand1": "Rand-1", "top1": "Top-1", "oracle": "Oracle", "set": "per input"}[sel]
             lines.append(f"| {rep['metrics'][k]['title']} | {name} | {mean} | [{low}, {high}] |")
     return lines
 

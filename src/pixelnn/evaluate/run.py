@@ -28,7 +28,9 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..fileio import write_npz
 from ..synth import grid as grids
+from ..synth import rank as ranking
 from ..synth.compose import Correspondence
+from ..synth.pipeline import DEFAULT_COPY
 from . import metrics as M
 
 METHODS = ("stage1", "global", "pixelnn", "pix2pix")
@@ -37,8 +39,9 @@ N_SAMPLES = 72
 DEEP_SUBSET = 10  # candidates per input (fixed seed) whose pairs give the deep-feature diversity
 N_CORR = 3  # inputs whose PixelNN correspondences (Rand-1 and the most composite candidate) are kept for figures
 KEPT_CORR = ("rand1", "composite")  # the cache's corr_<kind>_* fields
-CACHE_VERSION = 1
-METRICS_VERSION = 1
+CACHE_VERSION = 2  # 2: candidates ranked, with scores and seams
+METRICS_VERSION = 2  # 2: Top-1, seams, Fréchet of the Top-1 outputs, diversity of the top 10
+TOP_N = 10  # the best-ranked candidates whose diversity is reported
 
 
 @dataclass
@@ -87,23 +90,37 @@ def _read_npz(path: Path, key: str) -> dict | None:
 # ---------------------------------------------------------------- candidates
 
 
-def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_samples: int = N_SAMPLES) -> dict:
-    """Every method's candidates for input i: {method: (n, S, S, 3) uint8}, plus 'specs' and, for
-    the first inputs, the correspondences of two PixelNN candidates ('corr_rand1_*', 'corr_composite_*'):
-    the Rand-1 one and the one drawn from the most exemplars (the first such in grid order)."""
-    result = model.synthesize(x)  # the paper72 grid; its 1:r:1 candidates are the global method
+def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_samples: int = N_SAMPLES,
+               y: np.ndarray | None = None, copy: str = DEFAULT_COPY) -> dict:
+    """Every method's candidates for input i: {method: (n, S, S, 3) uint8}, best ranked first for
+    PixelNN, with 'score__METHOD' (n,) the rank score from the input alone (synth/rank.py, the same
+    function for every method; pix2pix has no correspondences, so consistency alone), 'seam__pixelnn'
+    and 'seam__global' (n,) the seams against the photo y (metrics.seam_step), 'specs', and for the
+    first inputs the correspondences of two PixelNN candidates ('corr_rand1_*', 'corr_composite_*'):
+    the Rand-1 one and the one drawn from the most exemplars (the first such in rank order)."""
+    result = model.synthesize(x, copy=copy)  # the paper72 grid, best first; its 1:r:1 candidates are the global method
     specs = [c.spec for c in result.candidates]
     images = M.to_uint8(np.stack([c.image for c in result.candidates]))  # (n, S, S, 3)
+    glob = global_indices(specs)
+    scores = np.array([c.score.total for c in result.candidates])
     out = {
         "stage1": M.to_uint8(result.stage1)[None],
-        "global": images[global_indices(specs)],
+        "global": images[glob],
         "pixelnn": images,
         "specs": np.array([str(s) for s in specs]),
+        "score__stage1": np.zeros(1),
+        "score__global": scores[glob],
+        "score__pixelnn": scores,
     }
+    if y is not None:
+        photo = y.astype(np.float64) / 255.0
+        seams = np.array([M.seam_step(c.image, photo, c.corr.exemplar, c.corr.sy, c.corr.sx) for c in result.candidates])
+        out.update({"seam__pixelnn": seams, "seam__global": seams[glob]})
     if generator is not None:
         from .pix2pix import sample
 
         out["pix2pix"] = M.to_uint8(sample(generator, x, n_samples, seed=_torch_seed(seed, i)))
+        out["score__pix2pix"] = ranking.combine({"consistency": ranking.consistency(out["pix2pix"], x)})
     if i < N_CORR:
         sources = [len(c.corr.shares()) for c in result.candidates]
         picks = {"rand1": M.rand1_index(seed, "pixelnn", i, len(specs)), "composite": int(np.argmax(sources))}
@@ -207,18 +224,25 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
         out[f"{m}__spectrum_dist"] = M.spectrum_distance(spectra, real_spec)
         out[f"{m}__spectrum_sum"] = spectra.sum(0)
         out[f"{m}__n"] = np.array(n)
+        score = np.asarray(cands[f"score__{m}"], np.float64)
+        out[f"{m}__score"] = score
+        if f"seam__{m}" in cands:
+            out[f"{m}__seam"] = np.asarray(cands[f"seam__{m}"], np.float64)
+        best = np.argsort(-score, kind="stable")  # best ranked first, ties in grid order
+        out[f"{m}__top1"] = np.array(best[0])
         out[f"{m}__div_l1"] = np.array(M.pairwise_l1(f))
+        out[f"{m}__div_l1_top"] = np.array(M.pairwise_l1(f[best[:TOP_N]]))
         if len(subsets[m]) >= 2:
             out[f"{m}__div_deep"] = np.array(M.mean_pair_distance(M.hypercolumn_similarity(taps[m], (S, S))))
         else:
             out[f"{m}__div_deep"] = np.array(0.0)
         r = M.rand1_index(seed, m, i, n)
         out[f"{m}__rand1"] = np.array(r)
-        picks.append(imgs[r])
-    feats = pooled_features(_tensor(np.stack(picks))).numpy()  # (1 + methods, 1280)
+        picks += [imgs[r], imgs[best[0]]]
+    feats = pooled_features(_tensor(np.stack(picks))).numpy()  # (1 + 2 methods, 1280)
     out["real__feat"] = feats[0]
     for k, m in enumerate(methods):
-        out[f"{m}__feat"] = feats[k + 1]
+        out[f"{m}__feat"], out[f"{m}__feat_top1"] = feats[2 * k + 1], feats[2 * k + 2]
     return out
 
 
@@ -231,7 +255,8 @@ def deep_subset(seed: int, i: int, n: int) -> np.ndarray:
 
 
 def per_candidate_metrics(signal: str) -> list[str]:
-    names = ["psnr", "ssim", "edge_ap", "spectrum_dist"]
+    """Per-output metrics of an evaluation (seam: only methods that copy, see metrics.seam_step)."""
+    names = ["psnr", "ssim", "edge_ap", "spectrum_dist", "seam"]
     return names[:2] + ["consistency_psnr"] + names[2:] if signal == "lowres" else names
 
 
@@ -243,17 +268,24 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
     spectra = {"real": real_spec}
     for m in methods:
         rand = [int(p[f"{m}__rand1"]) for p in per_input]
-        row: dict = {"candidates": int(round(np.mean([int(p[f"{m}__n"]) for p in per_input]))), "rand1": {}, "oracle": {}}
+        top = [int(p[f"{m}__top1"]) for p in per_input]
+        row: dict = {"candidates": int(round(np.mean([int(p[f"{m}__n"]) for p in per_input]))), "rand1": {}, "top1": {}, "oracle": {}}
         for metric in per_candidate_metrics(signal):
-            sel = M.select([p[f"{m}__{metric}"] for p in per_input], rand, M.BETTER[metric])
-            row["rand1"][metric], row["oracle"][metric] = sel["rand1"], sel["oracle"]
+            if f"{m}__{metric}" not in per_input[0]:
+                continue
+            sel = M.select([p[f"{m}__{metric}"] for p in per_input], rand, M.BETTER[metric], top)
+            for k in ("rand1", "top1", "oracle"):
+                row[k][metric] = sel[k]
         row["diversity_l1"] = float(np.mean([p[f"{m}__div_l1"] for p in per_input]))
+        row["diversity_l1_top10"] = float(np.mean([p[f"{m}__div_l1_top"] for p in per_input]))
         row["diversity_deep"] = float(np.mean([p[f"{m}__div_deep"] for p in per_input]))
         mean_spec = np.sum([p[f"{m}__spectrum_sum"] for p in per_input], axis=0) / np.sum([p[f"{m}__n"] for p in per_input])
         spectra[m] = mean_spec
         row["spectrum_gap"] = float(M.spectrum_distance(mean_spec, real_spec))
         feats = np.stack([p[f"{m}__feat"] for p in per_input])
         row["frechet"] = M.frechet_distance(feats, real_feat) if len(per_input) >= 2 else float("nan")
+        feats = np.stack([p[f"{m}__feat_top1"] for p in per_input])
+        row["frechet_top1"] = M.frechet_distance(feats, real_feat) if len(per_input) >= 2 else float("nan")
         table[m] = row
     summary = {"methods": table, "spectra": {k: v.tolist() for k, v in spectra.items()}}
     if "pixelnn" in methods and "pix2pix" in methods:
@@ -266,9 +298,15 @@ def versus(per_input: list[dict], signal: str, a: str = "pixelnn", b: str = "pix
     means a is better, with its paired 95% bootstrap interval (Rand-1 and Oracle for per-output metrics)."""
     out: dict[str, dict] = {}
     for metric in per_candidate_metrics(signal):
+        if any(f"{m}__{metric}" not in per_input[0] for m in (a, b)):
+            continue
         better = M.BETTER[metric]
-        pairs = [M.chosen([p[f"{m}__{metric}"] for p in per_input], [int(p[f"{m}__rand1"]) for p in per_input], better) for m in (a, b)]
-        out[metric] = {sel: M.paired_interval(pairs[0][k], pairs[1][k], better) for k, sel in enumerate(("rand1", "oracle"))}
+        picks = []
+        for m in (a, b):
+            values = [p[f"{m}__{metric}"] for p in per_input]
+            rand, oracle = M.chosen(values, [int(p[f"{m}__rand1"]) for p in per_input], better)
+            picks.append({"rand1": rand, "top1": M.top1(values, [int(p[f"{m}__top1"]) for p in per_input]), "oracle": oracle})
+        out[metric] = {sel: M.paired_interval(picks[0][sel], picks[1][sel], better) for sel in ("rand1", "top1", "oracle")}
     for metric, key in (("diversity_l1", "div_l1"), ("diversity_deep", "div_deep")):
         va, vb = (np.array([p[f"{m}__{key}"] for p in per_input], np.float64) for m in (a, b))
         out[metric] = {"set": M.paired_interval(va, vb, "higher")}
@@ -293,6 +331,7 @@ def evaluate_to_folder(
     n_samples: int = N_SAMPLES,
     meta: dict | None = None,
     progress: bool = True,
+    copy: str = DEFAULT_COPY,
 ) -> Evaluation:
     """Evaluate a PixelNN model (and a pix2pix generator) on inputs x (N, h, w, c) with photos y (N, S, S, 3).
 
@@ -325,6 +364,7 @@ def evaluate_to_folder(
         weights_hash(generator) if generator is not None else None,
         seed,
         n_samples,
+        copy,
     ]
     cache = out / "cache"
     per_input = []
@@ -336,7 +376,7 @@ def evaluate_to_folder(
         cands = _read_npz(cand_path, ckey)
         if cands is None or (i < N_CORR and any(corr_of(cands, kind) is None for kind in KEPT_CORR)):
             bar.set_postfix_str("synthesizing")
-            cands = candidates(model, x[i], i, generator, seed, n_samples)
+            cands = candidates(model, x[i], i, generator, seed, n_samples, y[i], copy)
             write_npz(cand_path, key=np.array(ckey), **cands)
         mkey = _key(ckey, METRICS_VERSION)
         met_path = cache / f"metrics-{i:05d}.npz"

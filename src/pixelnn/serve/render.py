@@ -72,7 +72,7 @@ def corr_json_bytes(corr: Correspondence) -> bytes:
 
 def corr_npz_bytes(corr: Correspondence) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, exemplar=corr.exemplar, sy=corr.sy, sx=corr.sx, sim=corr.sim)
+    np.savez_compressed(buffer, **corr.arrays())
     return buffer.getvalue()
 
 

@@ -62,6 +62,9 @@ class Pool:
     f_ex: np.ndarray  # (K, S, S, 3) float32
     y_ex: np.ndarray  # (K, S, S, 3) float32 in [0, 1]
     matches: Matches
+    # the exemplars' pixel descriptors, for the coherence prior: (K, S, S, d) reduced (fast search)
+    # or (K, D, S, S) full hypercolumns (exact search); None where not kept
+    desc: object = None
 
 
 def region_owner(masks: list[np.ndarray | None], shape: tuple[int, int]) -> np.ndarray:

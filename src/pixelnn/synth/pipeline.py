@@ -31,6 +31,8 @@ from ..features.projection import project_taps
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
+from . import rank as ranking
+from .coherence import COHERENCE_TAU, check_mode, coherent, vote_correction, vote_weights
 from .compose import Correspondence, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
@@ -53,6 +55,7 @@ class Candidate:
     spec: grids.Spec
     image: np.ndarray  # (S, S, 3) float32 in [0, 1]
     corr: Correspondence
+    score: ranking.Score | None = None  # from the input alone, higher is better (synth/rank.py)
 
 
 @dataclass
@@ -99,6 +102,7 @@ def _check_run_config(path: Path, config) -> None:
 
 
 SEARCHES = ("auto", "exact", "fast")
+DEFAULT_COPY = "coherent-vote"  # synth/coherence.py; 'eq3' is the paper's independent per-pixel copy
 # Stored float16 descriptors resolve a cosine to about 1e-3; matches closer than this to the best
 # are ties, won by the nearest pixel (so a bank exemplar given as input copies itself exactly).
 FLOAT16_TIE = 1e-4
@@ -247,15 +251,21 @@ class PixelNN:
         like_k: int = 25,
         regions: list[ExemplarSet] = (),
         profile: dict[str, float] | None = None,
+        copy: str = DEFAULT_COPY,
+        rank: bool = True,
     ) -> Result:
-        """All candidates of `grid` (default: the authors' 72) for one input signal x.
+        """All candidates of `grid` (default: the authors' 72) for one input signal x, best first.
 
         labels / exemplar_ids / like (the like_k exemplars nearest an example photo) restrict the
         exemplars everywhere; each region (an ExemplarSet
         with a mask) replaces that restriction inside its mask, later regions over earlier ones.
+        copy: how pixels are copied (synth/coherence.py): 'eq3', 'coherent', 'vote' or 'coherent-vote'.
+        rank: order the candidates by their score from the input alone (synth/rank.py), best first;
+        False keeps the grid's order (every candidate is scored either way).
         profile: if given, seconds spent per step are added to it.
         """
         S = self.model.cfg.size
+        check_mode(copy)
         specs = self.checked_grid(grid)
         if like is not None and like_k < 1:
             raise ConfigError(f"like_k (how many exemplars like the example image to keep) must be at least 1, got {like_k}")
@@ -275,7 +285,11 @@ class PixelNN:
         with timed(profile, "candidates"):
             owner = region_owner([s.mask for s in sets], (S, S))  # (S, S) index of the set each pixel uses
             stacked = Pool(*(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {})
-            candidates = [self._candidate(spec, pools, stacked, owner, fq) for spec in specs]
+            residual = (stacked.y_ex - stacked.f_ex).reshape(len(stacked.ids), S * S, 3)
+            sim_of = self._sim_fn(q, pools) if copy.startswith("coherent") else None
+            made = [self._candidate(spec, pools, stacked, residual, owner, fq, copy, sim_of) for spec in specs]
+        with timed(profile, "ranking"):
+            candidates = self._ranked(made, self.check_input(x), rank)
         base = pools[0]
         return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
 
@@ -349,11 +363,36 @@ class PixelNN:
                 for k in range(len(ids)):
                     for w, (s, j) in match(q, e[k], windows).items():
                         matches[w].append((s.cpu(), j.cpu()))
-        return Pool(ids, sims, f_ex, y_ex, matches)
+        return Pool(ids, sims, f_ex, y_ex, matches, E if self.search == "fast" else e)
 
-    def _candidate(self, spec: grids.Spec, pools: list[Pool], stacked: Pool, owner: np.ndarray, fq: np.ndarray) -> Candidate:
-        """One candidate: per pixel the best source in its pool(s), composed; `stacked` holds every
-        pool's exemplars end to end (ranks of pool p are offset by the sizes of pools before it)."""
+    def _sim_fn(self, q: torch.Tensor, pools: list[Pool]):
+        """similarity(pixels, rank, j) of query pixels to exemplar pixels, ranks counted over the pools end to end.
+
+        In numpy: the lookups are small and many, where torch's per-call threading costs more than the work."""
+        fast = self.search == "fast"
+        Q = (q if fast else q.permute(1, 2, 0)).float().cpu().numpy()
+        Q = Q.reshape(-1, Q.shape[-1])  # (P, d)
+        W = self.model.cfg.size
+        tables = [(p.desc if fast else p.desc.permute(0, 2, 3, 1)).float().cpu().numpy() for p in pools]  # (K, S, S, d)
+        starts = np.cumsum([0] + [len(p.ids) for p in pools])
+
+        def sim_of(pixels: np.ndarray, rank: np.ndarray, j: np.ndarray) -> np.ndarray:
+            if len(tables) == 1:
+                return np.einsum("nd,nd->n", Q[pixels], tables[0][rank, j // W, j % W])
+            out = np.empty(len(pixels), np.float32)
+            for table, lo, hi in zip(tables, starts[:-1], starts[1:]):
+                sel = (rank >= lo) & (rank < hi)
+                out[sel] = np.einsum("nd,nd->n", Q[pixels[sel]], table[rank[sel] - lo, j[sel] // W, j[sel] % W])
+            return out
+
+        return sim_of
+
+    def _candidate(self, spec: grids.Spec, pools: list[Pool], stacked: Pool, residual: np.ndarray, owner: np.ndarray,
+                   fq: np.ndarray, copy: str, sim_of) -> tuple[Candidate, dict[str, float]]:
+        """One candidate: per pixel the best source in its pool(s), made coherent and voted as `copy`
+        asks, composed; `stacked` holds every pool's exemplars end to end (ranks of pool p are offset by
+        the sizes of pools before it) and `residual` their y - f(x) as (K, S*S, 3). Returns it with the
+        parts of its rank score that its map gives (seam, match)."""
         W = fq.shape[1]
         if len(pools) == 1:
             sim, rank, j = (t.numpy() for t in choose(pools[0].matches, spec, len(pools[0].ids)))
@@ -365,8 +404,24 @@ class PixelNN:
                 here = owner == p
                 sim[here], rank[here], j[here] = s[here], r[here] + offset, jj[here]
                 offset += len(pool.ids)
-        corr = Correspondence(stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim)
-        return Candidate(spec, compose(fq, stacked.f_ex, stacked.y_ex, rank, j), corr)
+        if copy.startswith("coherent") and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
+            sim, rank, j = coherent(sim, rank, j, owner, sim_of, COHERENCE_TAU)
+        weights = vote_weights(j) if copy.endswith("vote") else None
+        corr = Correspondence(stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32),
+                              sim, weights)
+        correction = None if weights is None else vote_correction(rank, j, residual, weights)
+        image = compose(fq, stacked.f_ex, stacked.y_ex, rank, j, correction)
+        parts = {"seam": -ranking.seam_cost(rank, j, residual), "match": float(sim.mean())}
+        return Candidate(spec, image, corr), parts
+
+    def _ranked(self, made: list[tuple[Candidate, dict]], x: np.ndarray, rank: bool) -> list[Candidate]:
+        """Score every candidate (its map's parts, plus consistency with x) and, if rank, sort best first."""
+        candidates = [c for c, _ in made]
+        parts = {k: np.array([p[k] for _, p in made]) for k in ("seam", "match")}
+        parts = {"consistency": ranking.consistency(np.stack([c.image for c in candidates]), x), **parts}
+        for c, score in zip(candidates, ranking.scores(parts)):
+            c.score = score
+        return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates
 
 
 def _cut(text: str, limit: int = 120) -> str:

@@ -1,0 +1,164 @@
+"""Ranking candidates from the input alone (never the photo): which one to show first.
+
+Each candidate gets up to three parts, each one "higher is better":
+
+- consistency: how well it agrees with the input signal. A low-resolution input is compared with
+  the candidate downsampled the way such inputs are made (PSNR, dB). An input of the output's size
+  (edge map, sketch, any aligned signal) is compared by structure: the correlation between the
+  candidate's gradient magnitude and the input's line strength (dark lines on a light ground) or,
+  for other signals, the input's own gradient magnitude, both lightly blurred.
+- seam: minus the mean seam cost of its correspondence map (see `seam_cost`); 0 for a copy of
+  one coherent source. Only for candidates with a map (PixelNN's, not pix2pix's).
+- match: the mean cosine similarity of its copied pixels. Only for candidates with a map.
+
+The total is the sum of the parts after each is standardised over the input's candidates
+(z-scores), so no part's unit dominates; parts that do not vary add nothing. Every method is ranked
+by the same function; a method without correspondence maps is ranked by consistency alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, sobel
+
+from ..data.signals import lowres
+
+PARTS = ("consistency", "seam", "match")
+BLUR_SIGMA = 1.0  # pixels, applied to both structure maps before their correlation
+
+
+@dataclass(frozen=True)
+class Score:
+    """A candidate's rank score (higher is better) and its parts (None: not defined for it)."""
+
+    total: float
+    consistency: float
+    seam: float | None = None
+    match: float | None = None
+
+    def parts(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in PARTS if getattr(self, k) is not None}
+
+
+def _gray(images: np.ndarray) -> np.ndarray:
+    """(..., H, W, C) in [0, 1] -> (..., H, W) mean over channels."""
+    return images.mean(-1)
+
+
+def _gradient(gray: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of (H, W) images."""
+    return np.hypot(sobel(gray, axis=-1), sobel(gray, axis=-2))
+
+
+def input_structure(x: np.ndarray) -> np.ndarray:
+    """(H, W) structure map of an input signal (H, W, C) uint8 of the output's size.
+
+    A mostly light input (median above mid-grey) is read as dark lines on a light ground, the
+    project's edge-map convention: its line strength 1 - grey. Anything else: its gradient magnitude.
+    """
+    g = _gray(np.asarray(x, np.float64) / 255.0)
+    s = 1.0 - g if np.median(g) > 0.5 else _gradient(g)
+    return gaussian_filter(s, BLUR_SIGMA)
+
+
+def structure_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(n,) Pearson correlation of each candidate's blurred gradient magnitude with the input's structure."""
+    target = input_structure(x).ravel()
+    target = target - target.mean()
+    out = np.empty(len(images))
+    for i, im in enumerate(images):
+        s = gaussian_filter(_gradient(_gray(np.asarray(im, np.float64))), BLUR_SIGMA).ravel()
+        s = s - s.mean()
+        denom = np.sqrt((s * s).sum() * (target * target).sum())
+        out[i] = (s * target).sum() / denom if denom > 0 else 0.0
+    return out
+
+
+def lowres_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(n,) PSNR (dB) between each candidate downsampled like the inputs and the low-res input x."""
+    factor = images.shape[1] // x.shape[0]
+    small = lowres((np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), factor).astype(np.float64)
+    mse = ((small - np.asarray(x, np.float64)) ** 2).mean(axis=(1, 2, 3)) / 255.0**2
+    return -10.0 * np.log10(np.maximum(mse, 1e-10))
+
+
+def consistency(images: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(n,) agreement of candidates (n, S, S, 3) in [0, 1] with their input x (h, w, c) uint8."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 255.0
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.shape[0] < images.shape[1]:
+        return lowres_agreement(images, x)
+    return structure_agreement(images, x)
+
+
+def _shift_pairs(H: int, W: int):
+    """(p, q, (dy, dx)) flat index pairs of right and down neighbours."""
+    idx = np.arange(H * W).reshape(H, W)
+    yield idx[:, :-1].ravel(), idx[:, 1:].ravel(), (0, 1)
+    yield idx[:-1, :].ravel(), idx[1:, :].ravel(), (1, 0)
+
+
+def seam_cost(rank: np.ndarray, j: np.ndarray, residual: np.ndarray) -> float:
+    """Mean seam cost over neighbouring output pixels (right and down pairs) of one correspondence map.
+
+    rank, j (H, W): each pixel's source exemplar (row of `residual`) and flat source index;
+    residual (K, H*W, 3): y - f(x) of the exemplars. For a pair p, q = p + d, the cost is the mean of
+    |what p's source continued to q would give - what q got| and the same from q's side; a
+    continuation that leaves the image counts the direct step |r_p - r_q|. Pairs copied from one
+    source with the same offset cost exactly 0.
+    """
+    H, W = rank.shape
+    r, jj = rank.ravel(), j.ravel()
+    sy, sx = jj // W, jj % W
+    own = residual[r, jj]  # (P, 3)
+    total, count = 0.0, 0
+    for p, q, (dy, dx) in _shift_pairs(H, W):
+        step = np.abs(own[p] - own[q]).sum(-1)
+        ok_p = (sy[p] + dy < H) & (sx[p] + dx < W)  # p's source continued by +d
+        ok_q = (sy[q] - dy >= 0) & (sx[q] - dx >= 0)  # q's source continued by -d
+        cont_p = np.where(ok_p, jj[p] + dy * W + dx, jj[p])
+        cont_q = np.where(ok_q, jj[q] - dy * W - dx, jj[q])
+        from_p = np.where(ok_p, np.abs(residual[r[p], cont_p] - own[q]).sum(-1), step)
+        from_q = np.where(ok_q, np.abs(residual[r[q], cont_q] - own[p]).sum(-1), step)
+        total += float((from_p + from_q).sum()) / 2.0
+        count += len(p)
+    return total / max(count, 1)
+
+
+def incoherent_pairs(rank: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W-1) and (H-1, W) bool: neighbours (right, down) not copied from one source at one offset."""
+    W = rank.shape[1]
+    right = (rank[:, 1:] != rank[:, :-1]) | (j[:, 1:] != j[:, :-1] + 1) | (j[:, :-1] % W == W - 1)
+    down = (rank[1:, :] != rank[:-1, :]) | (j[1:, :] != j[:-1, :] + W)
+    return right, down
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    sd = values.std()
+    return (values - values.mean()) / sd if sd > 1e-12 else np.zeros_like(values)
+
+
+def combine(parts: dict[str, np.ndarray]) -> np.ndarray:
+    """(n,) totals: the sum of each part standardised over the candidates."""
+    n = len(next(iter(parts.values())))
+    total = np.zeros(n)
+    for values in parts.values():
+        total += _standardised(np.asarray(values, np.float64))
+    return total
+
+
+def scores(parts: dict[str, np.ndarray]) -> list[Score]:
+    """One Score per candidate from its parts (each (n,), higher is better)."""
+    total = combine(parts)
+    return [Score(float(total[i]), **{k: float(v[i]) for k, v in parts.items()}) for i in range(len(total))]
+
+
+def order(score_list: list[Score]) -> list[int]:
+    """Indices best first (ties keep the enumeration order)."""
+    return sorted(range(len(score_list)), key=lambda i: -score_list[i].total)
