@@ -58,8 +58,9 @@ DOMAINS = {
                          "path:1", "edges-to-cats-and-dogs"),
 }
 METHOD_ORDER = ("stage1", "global", "pix2pix", "pixelnn")  # table columns / rows, pix2pix beside PixelNN
-PER_OUTPUT = ("psnr", "ssim", "consistency_psnr", "edge_ap", "spectrum_dist")
-PER_METHOD = ("diversity_l1", "diversity_deep", "spectrum_gap", "frechet")
+PER_OUTPUT = ("psnr", "ssim", "consistency_psnr", "edge_ap", "spectrum_dist", "seam")
+PER_METHOD = ("diversity_l1", "diversity_l1_top10", "diversity_deep", "spectrum_gap", "frechet", "frechet_top1")
+SELECTION_NAMES = {"rand1": "Rand-1", "top1": "Top-1", "oracle": "Oracle"}
 # The paper's Table 1, edge AP (Rand-1, Oracle), Edges-to-RGB half. Its pix2pix row is one sample (no Rand-1).
 # Edges there come from PixelNet, pets are Oxford-IIIT head crops: the context for our rows, not the same test.
 PAPER_EDGE_AP = {
@@ -185,6 +186,7 @@ class Runner:
                     shutil.copyfile(src, tmp)
                 plots[n] = f"results/{n}-frequency.png"
         write_text(docs / "results.md", render(table, figure_dir=plots))
+        write_json(docs / "results.json", results_json(table))
         log(f"tables: {out / 'table.md'}, {out / 'table.json'}, {docs / 'results.md'} ({len(reports)} domains)")
 
 
@@ -206,6 +208,64 @@ def _f(v, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def selections(row: dict) -> tuple[str, ...]:
+    """The selections a method row has: Rand-1, Top-1 (reports since the ranking) and Oracle."""
+    return tuple(k for k in ("rand1", "top1", "oracle") if k in row)
+
+
+def triple(row: dict | None, metric: str, digits: int = 3) -> str:
+    """'Rand-1 / Top-1 / Oracle' of one metric for one method row ('n/a' where missing)."""
+    if row is None or all(row[sel].get(metric) is None for sel in selections(row)):
+        return "n/a"
+    return " / ".join(_f(row[sel].get(metric), digits) for sel in selections(row))
+
+
+def results_json(table: dict) -> dict:
+    """docs/results.json: {"domains": {DOMAIN: {METHOD: {METRIC: {"rand1", "top1", "oracle"}}}}}; per-method
+    metrics as {"set": value}, the Fréchet distance as {"rand1", "top1"} (of the Rand-1 and Top-1 outputs)."""
+    out = {"generated": table["generated"], "domains": {}}
+    for n, d in table["domains"].items():
+        methods = {}
+        for m in METHOD_ORDER:
+            row = d["methods"].get(m)
+            if row is None:
+                continue
+            entry = {k: {sel: row[sel].get(k) for sel in ("rand1", "top1", "oracle")} for k in PER_OUTPUT if k in row["rand1"]}
+            entry.update({k: {"set": row.get(k)} for k in PER_METHOD if k in row and not k.startswith("frechet")})
+            entry["frechet"] = {"rand1": row.get("frechet"), "top1": row.get("frechet_top1")}
+            methods[m] = entry
+        out["domains"][n] = methods
+    return out
+
+
+def targets_section(domains: dict) -> list[str]:
+    """The ranking issue's targets per domain: PixelNN Top-1 against pix2pix Rand-1 (edge AP, PSNR),
+    Oracle against Oracle (edge AP), spectrum gap, diversity."""
+    rows = []
+    for d in domains.values():
+        a, b = d["methods"].get("pixelnn"), d["methods"].get("pix2pix")
+        if a is None or b is None or "top1" not in a:
+            continue
+        checks = [
+            a["top1"]["edge_ap"] >= b["rand1"]["edge_ap"],
+            a["top1"]["psnr"] >= b["rand1"]["psnr"],
+            a["oracle"]["edge_ap"] >= b["oracle"]["edge_ap"],
+            a["spectrum_gap"] <= b["spectrum_gap"],
+            a["diversity_l1"] >= 2 * b["diversity_l1"],
+        ]
+        cells = [f"{_f(a['top1']['edge_ap'])} vs {_f(b['rand1']['edge_ap'])}", f"{_f(a['top1']['psnr'], 2)} vs {_f(b['rand1']['psnr'], 2)}",
+                 f"{_f(a['oracle']['edge_ap'])} vs {_f(b['oracle']['edge_ap'])}", f"{_f(a['spectrum_gap'])} vs {_f(b['spectrum_gap'])}",
+                 f"{a['diversity_l1'] / b['diversity_l1']:.1f}x" if b["diversity_l1"] else "n/a"]
+        rows.append(f"| {d['title']} | " + " | ".join(f"{c} {'✓' if ok else '✗'}" for c, ok in zip(cells, checks)) + " |")
+    if not rows:
+        return []
+    return ["", "## Targets: PixelNN against pix2pix", "",
+            "✓ where PixelNN meets the target. Top-1 is ranked from the input alone (never the photo).", "",
+            "| domain | edge AP: Top-1 vs pix2pix Rand-1 | PSNR: Top-1 vs pix2pix Rand-1 | edge AP: Oracle vs Oracle "
+            "| spectrum gap (lower) | diversity L1, PixelNN / pix2pix (target 2x) |",
+            "|---|---:|---:|---:|---:|---:|", *rows]
+
+
 def render(table: dict, figure_dir: dict | None) -> str:
     """Markdown of the whole table; figure_dir (domain -> plot path) adds the frequency plots (docs)."""
     domains = table["domains"]
@@ -225,7 +285,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
         *[d.get("command", "") for d in domains.values()],
         "```",
         "",
-        "## Edge AP, Rand-1 / Oracle (the paper's Table 1 metric)",
+        "## Edge AP, Rand-1 / Top-1 / Oracle (the paper's Table 1 metric; Top-1 is the best-ranked candidate)",
         "",
         "| domain | size | inputs | train min | " + " | ".join(LABELS[m] for m in METHOD_ORDER) + " |",
         "|---|---:|---:|---:|" + "---:|" * len(METHOD_ORDER),
@@ -234,8 +294,9 @@ def render(table: dict, figure_dir: dict | None) -> str:
         cells = []
         for m in METHOD_ORDER:
             row = d["methods"].get(m)
-            cells.append("n/a" if row is None else f"{_f(row['rand1'].get('edge_ap'))} / {_f(row['oracle'].get('edge_ap'))}")
+            cells.append(triple(row, "edge_ap"))
         lines.append(f"| {d['title']} | {d.get('size')} | {d['inputs']} | {d['training_minutes']} | " + " | ".join(cells) + " |")
+    lines += targets_section(domains)
     lines += paper_section(domains)
     lines += versus_section(domains)
     for n, d in domains.items():
@@ -247,7 +308,8 @@ def render(table: dict, figure_dir: dict | None) -> str:
             "",
             f"## {d['title']}",
             "",
-            f"{d['inputs']} validation inputs, signal `{d['signal']}`; full report: `results/paper_tables/{d['report']}`.",
+            f"{d['inputs']} validation inputs, signal `{d['signal']}`; full report: `results/paper_tables/{d['report']}`. "
+            "Per-output metrics: Rand-1 / Top-1 / Oracle.",
             "",
             "| method | outputs | " + " | ".join(f"{metrics[k]['title']} {arrow.get(metrics[k]['better'], '')}" for k in per_output)
             + " | " + " | ".join(metrics[k]["title"] for k in per_method) + " |",
@@ -258,7 +320,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
             if row is None:
                 continue
             digits = {k: 2 if metrics[k].get("unit") == "dB" else 3 for k in per_output}
-            cells = [f"{_f(row['rand1'].get(k), digits[k])} / {_f(row['oracle'].get(k), digits[k])}" for k in per_output]
+            cells = [triple(row, k, digits[k]) for k in per_output]
             cells += [_f(row.get(k), 3) for k in per_method]
             lines.append(f"| {row['label']} | {row['candidates']} | " + " | ".join(cells) + " |")
         if figure_dir and n in figure_dir:
@@ -311,7 +373,8 @@ def versus_section(domains: dict) -> list[str]:
         titles.update({k: v["title"] for k, v in d["metrics"].items()})
     lines = ["", "## PixelNN against pix2pix", "",
              "PixelNN's value minus pix2pix's, signed so that **a positive number means PixelNN is better** (for",
-             "\"lower is better\" metrics the sign is flipped). Per-output metrics: Rand-1 / Oracle. Diversity counts",
+             "\"lower is better\" metrics the sign is flipped). Per-output metrics: Rand-1 / Top-1 / Oracle (Rand-1 / Oracle",
+             "for reports made before the ranking). Diversity counts",
              "higher as better, as the paper argues. **\\*** marks a difference whose paired 95% bootstrap interval over",
              "the inputs excludes 0 (spectrum gap and Fréchet are one number per set: no interval).", "",
              "| domain | " + " | ".join(titles[k] for k in keys) + " | PixelNN better in |",
@@ -327,11 +390,11 @@ def versus_section(domains: dict) -> list[str]:
                 cells.append("")
                 continue
             sign = 1.0 if meta["better"].startswith("higher") else -1.0
-            pairs = [(a["rand1"].get(k), b["rand1"].get(k)), (a["oracle"].get(k), b["oracle"].get(k))] \
-                if k in PER_OUTPUT else [(a.get(k), b.get(k))]
+            sels = tuple(x for x in selections(a) if x in b)
+            pairs = [(a[x].get(k), b[x].get(k)) for x in sels] if k in PER_OUTPUT else [(a.get(k), b.get(k))]
             deltas = [None if x is None or y is None else sign * (x - y) for x, y in pairs]
             digits = 2 if meta.get("unit") == "dB" else 1 if k == "frechet" else 3
-            marks = _significant(d.get("versus"), k, ("rand1", "oracle") if k in PER_OUTPUT else ("set",))
+            marks = _significant(d.get("versus"), k, sels if k in PER_OUTPUT else ("set",))
             cells.append(" / ".join("n/a" if v is None else f"{v:+.{digits}f}{mark}" for v, mark in zip(deltas, marks)))
             wins += sum(v > 0 for v in deltas if v is not None)
             total += sum(v is not None for v in deltas)

@@ -78,3 +78,38 @@ def test_the_command_reproduces_the_settings(tables):
     assert tables._command("pets-edges", settings) == "python benchmarks/paper_tables.py --domains pets-edges --minutes 10 --limit 50"
     quick = {**settings, "size": 64, "train_limit": 200, "minutes": 2.5}
     assert tables._command("edges2shoes", quick).endswith("--minutes 2.5 --limit 50 --size 64 --train-limit 200")
+
+
+def ranked_domain(title):
+    d = domain(title)
+    for m, top in (("pixelnn", {"psnr": 20.4, "edge_ap": 0.86, "spectrum_dist": 0.15}), ("pix2pix", {"psnr": 20.1, "edge_ap": 0.81, "spectrum_dist": 0.2})):
+        d["methods"][m]["top1"] = top
+    d["methods"]["pixelnn"].update(spectrum_gap=0.05, frechet_top1=800.0)
+    d["methods"]["pix2pix"].update(spectrum_gap=0.10, frechet_top1=950.0)
+    d["versus"]["psnr"]["top1"] = {"low": 0.1, "high": 0.5}
+    return d
+
+
+def test_top1_sits_between_rand1_and_oracle_in_every_table(tables):
+    d = ranked_domain("Shoes")
+    assert tables.triple(d["methods"]["pixelnn"], "edge_ap") == "0.700 / 0.860 / 0.900"
+    assert tables.triple(domain("Old")["methods"]["pixelnn"], "edge_ap") == "0.700 / 0.900"  # reports without Top-1
+    row = next(line for line in tables.versus_section({"edges2shoes": d}) if line.startswith("| Shoes"))
+    assert "-1.00\\* / +0.30\\* / +0.50" in row  # PSNR: Rand-1 / Top-1 (interval excludes 0) / Oracle
+
+
+def test_targets_name_each_check_and_results_json_has_the_documented_shape(tables):
+    d = ranked_domain("Shoes")
+    row = next(line for line in tables.targets_section({"edges2shoes": d}) if line.startswith("| Shoes"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert cells[0] == "0.860 vs 0.800 ✓"  # Top-1 edge AP against pix2pix's Rand-1
+    assert cells[1] == "20.40 vs 20.00 ✓"
+    assert cells[2] == "0.900 vs 0.850 ✓"
+    assert cells[3] == "0.050 vs 0.100 ✓"
+    assert cells[4] == "2.7x ✓"
+    d["methods"]["pixelnn"]["top1"]["psnr"] = 19.0
+    assert "19.00 vs 20.00 ✗" in tables.targets_section({"edges2shoes": d})[-1]
+    out = tables.results_json({"generated": "now", "domains": {"edges2shoes": d}})
+    entry = out["domains"]["edges2shoes"]["pixelnn"]
+    assert entry["edge_ap"] == {"rand1": 0.70, "top1": 0.86, "oracle": 0.90}
+    assert entry["frechet"] == {"rand1": 900.0, "top1": 800.0} and entry["diversity_l1"] == {"set": 0.08}
