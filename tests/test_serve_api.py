@@ -109,7 +109,12 @@ def test_synthesize_from_a_validation_photo(served, model, tiny_run):
     r = post(client, source="example", example="1")
     assert r.status_code == 200, r.json
     answer = r.json
-    assert [c["spec"] for c in answer["candidates"]] == ["1:1:1", "2:1:3", "3:1:whole"]
+    assert sorted(c["spec"] for c in answer["candidates"]) == ["1:1:1", "2:1:3", "3:1:whole"]
+    # best first: rank 1, 2, 3 with falling scores, each with its parts
+    assert [c["rank"] for c in answer["candidates"]] == [1, 2, 3]
+    scores = [c["score"] for c in answer["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    assert set(answer["candidates"][0]["score_parts"]) == {"consistency", "seam", "match"}
     assert answer["title"] == "p1.png" and answer["size"] == 32
     for corr in corr_maps(client, answer):
         assert corr["shape"] == [32, 32]
@@ -157,8 +162,8 @@ def test_downloads_decode(served):
     r = client.get(cand["npz"])
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     with np.load(io.BytesIO(r.data)) as z:
-        assert set(z.files) == {"exemplar", "sy", "sx", "sim"}
-        assert all(z[k].shape == (32, 32) for k in z.files)
+        assert set(z.files) == {"exemplar", "sy", "sx", "sim", "weights"}  # voting's weights: the default copy
+        assert all(z[k].shape == (32, 32) for k in ("exemplar", "sy", "sx", "sim")) and z["weights"].shape == (32, 32, 9)
         assert np.array_equal(z["exemplar"], corr_maps(client, answer)[1]["exemplar"])
     figure = decode(client.get(cand["figure"]).data)
     assert figure.shape[0] > 3 * 32 and figure.shape[0] == figure.shape[1]
@@ -589,3 +594,16 @@ def test_idle_connections_are_closed_after_the_idle_timeout(model, tmp_path):
                 if not s.recv(4096):
                     break
         assert time.monotonic() - t0 < 6  # 1 s idle + up to 1 s until waitress looks, with slack
+
+
+def test_the_copy_mode_is_chosen_per_request_and_checked(served):
+    _, client, _, _ = served
+    plain = post(client, source="example", example="1", copy="eq3")
+    assert plain.status_code == 200 and plain.json["request"]["copy"] == "eq3"
+    npz = np.load(io.BytesIO(client.get(plain.json["candidates"][0]["npz"]).data))
+    assert "weights" not in npz.files  # Eq. 3: one source per pixel, nothing to blend
+    voted = post(client, source="example", example="1", copy="coherent-vote")
+    npz = np.load(io.BytesIO(client.get(voted.json["candidates"][0]["npz"]).data))
+    assert npz["weights"].shape == (32, 32, 9)  # the blending weights travel with the map
+    bad = post(client, source="example", example="1", copy="smudge")
+    assert bad.status_code == 400 and "copy must be one of eq3, coherent, vote, coherent-vote" in bad.json["error"]

@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", choices=["auto", "exact", "fast"], default="auto", help="pixel search (default auto: fast when the bank stores reduced descriptors)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
+    _copy_arg(p)
     p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
     p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")
     p.add_argument("--like", type=Path, help="copy only from the exemplars nearest this example photo ('looks like this')")
@@ -190,7 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)")
     p.add_argument("--samples", type=int, default=72, help="pix2pix outputs per input (default 72, as PixelNN's grid)")
+    _copy_arg(p)
     return parser
+
+
+def _copy_arg(p) -> None:
+    from .synth.coherence import COPY_MODES, DEFAULT_COPY
+
+    p.add_argument("--copy", choices=COPY_MODES, default=DEFAULT_COPY,
+                   help=f"how pixels are copied: eq3 (each pixel its best match, the paper's Eq. 3), coherent (a neighbour's "
+                        f"source when it gives up little similarity), vote (3x3 patch voting), coherent-vote (default {DEFAULT_COPY})")
 
 
 AT_LEAST_1 = ("limit", "like_k", "batch", "width", "descriptors", "ngf", "ndf", "samples", "train", "inputs", "threads", "factor")

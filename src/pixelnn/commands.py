@@ -215,6 +215,7 @@ def synthesize(args) -> None:
         "like": load_rgb(args.like) if args.like else None,
         "like_k": args.like_k,
         "regions": [_region(text, model.model.cfg.size) for text in args.region or []],
+        "copy": args.copy,
     }
     pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, targets=targets, **control)
     print(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
@@ -299,9 +300,12 @@ def evaluate(args) -> None:
         raise ConfigError(f"this model was trained on {signal!r} inputs, the data options give {_signal(args)!r}")
     data = load_data(args, args.data, None, args.out / "cache")
     generator = load_generator(args.pix2pix) if args.pix2pix else None
-    meta = {"model": str(args.model), "pix2pix": str(args.pix2pix) if args.pix2pix else None, "data": str(args.data)}
-    ev = evaluate_to_folder(model, data.x, data.y, data.names, args.out, generator=generator, seed=args.seed, n_samples=args.samples, meta=meta)
+    meta = {"model": str(args.model), "pix2pix": str(args.pix2pix) if args.pix2pix else None, "data": str(args.data),
+            "copy": args.copy}
+    ev = evaluate_to_folder(model, data.x, data.y, data.names, args.out, generator=generator, seed=args.seed, n_samples=args.samples, meta=meta,
+                            copy=args.copy)
     for m, row in ev.report["methods"].items():
-        cells = ", ".join(f"{k} {v:.3f}/{row['oracle'][k]:.3f}" for k, v in row["rand1"].items() if v is not None and row["oracle"][k] is not None)
+        cells = ", ".join(f"{k} {v:.3f}/{row['top1'][k]:.3f}/{row['oracle'][k]:.3f}" for k, v in row["rand1"].items()
+                          if None not in (v, row["top1"][k], row["oracle"][k]))
         print(f"{row['label']:>18}: {cells}")
     print(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'} and {len(ev.figures)} figures")

@@ -30,7 +30,7 @@ from ..fileio import write_npz
 from ..synth import grid as grids
 from ..synth import rank as ranking
 from ..synth.compose import Correspondence
-from ..synth.pipeline import DEFAULT_COPY
+from ..synth.coherence import DEFAULT_COPY
 from . import metrics as M
 
 METHODS = ("stage1", "global", "pixelnn", "pix2pix")

@@ -38,6 +38,10 @@ def display(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(im).resize((size, size), Image.NEAREST))
 
 
+def _score(cand) -> str:
+    return "n/a" if cand.score is None else f"{cand.score.total:+.2f}"
+
+
 def _stem(i: int, spec) -> str:
     return f"cand-{i:02d}_{str(spec).replace(':', '-')}"
 
@@ -65,7 +69,7 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
         write_png(folder / f"{stem}.png", to_uint8(cand.image))
         cand.corr.save(folder / f"{stem}.corr.npz")
         write_png(folder / f"{stem}.corr.png", figure(cand.image, cand.corr, exemplars))
-        label = f"{cand.spec} &middot; sim {cand.corr.sim.mean():.3f}"
+        label = f"#{i + 1} {cand.spec} &middot; score {_score(cand)} &middot; sim {cand.corr.sim.mean():.3f}"
         cands.append(f'<a href="{stem}.corr.png">{_fig(stem + ".png", label, w)}</a>')
         if i < 12 or cand.spec.window == 0 and cand.spec.n > 1:
             corrs.append(_fig(f"{stem}.corr.png", f"{cand.spec} sources", 3 * w // 2))
@@ -74,9 +78,11 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
 <style>{STYLE}</style></head><body>
 <p><a href="../index.html">&larr; all inputs</a></p><h1>{html.escape(title)}</h1>
 <div class="row">{''.join(head)}</div>
-<h2>{len(result.candidates)} candidates</h2>
+<h2>{len(result.candidates)} candidates, best ranked first</h2>
 <p class="small">Each candidate is n:first:window &mdash; copy every pixel from the best-matching pixel within a
 window (whole = the whole image) of the global neighbours ranked first..first+n-1. Click one for its sources.
+The order and the score come from the input alone: agreement with the input, few seams, close matches
+(higher is better; the photo is never used).
 Global neighbours (cosine similarity): {neighbours}</p>
 <div class="row">{''.join(cands)}</div>
 <h2>Where the pixels came from</h2>

@@ -232,8 +232,9 @@ def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_
             "exemplar_ids": params.ids(form, len(model.bank)),
             "like": decode_image(like, "example image", max_pixels, need) if like is not None else None,
             "like_k": params.like_k(form, len(model.bank)),
+            "copy": params.copy_mode(form),
         }
-        shown = {"grid": grid_name, "labels": control["labels"], "ids": control["exemplar_ids"]}
+        shown = {"grid": grid_name, "labels": control["labels"], "ids": control["exemplar_ids"], "copy": control["copy"]}
         shown["like_k"] = control["like_k"] if like is not None else None
         return control, shown
 

@@ -58,6 +58,16 @@ def grid(form) -> tuple[str, list[grids.Spec]]:
     return value, specs
 
 
+def copy_mode(form) -> str:
+    """How pixels are copied (synth/coherence.py), default the library's."""
+    from ..synth.coherence import COPY_MODES, DEFAULT_COPY
+
+    value = text(form, "copy", DEFAULT_COPY)
+    if value not in COPY_MODES:
+        raise RequestError(f"copy must be one of {', '.join(COPY_MODES)}, not {_show(value)}")
+    return value
+
+
 def label_choices(bank_labels: list[str | None]) -> list[str]:
     """Every label in the bank and every parent of one ('Boots' for 'Boots/Ankle'), sorted."""
     choices = set()

@@ -47,6 +47,9 @@ def candidate_json(base: str, i: int, cand) -> dict:
         "spec": str(cand.spec),
         "shape": list(cand.corr.exemplar.shape),
         "sim": round(float(cand.corr.sim.mean()), 4),
+        "rank": i + 1,  # candidates come best first (synth/rank.py)
+        "score": None if cand.score is None else round(cand.score.total, 4),
+        "score_parts": {} if cand.score is None else {k: round(v, 4) for k, v in cand.score.parts().items()},
         "shares": [[ex, round(float(share), 4)] for ex, share in cand.corr.shares()],
         "image": f"{url}.png",
         "corr": f"{url}/corr.json",

@@ -32,7 +32,7 @@ from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
 from . import rank as ranking
-from .coherence import COHERENCE_TAU, check_mode, coherent, vote_correction, vote_weights
+from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, vote_correction, vote_weights
 from .compose import Correspondence, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
@@ -102,7 +102,6 @@ def _check_run_config(path: Path, config) -> None:
 
 
 SEARCHES = ("auto", "exact", "fast")
-DEFAULT_COPY = "coherent-vote"  # synth/coherence.py; 'eq3' is the paper's independent per-pixel copy
 # Stored float16 descriptors resolve a cosine to about 1e-3; matches closer than this to the best
 # are ties, won by the nearest pixel (so a bank exemplar given as input copies itself exactly).
 FLOAT16_TIE = 1e-4

@@ -323,7 +323,7 @@ function candidateFigure(cand) {
   marker.hidden = true;
   wrap.append(img, marker);
   const caption = document.createElement("figcaption");
-  caption.textContent = `${cand.spec} · ${cand.sim.toFixed(2)}`;
+  caption.textContent = `#${cand.rank} ${cand.spec} · score ${cand.score === null ? "n/a" : cand.score.toFixed(2)}`;
   fig.append(wrap, caption);
   img.addEventListener("mouseenter", () => corrMap(cand));
   img.addEventListener("mousemove", (e) => hover(cand, img, marker, e));
@@ -407,7 +407,7 @@ function select(index) {
   for (const fig of $("candidates").children) fig.classList.toggle("selected", fig.dataset.index === String(index));
   $("detail-empty").hidden = true;
   $("detail").hidden = false;
-  $("detail-title").textContent = `candidate ${index}: ${cand.spec} · mean similarity ${cand.sim.toFixed(3)}`;
+  $("detail-title").textContent = `candidate #${cand.rank}: ${cand.spec} · score ${cand.score === null ? "n/a" : cand.score.toFixed(3)} · mean similarity ${cand.sim.toFixed(3)}`;
   const stem = `pixelnn-${state.result.id.slice(0, 8)}-cand-${index}`;
   $("downloads").replaceChildren(
     download(cand.image, `${stem}.png`, "output PNG"),
