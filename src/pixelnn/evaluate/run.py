@@ -39,7 +39,7 @@ N_SAMPLES = 72
 DEEP_SUBSET = 10  # candidates per input (fixed seed) whose pairs give the deep-feature diversity
 N_CORR = 3  # inputs whose PixelNN correspondences (Rand-1 and the most composite candidate) are kept for figures
 KEPT_CORR = ("rand1", "composite")  # the cache's corr_<kind>_* fields
-CACHE_VERSION = 2  # 2: candidates ranked, with scores and seams
+CACHE_VERSION = 3  # 2: candidates ranked, with scores and seams; 3: ranking by consistency and match
 METRICS_VERSION = 2  # 2: Top-1, seams, Fréchet of the Top-1 outputs, diversity of the top 10
 TOP_N = 10  # the best-ranked candidates whose diversity is reported
 

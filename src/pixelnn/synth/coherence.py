@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 
 COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote")
-DEFAULT_COPY = "coherent-vote"  # 'eq3' is the paper's independent per-pixel copy
+DEFAULT_COPY = "coherent"  # 'eq3' is the paper's independent per-pixel copy; voting smooths more and varies less
 COHERENCE_TAU = 0.02  # cosine similarity a pixel may give up to continue a neighbour's source
 PASSES = 3  # checkerboard sweeps of the prior
 VOTE_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # order of Correspondence.weights' last axis

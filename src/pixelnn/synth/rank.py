@@ -7,13 +7,16 @@ Each candidate gets up to three parts, each one "higher is better":
   (edge map, sketch, any aligned signal) is compared by structure: the correlation between the
   candidate's gradient magnitude and the input's line strength (dark lines on a light ground) or,
   for other signals, the input's own gradient magnitude, both lightly blurred.
-- seam: minus the mean seam cost of its correspondence map (see `seam_cost`); 0 for a copy of
-  one coherent source. Only for candidates with a map (PixelNN's, not pix2pix's).
 - match: the mean cosine similarity of its copied pixels. Only for candidates with a map.
+- seam: minus the mean seam cost of its correspondence map (see `seam_cost`); 0 for a copy of
+  one coherent source. Only for candidates with a map. Reported, not counted in the total: on
+  training faces left out of the bank, counting it made the first candidate worse (it favours the
+  whole-image copies of Eq. 2, which have no seams but carry another face's details); the copying
+  itself (synth/coherence.py) is where seams are removed.
 
-The total is the sum of the parts after each is standardised over the input's candidates
-(z-scores), so no part's unit dominates; parts that do not vary add nothing. Every method is ranked
-by the same function; a method without correspondence maps is ranked by consistency alone.
+The total is the sum of the counted parts (COUNTED) after each is standardised over the input's
+candidates (z-scores), so no part's unit dominates; parts that do not vary add nothing. Every method
+is ranked by the same function; a method without correspondence maps is ranked by consistency alone.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from scipy.ndimage import gaussian_filter, sobel
 from ..data.signals import lowres
 
 PARTS = ("consistency", "seam", "match")
+COUNTED = ("consistency", "match")  # the parts the total adds up
 BLUR_SIGMA = 1.0  # pixels, applied to both structure maps before their correlation
 
 
@@ -145,11 +149,12 @@ def _standardised(values: np.ndarray) -> np.ndarray:
 
 
 def combine(parts: dict[str, np.ndarray]) -> np.ndarray:
-    """(n,) totals: the sum of each part standardised over the candidates."""
+    """(n,) totals: the sum of the COUNTED parts, each standardised over the candidates."""
     n = len(next(iter(parts.values())))
     total = np.zeros(n)
-    for values in parts.values():
-        total += _standardised(np.asarray(values, np.float64))
+    for name, values in parts.items():
+        if name in COUNTED:
+            total += _standardised(np.asarray(values, np.float64))
     return total
 
 

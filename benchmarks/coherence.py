@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Coherent copying measured against plain Eq. 3: one table per trained model, one row per copy mode.
+
+For the first --limit validation inputs it synthesizes the paper's 72 candidates with each copy mode
+(synth/coherence.py) and prints, over all candidates of all inputs: the seam metric (evaluate.metrics.
+seam_step, against the photo), the share of neighbour pairs copied from different sources, the mean
+similarity of the copied pixels, PSNR and SSIM against the photo (Rand-1 / Top-1 / Oracle), the
+spectrum gap and the seconds per input. The last line is JSON. Example:
+
+    .venv/bin/python benchmarks/coherence.py --model results/paper_tables/faces-lowres/pixelnn \
+        --data ../shared/data/celeba/val --signal lowres --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pixelnn.data.images import fit_square, load_rgb
+from pixelnn.evaluate import metrics as M
+from pixelnn.regress.precision import describe_cpu
+from pixelnn.synth.coherence import COPY_MODES
+from pixelnn.synth.pipeline import PixelNN
+from pixelnn.synth.rank import incoherent_pairs
+
+
+def inputs_and_photos(model: PixelNN, folder: Path, limit: int, pairs: bool) -> tuple[list, list]:
+    """(inputs, photos (S, S, 3) uint8) of the first `limit` images of a folder: photos turned into the
+    model's input, or A|B pair files (photo left, input right, as edges2shoes here)."""
+    S = model.model.cfg.size
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
+    xs, ys = [], []
+    for f in files:
+        im = load_rgb(f)
+        if pairs:
+            w = im.shape[1] // 2
+            y, x = fit_square(im[:, :w], S), fit_square(im[:, w:], S)
+            xs.append(x.mean(axis=2, keepdims=True).round().astype(np.uint8) if model.input_shape[2] == 1 else x)
+        else:
+            y = fit_square(im, S)
+            xs.append(model.input_from_photo(im))
+        ys.append(y)
+    return xs, ys
+
+
+def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
+    seams, broken, sims, psnr, ssim, spectra, top, seconds = [], [], [], [], [], [], [], 0.0
+    for x, y in zip(xs, ys):
+        t0 = time.perf_counter()
+        result = model.synthesize(x, copy=copy)
+        seconds += time.perf_counter() - t0
+        photo = y.astype(np.float64) / 255.0
+        images = np.stack([c.image for c in result.candidates]).astype(np.float64)
+        for c in result.candidates:
+            W = c.corr.sx.shape[1]
+            right, down = incoherent_pairs(c.corr.exemplar, c.corr.sy.astype(np.int64) * W + c.corr.sx)
+            broken.append((right.sum() + down.sum()) / (right.size + down.size))
+            seams.append(M.seam_step(c.image, photo, c.corr.exemplar, c.corr.sy, c.corr.sx))
+            sims.append(float(c.corr.sim.mean()))
+        psnr.append(M.psnr(images, photo))
+        ssim.append(M.ssim(images, photo))
+        spectra.append(M.log_spectra(images).mean(0))
+        top.append(0)  # candidates come best first
+    real = M.log_spectra(np.stack(ys).astype(np.float64) / 255.0).mean(0)
+    rand = [M.rand1_index(0, "pixelnn", i, len(p)) for i, p in enumerate(psnr)]
+    row = {"copy": copy, "seam": float(np.mean(seams)), "incoherent_pairs": float(np.mean(broken)), "match": float(np.mean(sims)),
+           "spectrum_gap": float(M.spectrum_distance(np.mean(spectra, axis=0), real)), "seconds_per_input": seconds / len(xs)}
+    for name, values in (("psnr", psnr), ("ssim", ssim)):
+        sel = M.select(values, rand, "higher", top)
+        row[name] = {k: sel[k] for k in ("rand1", "top1", "oracle")}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="validation folder (photos, or A|B pairs with --pairs)")
+    p.add_argument("--pairs", action="store_true", help="files are photo|input pairs (edges2shoes, edges2handbags here)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--modes", nargs="+", choices=COPY_MODES, default=list(COPY_MODES))
+    opts = p.parse_args(argv)
+    model = PixelNN.load(opts.model)
+    xs, ys = inputs_and_photos(model, opts.data, opts.limit, opts.pairs)
+    print(f"{opts.model}: {len(xs)} inputs from {opts.data}, 72 candidates each; CPU: {describe_cpu()}")
+    rows = [measure(model, xs, ys, mode) for mode in opts.modes]
+    print("| copy | seam ↓ | incoherent pairs | match sim | PSNR R-1 / T-1 / O | SSIM R-1 / T-1 / O | spectrum gap ↓ | s / input |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        triple = {k: " / ".join(f"{r[k][s]:.{2 if k == 'psnr' else 3}f}" for s in ("rand1", "top1", "oracle")) for k in ("psnr", "ssim")}
+        print(f"| {r['copy']} | {r['seam']:.4f} | {r['incoherent_pairs']:.3f} | {r['match']:.4f} | {triple['psnr']} | {triple['ssim']} "
+              f"| {r['spectrum_gap']:.3f} | {r['seconds_per_input']:.2f} |")
+    print(json.dumps({"model": str(opts.model), "inputs": len(xs), "cpu": describe_cpu(), "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
