@@ -81,8 +81,8 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
 <h2>{len(result.candidates)} candidates, best ranked first</h2>
 <p class="small">Each candidate is n:first:window &mdash; copy every pixel from the best-matching pixel within a
 window (whole = the whole image) of the global neighbours ranked first..first+n-1. Click one for its sources.
-The order and the score come from the input alone: agreement with the input, few seams, close matches
-(higher is better; the photo is never used).
+The order and the score come from the input alone: agreement with the input and close matches of the
+copied pixels (higher is better; the photo is never used).
 Global neighbours (cosine similarity): {neighbours}</p>
 <div class="row">{''.join(cands)}</div>
 <h2>Where the pixels came from</h2>
