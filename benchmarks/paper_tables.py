@@ -396,7 +396,7 @@ def versus_section(domains: dict) -> list[str]:
             sels = tuple(x for x in selections(a) if x in b)
             pairs = [(a[x].get(k), b[x].get(k)) for x in sels] if k in PER_OUTPUT else [(a.get(k), b.get(k))]
             deltas = [None if x is None or y is None else sign * (x - y) for x, y in pairs]
-            digits = 2 if meta.get("unit") == "dB" else 1 if k == "frechet" else 3
+            digits = 2 if meta.get("unit") == "dB" else 1 if k.startswith("frechet") else 3
             marks = _significant(d.get("versus"), k, sels if k in PER_OUTPUT else ("set",))
             cells.append(" / ".join("n/a" if v is None else f"{v:+.{digits}f}{mark}" for v, mark in zip(deltas, marks)))
             wins += sum(v > 0 for v in deltas if v is not None)
