@@ -115,7 +115,7 @@ def test_evaluate_writes_the_figures(evaluated):
     rep = json.loads((out / "report.json").read_text())
     names = {f.split("/")[-1] for f in rep["figures"]}
     corr = {f"correspondence-{i}-{k}.png" for i in (0, 1) for k in ("rand1", "composite")}
-    assert {"comparison.png", "multiple-0.png", "multiple-1.png", "frequency.png", *corr} <= names
+    assert {"comparison.png", "multiple-0.png", "multiple-1.png", "ranked-0.png", "ranked-1.png", "frequency.png", *corr} <= names
     for f in rep["figures"]:
         with Image.open(out / f) as im:
             assert im.format == "PNG" and im.size[0] > 100
@@ -128,6 +128,8 @@ def test_the_composite_correspondence_has_the_most_sources(evaluated):
         cands = {k: z[k] for k in z.files}
     rand1, composite = run.corr_of(cands, "rand1"), run.corr_of(cands, "composite")
     assert rand1 is not None and composite is not None
+    assert (np.diff(cands["score__pixelnn"]) <= 0).all()  # PixelNN's candidates are cached best first
+    assert cands["score__pix2pix"].shape == (len(cands["pix2pix"]),)  # pix2pix is ranked by the same function
     n_sources = len(np.unique(composite[1].exemplar))
     assert n_sources >= len(np.unique(rand1[1].exemplar)) and n_sources > 1
     assert str(cands["specs"][composite[0]]).startswith(("3:", "5:"))  # only n > 1 candidates can mix exemplars

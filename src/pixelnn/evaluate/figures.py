@@ -4,6 +4,8 @@
   Rand-1 candidates) and the original photo;
 - multiple-K.png (Figure 8): for input K, per method a row of the input, 7 distinct candidates (the
   7 most mutually different by L1, greedy farthest-point) and the original;
+- ranked-K.png: for input K, per multi-output method, its 7 best-ranked candidates (score from the
+  input alone, synth/rank.py), best first;
 - frequency.png (Figure 4): radially averaged log power spectra of the real photos and of each
   method's outputs;
 - correspondence-K-rand1.png, correspondence-K-composite.png (Figure 5): where the pixels of input K's
@@ -106,6 +108,20 @@ def multiple(cands: dict, x: np.ndarray, y: np.ndarray, methods: list[str]) -> n
     return labelled_grid(rows, _cell_size(y.shape[0]), header)
 
 
+def ranked(cands: dict, x: np.ndarray, y: np.ndarray, methods: list[str]) -> np.ndarray:
+    """Per multi-output method: input, its N_DISTINCT best-ranked candidates (best first), original."""
+    from .run import LABELS
+
+    rows = []
+    for m in methods:
+        if m in ("stage1", "global") or f"score__{m}" not in cands:
+            continue
+        order = np.argsort(-np.asarray(cands[f"score__{m}"]), kind="stable")[:N_DISTINCT]
+        rows.append((LABELS[m], [x, *[cands[m][j] for j in order], y]))
+    header = ["input", *[f"rank {k + 1}" for k in range(N_DISTINCT)], "original"]
+    return labelled_grid(rows, _cell_size(y.shape[0]), header)
+
+
 def frequency_plot(path: Path, spectra: dict[str, list[float]], title: str = "") -> None:
     """Figure 4: log10 power against spatial frequency (cycles per image), one line per method."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -143,7 +159,8 @@ def write_all(folder: Path, model, kept: list[dict], x, y, per_input, summary: d
     for i, cands in enumerate(kept[:N_STRIPS]):
         if any(m in methods for m in ("pixelnn", "pix2pix")):
             write_png(folder / f"multiple-{i}.png", multiple(cands, x[i], y[i], methods))
-            paths.append(folder / f"multiple-{i}.png")
+            write_png(folder / f"ranked-{i}.png", ranked(cands, x[i], y[i], methods))
+            paths += [folder / f"multiple-{i}.png", folder / f"ranked-{i}.png"]
     frequency_plot(folder / "frequency.png", summary["spectra"])
     paths.append(folder / "frequency.png")
     for i, cands in enumerate(kept):
