@@ -277,7 +277,8 @@ class PixelNN:
             q, gq = self.describe_query(fq)
         K = grids.neighbours_needed(specs)
         windows = sorted({s.window for s in specs})
-        pools = [self._pool(q, gq, K, subset, windows, profile) for subset in subsets]
+        keep = copy.startswith("coherent")  # the prior looks up descriptors; otherwise they are freed after matching
+        pools = [self._pool(q, gq, K, subset, windows, profile, keep) for subset in subsets]
         specs = [s for s in specs if all(s.first - 1 < len(p.ids) for p in pools)]
         if not specs:
             raise ConfigError("the global search found too few exemplars for any candidate of the grid")
@@ -341,7 +342,8 @@ class PixelNN:
         q, gq = describe(self.backbone, image)
         return q[0], gq.cpu()
 
-    def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, windows: list[int], profile=None) -> Pool:
+    def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, windows: list[int], profile=None,
+              keep_desc: bool = False) -> Pool:
         """Global neighbours within `subset` and their best matches per (window, rank)."""
         with timed(profile, "global search"):
             sims, ids = self.bank.search(gq.numpy(), K, subset)
@@ -362,7 +364,8 @@ class PixelNN:
                 for k in range(len(ids)):
                     for w, (s, j) in match(q, e[k], windows).items():
                         matches[w].append((s.cpu(), j.cpu()))
-        return Pool(ids, sims, f_ex, y_ex, matches, E if self.search == "fast" else e)
+        desc = (E if self.search == "fast" else e) if keep_desc else None
+        return Pool(ids, sims, f_ex, y_ex, matches, desc)
 
     def _sim_fn(self, q: torch.Tensor, pools: list[Pool]):
         """similarity(pixels, rank, j) of query pixels to exemplar pixels, ranks counted over the pools end to end.
