@@ -70,10 +70,12 @@ def consistency_psnr(images: np.ndarray, x: np.ndarray, factor: int) -> np.ndarr
 
     The outputs are rounded to uint8 and downsampled exactly as the inputs were made (data.signals.lowres).
     """
-    from ..data.signals import lowres
+    from ..synth.rank import lowres_agreement  # the ranking's consistency part: one implementation
 
-    small = lowres(to_uint8(images), factor)  # (N, S/f, S/f, 3) uint8
-    return psnr(small.astype(np.float64) / 255.0, np.asarray(x, np.float64) / 255.0)
+    images = np.asarray(images)
+    if images.shape[1] // np.asarray(x).shape[0] != factor:
+        raise ValueError(f"outputs {images.shape[1:3]} are not {factor}x the input {np.asarray(x).shape[:2]}")
+    return lowres_agreement(images, x)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

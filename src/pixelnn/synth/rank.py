@@ -81,7 +81,8 @@ def structure_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def lowres_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """(n,) PSNR (dB) between each candidate downsampled like the inputs and the low-res input x."""
+    """(n,) PSNR (dB) between each candidate downsampled like the inputs and the low-res input x
+    (outputs rounded to uint8 first, MSE floored at 1e-10); also the evaluation's input consistency."""
     factor = images.shape[1] // x.shape[0]
     small = lowres((np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), factor).astype(np.float64)
     mse = ((small - np.asarray(x, np.float64)) ** 2).mean(axis=(1, 2, 3)) / 255.0**2
