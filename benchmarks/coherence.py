@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixelnn.data.images import fit_square, load_rgb
+from pixelnn.data.prepare import prepare
+from pixelnn.data.sources import pair_files, photo_folder
 from pixelnn.evaluate import metrics as M
 from pixelnn.regress.precision import describe_cpu
 from pixelnn.synth.coherence import COPY_MODES
@@ -30,22 +31,12 @@ from pixelnn.synth.rank import incoherent_pairs
 
 
 def inputs_and_photos(model: PixelNN, folder: Path, limit: int, pairs: bool) -> tuple[list, list]:
-    """(inputs, photos (S, S, 3) uint8) of the first `limit` images of a folder: photos turned into the
-    model's input, or A|B pair files (photo left, input right, as edges2shoes here)."""
-    S = model.model.cfg.size
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
-    xs, ys = [], []
-    for f in files:
-        im = load_rgb(f)
-        if pairs:
-            w = im.shape[1] // 2
-            y, x = fit_square(im[:, :w], S), fit_square(im[:, w:], S)
-            xs.append(x.mean(axis=2, keepdims=True).round().astype(np.uint8) if model.input_shape[2] == 1 else x)
-        else:
-            y = fit_square(im, S)
-            xs.append(model.input_from_photo(im))
-        ys.append(y)
-    return xs, ys
+    """(inputs, photos (S, S, 3) uint8) of the first `limit` images of a folder, prepared as the evaluation
+    prepares them: photos turned into the model's input signal, or A|B pair files (photo left, as here)."""
+    samples = (pair_files(folder, "BtoA") if pairs else photo_folder(folder))[:limit]
+    signal = None if pairs else model.config["signal"]
+    prepared, _ = prepare(samples, size=model.model.cfg.size, signal=signal, factor=model.config.get("factor", 8))
+    return list(prepared.x), list(prepared.y)
 
 
 def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
