@@ -289,9 +289,10 @@ class PixelNN:
             sim_of = self._sim_fn(q, pools) if copy.startswith("coherent") else None
             made = [self._candidate(spec, pools, stacked, residual, owner, fq, copy, sim_of) for spec in specs]
         with timed(profile, "ranking"):
-            candidates = self._ranked(made, self.check_input(x), rank)
+            x = self.check_input(x)
+            candidates = self._ranked(made, x, rank)
         base = pools[0]
-        return Result(self.check_input(x), fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
+        return Result(x, fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
 
     def checked_grid(self, grid: list[grids.Spec] | str | None) -> list[grids.Spec]:
         """The grid (default: the authors' 72) fitted to the output size and within the limits of
