@@ -15,7 +15,8 @@ from ..errors import ConfigError, DataError
 from ..fileio import write_npz
 from .images import UnreadableImage, fit_square, load_rgb
 from .notice import warn_data
-from .signals import SIGNALS, lowres, make_signal
+from .options import SIGNALS
+from .signals import lowres, make_signal
 from .sources import Sample
 
 FORMAT = "pixelnn-prepared-1"

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Request, jsonify, request, send_file, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ..data.options import EDGE_SIGNALS
 from ..errors import PixelNNError
 from . import inputs, params, render
 from .store import Entry, ResultStore
@@ -168,7 +169,7 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
             bank_size=len(bank),
             labels=params.label_choices(bank.labels),
             photo_inputs=inputs.makes_inputs_from_photos(model),
-            drawing="edge map" if model.config["signal"] in inputs.EDGE_SIGNALS else "photo" if inputs.makes_inputs_from_photos(model) else "input",
+            drawing="edge map" if model.config["signal"] in EDGE_SIGNALS else "photo" if inputs.makes_inputs_from_photos(model) else "input",
             grids=params.GRIDS,
             search=model.search,
             default_grid="paper72" if model.search == "fast" else params.DEFAULT_GRID,  # fast: all 72 in ~0.4 s
