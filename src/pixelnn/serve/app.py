@@ -33,8 +33,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..data.options import EDGE_SIGNALS
 from ..errors import PixelNNError
+from ..pixels import to_uint8
 from . import inputs, params, render
-from .store import Entry, ResultStore
+from .results import Entry, ResultStore
 from .uploads import MAX_PIXELS, decode_image, pixel_cap, png_bytes, read_file
 
 STATIC = Path(__file__).parent / "static"
@@ -268,7 +269,7 @@ def _files(app: Flask, model, store: ResultStore) -> None:
     @app.get("/api/results/<rid>/candidates/<int:i>.png")
     def candidate_image(rid: str, i: int):
         cand = candidate(rid, i)
-        return _png(store.file(rid, f"cand-{i:03d}.png", lambda: png_bytes(render.to_uint8(cand.image))))
+        return _png(store.file(rid, f"cand-{i:03d}.png", lambda: png_bytes(to_uint8(cand.image))))
 
     @app.get("/api/results/<rid>/candidates/<int:i>/corr.json")
     def candidate_corr_json(rid: str, i: int):

@@ -298,7 +298,7 @@ class PixelNN:
     def checked_grid(self, grid: list[grids.Spec] | str | None) -> list[grids.Spec]:
         """The grid (default: the authors' 72) fitted to the output size and within the limits of
         grid.check_budget, refused (ConfigError) before any work when it is not."""
-        specs = grids.parse(grid) if isinstance(grid, str) else (list(grid or grids.authors_72()))
+        specs = grids.parse(grid) if isinstance(grid, str) else (list(grid or grids.paper72()))
         specs = grids.fitted(specs, self.model.cfg.size)
         grids.check_budget(specs, self.model.cfg.size, self.pixel_dim, self.search == "fast")
         return specs
