@@ -40,8 +40,9 @@ def _samples(opts: DataOptions, root: Path, labels):
 def load_data(opts: DataOptions, root: Path, labels=None, cache_dir: Path | None = None) -> Prepared:
     """Samples from `root` as described by the data options, prepared once and cached by content."""
     samples = _samples(opts, root, labels)[: opts.limit]
-    key = json_hash([str(Path(root).resolve()), str(opts.targets), opts.pairs, opts.kind, opts.size, opts.factor, str(labels),
-                     [(s.name, s.label, s.target.stat().st_size) for s in samples]], length=12)
+    files = [(s.name, s.label, s.target.stat().st_size) for s in samples]
+    key = json_hash([str(Path(root).resolve()), str(opts.targets), opts.pairs, opts.kind, opts.size, opts.factor,
+                     str(labels), files], length=12)
     cache = Path(cache_dir) / f"data-{key}.npz" if cache_dir else None
     if cache and cache.exists():
         return load_prepared(cache)

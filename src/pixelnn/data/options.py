@@ -45,10 +45,6 @@ class DataOptions:
 
     def describe(self) -> dict:
         """The options as written into a model folder's config.json."""
-        return {
-            "signal": self.kind,
-            "factor": self.factor,
-            "size": self.size,
-            "data": {"source": str(self.data), "pairs": self.pairs, "targets": str(self.targets) if self.targets else None,
-                     "labels": self.labels},
-        }
+        targets = str(self.targets) if self.targets else None
+        data = {"source": str(self.data), "pairs": self.pairs, "targets": targets, "labels": self.labels}
+        return {"signal": self.kind, "factor": self.factor, "size": self.size, "data": data}
