@@ -23,6 +23,7 @@ import numpy as np
 
 from pixelnn.data.prepare import prepare
 from pixelnn.data.sources import pair_files, photo_folder
+from pixelnn import pixels
 from pixelnn.evaluate import metrics as M
 from pixelnn.regress.precision import describe_cpu
 from pixelnn.synth.coherence import COPY_MODES
@@ -53,7 +54,7 @@ def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
             broken.append((right.sum() + down.sum()) / (right.size + down.size))
             seams.append(M.seam_step(c.image, photo, c.corr.exemplar, c.corr.sy, c.corr.sx))
             sims.append(float(c.corr.sim.mean()))
-        psnr.append(M.psnr(images, photo))
+        psnr.append(pixels.psnr(images, photo))
         ssim.append(M.ssim(images, photo))
         spectra.append(M.log_spectra(images).mean(0))
         top.append(0)  # candidates come best first

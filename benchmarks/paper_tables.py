@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixelnn.evaluate.run import LABELS
+from pixelnn.evaluate.methods import LABELS
 from pixelnn.fileio import atomic_path, write_json, write_text
 
 REPO = Path(__file__).resolve().parents[1]

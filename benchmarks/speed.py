@@ -135,7 +135,7 @@ def agreement(model: PixelNN, inputs, dims: list[int], windows=(1, 3, 5, WHOLE),
 
 def generator_forward_ms(size: int, repeats: int = 5) -> tuple[float, str]:
     try:
-        from pixelnn.evaluate.pix2pix import Generator  # the project's pix2pix, if present
+        from pixelnn.baselines.pix2pix.model import Generator  # the project's pix2pix, if present
 
         net, name = Generator(in_channels=3, size=size).eval(), "pix2pix generator (project)"
     except Exception:  # noqa: BLE001 - fall back to a U-Net of pix2pix's size

@@ -296,22 +296,22 @@ def test_sums_stay_right_when_a_writer_drops_rows_it_finds_already_added(copy_of
     ({"config": {"size": 32}}, "lacks the generator's configuration or weights"),
 ], ids=["config-of-another-kind", "no-weights"])
 def test_a_damaged_pix2pix_checkpoint_is_refused(tmp_path, blob, problem):
-    from pixelnn.evaluate import pix2pix as P
+    from pixelnn.baselines.pix2pix import checkpoint as ckpt
 
-    torch.save({"format": P.FORMAT, "version": P.VERSION, **blob}, tmp_path / P.FILENAME)
+    torch.save({"format": ckpt.FORMAT, "version": ckpt.VERSION, **blob}, tmp_path / ckpt.FILENAME)
     with pytest.raises(ConfigError, match=problem) as err:
-        P.load_generator(tmp_path)
-    assert P.FILENAME in str(err.value)
+        ckpt.load_generator(tmp_path)
+    assert ckpt.FILENAME in str(err.value)
 
 
 @pytest.mark.parametrize("text", ["", '{"pix2pix": ', "[]"], ids=["empty", "truncated", "a-list"])
 def test_a_damaged_pix2pix_config_is_refused_before_training(tmp_path, text):
-    from pixelnn.evaluate import pix2pix as P
+    from pixelnn.baselines.pix2pix import run as folder, train as training
     from conftest import smooth_textures
 
     y = smooth_textures(2, 32)
     x = y[:, ::4, ::4]
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ConfigError, match="config.json") as err:
-        P.train_run(tmp_path, x, y, {"signal": "lowres"}, P.Pix2PixTrainConfig(steps=1), ngf=4, ndf=4)
+        folder.train_run(tmp_path, x, y, {"signal": "lowres"}, training.Pix2PixTrainConfig(steps=1), ngf=4, ndf=4)
     assert "choose another --out folder" in str(err.value)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from pixelnn.cli import main
 from pixelnn.evaluate import metrics as M
-from pixelnn.evaluate import run
+from pixelnn.evaluate import cache, candidates, input_metrics
 from pixelnn.evaluate.figures import farthest_point, labelled_grid
 from pixelnn.synth.grid import global_matches
 from pixelnn.synth.pipeline import PixelNN
@@ -25,7 +25,7 @@ def test_global_method_taken_from_the_paper72_result_equals_a_separate_global_ca
     query = np.ascontiguousarray(x[1][:, ::-1])  # not in the bank
     full = model.synthesize(query)
     alone = model.synthesize(query, grid="global", rank=False)
-    picked = run.global_indices([c.spec for c in full.candidates])
+    picked = candidates.global_indices([c.spec for c in full.candidates])
     assert [full.candidates[i].spec for i in picked] == [c.spec for c in alone.candidates]
     assert [c.spec for c in alone.candidates] == global_matches(10)[: len(model.bank)]
     for i, cand in zip(picked, alone.candidates):
@@ -126,7 +126,7 @@ def test_the_composite_correspondence_has_the_most_sources(evaluated):
     out, _ = evaluated
     with np.load(out / "cache" / "cand-00000.npz") as z:
         cands = {k: z[k] for k in z.files}
-    rand1, composite = run.corr_of(cands, "rand1"), run.corr_of(cands, "composite")
+    rand1, composite = cache.corr_of(cands, "rand1"), cache.corr_of(cands, "composite")
     assert rand1 is not None and composite is not None
     assert (np.diff(cands["score__pixelnn"]) <= 0).all()  # PixelNN's candidates are cached best first
     assert cands["score__pix2pix"].shape == (len(cands["pix2pix"]),)  # pix2pix is ranked by the same function
@@ -169,7 +169,7 @@ def test_one_vgg_pass_gives_the_hed_edges_and_the_taps_of_the_subset():
 
     images = smooth_textures(5, 32, seed=13)
     keep = np.array([1, 4])
-    edges, taps = run.edges_and_taps(pretrained(), images, keep, batch=3)
+    edges, taps = input_metrics.edges_and_taps(pretrained(), images, keep, batch=3)
     t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     assert edges.shape == (5, 32, 32)
     assert np.allclose(edges, hed_edges(t)[:, 0].numpy(), atol=1e-5)
@@ -181,7 +181,7 @@ def test_one_vgg_pass_gives_the_hed_edges_and_the_taps_of_the_subset():
 def test_distinct_images_are_found_across_groups():
     images = smooth_textures(4, 8, seed=14)
     groups = [images[[0, 1]], images[[2, 1, 0, 2]], images[[3]]]
-    unique, index = run.distinct_images(groups)
+    unique, index = input_metrics.distinct_images(groups)
     assert len(unique) == 4 and [i.tolist() for i in index] == [[0, 1], [2, 1, 0, 2], [3]]
     for group, where in zip(groups, index):
         assert np.array_equal(unique[where], group)
@@ -195,11 +195,11 @@ def test_one_vgg_pass_over_distinct_images_equals_a_pass_per_method():
     pool = smooth_textures(12, 32, seed=15)
     y = pool[0]
     cands = {"stage1": pool[1:2], "global": pool[[3, 5, 7]], "pixelnn": pool[2:9], "pix2pix": pool[9:12]}
-    subsets = {m: run.deep_subset(0, 4, len(c)) for m, c in cands.items()}
-    real_edges, edges, taps = run.vgg_outputs(y, cands, subsets)
-    assert np.allclose(real_edges, hed_edges(run._tensor(y[None]))[0, 0].numpy(), rtol=0, atol=1e-6)
+    subsets = {m: input_metrics.deep_subset(0, 4, len(c)) for m, c in cands.items()}
+    real_edges, edges, taps = input_metrics.vgg_outputs(y, cands, subsets)
+    assert np.allclose(real_edges, hed_edges(input_metrics._tensor(y[None]))[0, 0].numpy(), rtol=0, atol=1e-6)
     for m, imgs in cands.items():
-        ref_edges, ref_taps = run.edges_and_taps(pretrained(), imgs, subsets[m])
+        ref_edges, ref_taps = input_metrics.edges_and_taps(pretrained(), imgs, subsets[m])
         assert edges[m].shape == (len(imgs), 32, 32)
         assert np.allclose(edges[m], ref_edges, rtol=0, atol=1e-6), m
         assert len(taps[m]) == 5 and all(torch.allclose(a, b, rtol=1e-5, atol=1e-3) for a, b in zip(taps[m], ref_taps)), m  # values up to ~1e3

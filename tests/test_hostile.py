@@ -323,7 +323,7 @@ def cli(tiny_run, tmp_path_factory):
 
     import pixelnn.commands as commands
     import pixelnn.demo as demo
-    import pixelnn.evaluate.pix2pix as pix2pix
+    import pixelnn.baselines.pix2pix.run as pix2pix
     import pixelnn.evaluate.run as evaluate_run
     import pixelnn.serve.server as server
 

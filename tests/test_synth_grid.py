@@ -4,11 +4,11 @@ import pytest
 
 from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
-from pixelnn.synth.grid import MAX_SEARCH_BYTES, Spec, authors_72, check_budget, fitted, global_matches, neighbours_needed, parse, search_bytes
+from pixelnn.synth.grid import MAX_SEARCH_BYTES, Spec, paper72, check_budget, fitted, global_matches, neighbours_needed, parse, search_bytes
 
 
 def test_authors_grid_has_72_distinct_candidates_over_11_neighbours():
-    g = authors_72()
+    g = paper72()
     assert len(g) == 72 and len(set(g)) == 72
     assert {s.window for s in g} == {1, 3, 5, WHOLE}
     assert neighbours_needed(g) == 11
@@ -17,7 +17,7 @@ def test_authors_grid_has_72_distinct_candidates_over_11_neighbours():
 
 def test_parse_user_grid_and_names():
     assert parse("5:1:3, 10:1:whole") == [Spec(5, 1, 3), Spec(10, 1, WHOLE)]
-    assert parse("paper72") == authors_72()
+    assert parse("paper72") == paper72()
     assert parse("global") == global_matches()
     assert list(Spec(3, 2, 1).ranks) == [1, 2, 3]
 
@@ -52,8 +52,8 @@ def test_budget_estimate_grows_with_the_window_and_passes_the_default_grid():
     assert search_bytes(parse("5:1:129"), 96, 32, fast=True) > MAX_SEARCH_BYTES
     assert search_bytes(parse("5:1:3"), 96, 32, fast=True) < search_bytes(parse("5:1:9"), 96, 32, fast=True)
     for fast, dim in ((True, 32), (False, 1472)):
-        check_budget(fitted(authors_72(), 96), 96, dim, fast)  # no error
-        assert search_bytes(authors_72(), 96, dim, fast) < MAX_SEARCH_BYTES
+        check_budget(fitted(paper72(), 96), 96, dim, fast)  # no error
+        assert search_bytes(paper72(), 96, dim, fast) < MAX_SEARCH_BYTES
 
 
 def test_fast_search_estimate_is_not_below_the_measured_peak():

@@ -5,7 +5,7 @@ from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
 from pixelnn.synth.coherence import COPY_MODES
 from pixelnn.synth.compose import rebuild
-from pixelnn.synth.grid import Spec, authors_72
+from pixelnn.synth.grid import Spec, paper72
 from pixelnn.synth.pipeline import PixelNN
 
 
@@ -99,7 +99,7 @@ def test_default_grid_gives_72_candidates_when_the_bank_is_large_enough(model, t
     # the tiny bank has 6 exemplars: candidates whose first rank is beyond 6 are dropped
     _, x, _, _ = tiny_run
     res = model.synthesize(x[1])
-    expected = [s for s in authors_72() if s.first <= 6]
+    expected = [s for s in paper72() if s.first <= 6]
     assert sorted(c.spec for c in res.candidates) == sorted(expected)
     in_grid_order = model.synthesize(x[1], rank=False)
     assert [c.spec for c in in_grid_order.candidates] == expected

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .data.options import SIGNALS
 from .errors import ConfigError, PixelNNError
 from .regress.options import DEMO_STEPS, PRECISION_HELP, PRECISIONS
 
@@ -89,7 +90,7 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--data", type=Path, required=required, help="folder of photos, of A|B pair files (--pairs), or of inputs (--targets)")
     g.add_argument("--pairs", choices=["AtoB", "BtoA"], help="files hold input|target side by side; BtoA: the right half is the input")
     g.add_argument("--targets", type=Path, help="folder of target photos whose names match the files in --data (inputs)")
-    g.add_argument("--signal", choices=["lowres", "edges", "canny"], help="input made from photos: 12x12 (lowres), HED edges, or Canny edges")
+    g.add_argument("--signal", choices=SIGNALS, help="input made from photos: 12x12 (lowres), HED edges, or Canny edges")
     g.add_argument("--labels", help="'path', 'path:N' (first N folders of each file's path) or a CSV file,label")
     g.add_argument("--size", type=int, default=96, help="working size of outputs (default 96)")
     g.add_argument("--factor", type=int, default=8, help="downsampling factor of --signal lowres (default 8)")
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16, help="U-Net channels at full resolution (default 16)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the weights (the paper's Eq. 1; default 0)")
-    p.add_argument("--backbone", default="vgg16-hed", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
+    p.add_argument("--backbone", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
     p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
     p.add_argument("--descriptors", type=int, metavar="D", help="store D-dim reduced pixel descriptors in the bank for the fast search (e.g. 32)")
 

@@ -2,84 +2,81 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .data.images import fit_square, load_rgb
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
+from .data.options import DataOptions
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import BankError, ConfigError, DataError
+from .features import backbones
 from .fileio import fsync_path
+from .hashing import json_hash
 from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, read_run_config
 from .workflow import index_arrays, report_training, synthesize_to_folder, train_run
 
-torch.set_num_threads(max(torch.get_num_threads(), 1))
 
-
-def _samples(args, root: Path, labels):
+def _samples(opts: DataOptions, root: Path, labels):
     if not Path(root).is_dir():
         raise DataError(f"{root}: data folder not found")
-    if args.targets:
-        return paired_folders(root, args.targets, labels=labels)
-    if args.pairs:
-        return pair_files(root, args.pairs, labels=labels)
-    if not args.signal:
+    if opts.targets:
+        return paired_folders(root, opts.targets, labels=labels)
+    if opts.pairs:
+        return pair_files(root, opts.pairs, labels=labels)
+    if not opts.signal:
         raise ConfigError(f"{root} is a folder of photos: say which input to make from them with --signal lowres|edges|canny")
     return photo_folder(root, labels=labels)
 
 
-def _signal(args) -> str:
-    return "folders" if args.targets else "pairs" if args.pairs else args.signal
-
-
-def load_data(args, root: Path, labels=None, cache_dir: Path | None = None) -> Prepared:
+def load_data(opts: DataOptions, root: Path, labels=None, cache_dir: Path | None = None) -> Prepared:
     """Samples from `root` as described by the data options, prepared once and cached by content."""
-    samples = _samples(args, root, labels)[: args.limit]
-    signal = _signal(args)
-    key = json.dumps(
-        [str(Path(root).resolve()), str(args.targets), args.pairs, signal, args.size, args.factor, str(labels),
-         [(s.name, s.label, s.target.stat().st_size) for s in samples]]
-    )
-    cache = Path(cache_dir) / f"data-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz" if cache_dir else None
+    samples = _samples(opts, root, labels)[: opts.limit]
+    files = [(s.name, s.label, s.target.stat().st_size) for s in samples]
+    key = json_hash([str(Path(root).resolve()), str(opts.targets), opts.pairs, opts.kind, opts.size, opts.factor,
+                     str(labels), files], length=12)
+    cache = Path(cache_dir) / f"data-{key}.npz" if cache_dir else None
     if cache and cache.exists():
         return load_prepared(cache)
-    prepared, _ = prepare(samples, size=args.size, signal=None if signal in ("pairs", "folders") else signal, factor=args.factor)
+    signal = None if opts.kind in ("pairs", "folders") else opts.kind
+    prepared, _ = prepare(samples, size=opts.size, signal=signal, factor=opts.factor)
     if cache:
         save_prepared(cache, prepared)
     return prepared
 
 
-def _run_config(args) -> dict:
-    return {
-        "signal": _signal(args),
-        "factor": args.factor,
-        "size": args.size,
-        "backbone": args.backbone,
-        "data": {"source": str(args.data), "pairs": args.pairs, "targets": str(args.targets) if args.targets else None, "labels": args.labels},
-    }
+def _check_kind(opts: DataOptions, config: dict) -> None:
+    """Refuse data whose kind differs from what the model was trained on."""
+    if opts.kind != config["signal"]:
+        raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data options give {opts.kind!r}")
+
+
+def _train_data(args, opts: DataOptions, cache: Path) -> tuple[Prepared, Prepared | None]:
+    """The training data (and the validation data with --val) of a training verb, with a line about them."""
+    t0 = time.time()
+    data = load_data(opts, opts.data, opts.labels, cache)
+    val = load_data(opts, args.val, None, cache) if args.val else None
+    print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
+    return data, val
 
 
 def train(args) -> None:
     t0 = time.time()
     _output_folder(args.out)
-    cache = args.out / "cache"
-    data = load_data(args, args.data, args.labels, cache)
-    val = load_data(args, args.val, None, cache) if args.val else None
-    print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
+    opts = DataOptions.from_args(args)
+    data, val = _train_data(args, opts, args.out / "cache")
     cfg = TrainConfig(minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch,
                       weight_decay=args.weight_decay, precision=args.precision)
-    metrics = train_run(args.out, data.x, data.y, _run_config(args), cfg, width=args.width, val=(val.x, val.y) if val else None)
+    config = {**opts.describe(), "backbone": args.backbone or backbones.DEFAULT}
+    metrics = train_run(args.out, data.x, data.y, config, cfg, width=args.width, val=(val.x, val.y) if val else None)
     print("\n".join(report_training(metrics)))
     if not args.no_index:
         rebuild_bank(args.out, data, args.descriptors)
@@ -104,12 +101,10 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
 
 def index(args) -> None:
     config = read_run_config(args.model)
-    if args.signal is None and not (args.pairs or args.targets):
-        args.signal = config["signal"] if config["signal"] in ("lowres", "edges", "canny") else None
-    if _signal(args) != config["signal"]:
-        raise ConfigError(f"this model was trained on {config['signal']!r} inputs, the data gives {_signal(args)!r}")
-    args.size, args.factor = config.get("size", args.size), config.get("factor", args.factor)  # inputs must fit the model
-    data = load_data(args, args.data, args.labels)
+    opts = DataOptions.from_args(args)
+    opts = opts.for_model(config, config.get("size", opts.size))  # inputs must fit the model
+    _check_kind(opts, config)
+    data = load_data(opts, opts.data, opts.labels)
     manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
                             descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
     print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
@@ -192,11 +187,8 @@ def synthesize(args) -> None:
     model.checked_grid(args.grid)  # a ConfigError now, before any input is read
     targets = None
     if args.data:
-        args.size = model.model.cfg.size
-        if args.signal is None and not (args.pairs or args.targets) and model.config["signal"] in ("lowres", "edges", "canny"):
-            args.signal = model.config["signal"]
-            args.factor = model.config.get("factor", 8)
-        data = load_data(args, args.data)
+        opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)
+        data = load_data(opts, opts.data)
         inputs, names, targets = list(data.x), data.names, list(data.y)
     elif args.inputs:
         files = _image_files(args.inputs)[: args.limit]
@@ -264,41 +256,30 @@ def demo(args) -> None:
 
 
 def train_pix2pix(args) -> None:
-    from .evaluate.pix2pix import Pix2PixTrainConfig, train_run as train_pix2pix_run
+    from .baselines.pix2pix.run import train_run as train_pix2pix_run
+    from .baselines.pix2pix.train import Pix2PixTrainConfig
 
     t0 = time.time()
     _output_folder(args.out)
-    cache = args.cache or args.out / "cache"
-    data = load_data(args, args.data, args.labels, cache)
-    val = load_data(args, args.val, None, cache) if args.val else None
-    print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
-    config = {
-        "signal": _signal(args),
-        "factor": args.factor,
-        "size": args.size,
-        "data": {"source": str(args.data), "pairs": args.pairs, "targets": str(args.targets) if args.targets else None, "labels": args.labels},
-    }
+    opts = DataOptions.from_args(args)
+    data, val = _train_data(args, opts, args.cache or args.out / "cache")
     cfg = Pix2PixTrainConfig(minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch, precision=args.precision)
-    metrics = train_pix2pix_run(args.out, data.x, data.y, config, cfg, ngf=args.ngf, ndf=args.ndf, val=(val.x, val.y) if val else None)
+    metrics = train_pix2pix_run(args.out, data.x, data.y, opts.describe(), cfg, ngf=args.ngf, ndf=args.ndf,
+                                val=(val.x, val.y) if val else None)
     for split, m in metrics.items():
         print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
     print(f"pix2pix folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
 
 
 def evaluate(args) -> None:
-    from .evaluate.pix2pix import load_generator
+    from .baselines.pix2pix.checkpoint import load_generator
     from .evaluate.run import evaluate_to_folder
 
     _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank)
-    args.size = model.model.cfg.size
-    signal = model.config["signal"]
-    if signal in ("lowres", "edges", "canny") and not (args.pairs or args.targets):
-        args.signal = args.signal or signal
-        args.factor = model.config.get("factor", args.factor)
-    if _signal(args) != signal:
-        raise ConfigError(f"this model was trained on {signal!r} inputs, the data options give {_signal(args)!r}")
-    data = load_data(args, args.data, None, args.out / "cache")
+    opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)
+    _check_kind(opts, model.config)
+    data = load_data(opts, opts.data, None, args.out / "cache")
     generator = load_generator(args.pix2pix) if args.pix2pix else None
     meta = {"model": str(args.model), "pix2pix": str(args.pix2pix) if args.pix2pix else None, "data": str(args.data),
             "copy": args.copy}

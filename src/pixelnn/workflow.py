@@ -5,8 +5,6 @@ A model folder holds config.json (the resolved configuration), stage1.pt and ban
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +12,20 @@ from tqdm import tqdm
 
 from .bank.build import add_exemplars
 from .errors import ConfigError
+from .features import backbones
 from .fileio import write_json
-from .regress import checkpoint
+from .regress import checkpoint, run_folder
 from .regress.precision import cpu_summary
 from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
-from .synth.pipeline import RUN_CONFIG, read_run_config
+from .synth.pipeline import read_run_config
 
 
 def write_run(root: Path, model: UNet, config: dict) -> None:
     """Write a model folder from a model and its configuration (used by tests and imports)."""
     root = Path(root)
     checkpoint.save(root / checkpoint.FILENAME, model, {"done": True})
-    write_json(root / RUN_CONFIG, {**config, "stage1": model.cfg.to_dict()})
+    write_json(root / run_folder.CONFIG, {**config, "stage1": model.cfg.to_dict()})
 
 
 def stage1_config(x: np.ndarray, y: np.ndarray, signal: str, width: int, levels: int) -> Stage1Config:
@@ -42,30 +41,25 @@ def train_run(root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int
     """Train (or resume) stage 1 into `root`; returns the metrics written to root/metrics.json."""
     root = Path(root)
     cfg = stage1_config(x, y, config["signal"], width, levels)
-    if (root / RUN_CONFIG).exists():
-        old = read_run_config(root)
-        if old.get("stage1") != cfg.to_dict() or old.get("signal") != config["signal"]:
-            raise ConfigError(
-                f"{root} already holds a model with another configuration ({old.get('signal')}, "
-                f"{old.get('stage1')}); choose another --out folder"
-            )
-    write_json(root / RUN_CONFIG, {**config, "stage1": cfg.to_dict(), "train": asdict(train_cfg)})
+    run_folder.claim(root, config, "stage1", cfg.to_dict(), train_cfg, "model")
     model = train(x, y, root, cfg, train_cfg)
     mean = np.asarray(y, np.float64).mean(axis=0) / 255.0  # (S, S, 3): the mean-image baseline
-    metrics = {"train": evaluate_psnr(model, x[:500], y[:500], mean)}
-    if val is not None:
-        metrics["val"] = evaluate_psnr(model, *val, mean)
-    state = checkpoint.read(root / checkpoint.FILENAME)
-    metrics["training"] = {
+    metrics = run_folder.measure(lambda xs, ys: evaluate_psnr(model, xs, ys, mean), x, y, val)
+    metrics["training"] = training_summary(checkpoint.read(root / checkpoint.FILENAME), train_cfg.batch, len(x))
+    run_folder.write_metrics(root, metrics)
+    return metrics
+
+
+def training_summary(state: dict, batch: int, n: int) -> dict:
+    """What a stage-1 checkpoint's training state says about the run: steps, epochs, time, speed, precision."""
+    return {
         "steps": state["step"],
-        "epochs": round(state["step"] * train_cfg.batch / len(x), 2),
+        "epochs": round(state["step"] * batch / n, 2),
         "minutes": round(state["elapsed_s"] / 60, 2),
-        "images_per_s": round(state["step"] * train_cfg.batch / max(state["elapsed_s"], 1e-9), 1),
+        "images_per_s": round(state["step"] * batch / max(state["elapsed_s"], 1e-9), 1),
         "precision": state.get("precision"),
         "cpu": cpu_summary(),
     }
-    write_json(root / "metrics.json", metrics)
-    return metrics
 
 
 def report_training(metrics: dict) -> list[str]:
@@ -94,7 +88,7 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
     return add_exemplars(
         Path(bank) if bank else root / "bank",
         model,
-        backbone or config.get("backbone", "vgg16-hed"),
+        backbone or config.get("backbone", backbones.DEFAULT),
         config["signal"],
         x,
         y,
@@ -130,7 +124,3 @@ def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=Non
 def _safe(name: str) -> str:
     stem = Path(name).with_suffix("").as_posix()
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "input"
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

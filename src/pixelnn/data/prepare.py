@@ -15,7 +15,8 @@ from ..errors import ConfigError, DataError
 from ..fileio import write_npz
 from .images import UnreadableImage, fit_square, load_rgb
 from .notice import warn_data
-from .signals import SIGNALS, lowres, make_signal
+from .options import SIGNALS
+from .signals import lowres, make_signal
 from .sources import Sample
 
 FORMAT = "pixelnn-prepared-1"
@@ -69,7 +70,7 @@ def load_pair(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
     return fit_square(load_rgb(sample.input), size), target
 
 
-def _reason(sample: Sample, exc: UnreadableImage) -> str:
+def _skip_reason(sample: Sample, exc: UnreadableImage) -> str:
     """Why a sample was skipped; names the input file when that is the unreadable one."""
     return exc.reason if exc.path == str(sample.target) else f"input {exc.path}: {exc.reason}"
 
@@ -104,7 +105,7 @@ def prepare(
         try:
             x, y = load_pair(sample, size)
         except UnreadableImage as exc:
-            skipped.append((sample.name, _reason(sample, exc)))
+            skipped.append((sample.name, _skip_reason(sample, exc)))
             continue
         y_all[len(kept)] = y
         if kind != "photos":

@@ -10,8 +10,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError
-
-SIGNALS = ("lowres", "edges", "canny")
+from .options import SIGNALS
 
 
 def _check_photos(photos: np.ndarray) -> None:

@@ -22,6 +22,8 @@ from PIL import Image, ImageDraw
 from ..fileio import atomic_path, write_png
 from ..report.correspondence import figure as correspondence_figure
 from ..report.result_page import display
+from .cache import corr_of
+from .methods import KEPT_CORR, LABELS
 
 N_SHOWN = 6  # inputs in the comparison grid
 N_STRIPS = 3  # inputs with a multiple-outputs strip
@@ -83,8 +85,6 @@ def _cell_size(S: int) -> int:
 
 def comparison(kept: list[dict], x: np.ndarray, y: np.ndarray, per_input: list[dict], methods: list[str]) -> np.ndarray:
     """Figure 11: columns are inputs; rows input, each method's Rand-1 candidate (global NN left out), original."""
-    from .run import LABELS
-
     rows = [("input", [x[i] for i in range(len(kept))])]
     for m in methods:
         if m == "global":
@@ -96,8 +96,6 @@ def comparison(kept: list[dict], x: np.ndarray, y: np.ndarray, per_input: list[d
 
 def multiple(cands: dict, x: np.ndarray, y: np.ndarray, methods: list[str]) -> np.ndarray:
     """Figure 8 for one input: per multi-output method, input, 7 distinct candidates, original."""
-    from .run import LABELS
-
     rows = []
     for m in methods:
         if m == "stage1" or m == "global":
@@ -110,8 +108,6 @@ def multiple(cands: dict, x: np.ndarray, y: np.ndarray, methods: list[str]) -> n
 
 def ranked(cands: dict, x: np.ndarray, y: np.ndarray, methods: list[str]) -> np.ndarray:
     """Per multi-output method: input, its N_DISTINCT best-ranked candidates (best first), original."""
-    from .run import LABELS
-
     rows = []
     for m in methods:
         if m in ("stage1", "global") or f"score__{m}" not in cands:
@@ -126,8 +122,6 @@ def frequency_plot(path: Path, spectra: dict[str, list[float]], title: str = "")
     """Figure 4: log10 power against spatial frequency (cycles per image), one line per method."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .run import LABELS
 
     fig = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(fig)
@@ -149,8 +143,6 @@ def frequency_plot(path: Path, spectra: dict[str, list[float]], title: str = "")
 
 def write_all(folder: Path, model, kept: list[dict], x, y, per_input, summary: dict, methods: list[str], seed: int) -> list[Path]:
     """Write every figure into `folder`; returns their paths."""
-    from .run import KEPT_CORR, corr_of
-
     folder = Path(folder)
     paths = []
     if kept:

@@ -4,7 +4,8 @@ Images are float arrays in [0, 1], (H, W, 3) or stacked (N, H, W, 3). Every func
 shapes. Which direction is better is given by BETTER (used by the Rand-1 / Oracle selection).
 
 Definitions (the report repeats them):
-- psnr: 10 log10(1 / MSE) over all pixels and channels, MSE floored at 1e-10 (identical images: 100 dB).
+- psnr (pixels.psnr, shared with training): 10 log10(1 / MSE) over all pixels and channels, MSE floored
+  at 1e-10 (identical images: 100 dB).
 - ssim: skimage.metrics.structural_similarity(channel_axis=-1, data_range=1), its defaults otherwise
   (7x7 uniform window).
 - edge AP: HED edge probabilities of the output are the scores, HED edges of the real photo
@@ -30,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MSE_FLOOR = 1e-10  # PSNR cap: 100 dB
 EDGE_THRESHOLD = 0.5
 GRAM_CHUNK = 1 << 16  # values per float32 partial sum in layer_similarity
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
@@ -41,17 +41,6 @@ BETTER = {"psnr": "higher", "ssim": "higher", "edge_ap": "higher", "consistency_
 
 
 # ---------------------------------------------------------------- fidelity
-
-
-def psnr(images: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """PSNR in dB of images (N, H, W, C) (or one (H, W, C)) against target (H, W, C): (N,) (or a scalar)."""
-    images = np.asarray(images, np.float64)
-    target = np.asarray(target, np.float64)
-    single = images.ndim == target.ndim
-    batch = images[None] if single else images  # (N, H, W, C)
-    mse = ((batch - target[None]) ** 2).reshape(len(batch), -1).mean(1)  # (N,)
-    out = 10.0 * np.log10(1.0 / np.maximum(mse, MSE_FLOOR))
-    return out[0] if single else out
 
 
 def ssim(images: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -76,11 +65,6 @@ def consistency_psnr(images: np.ndarray, x: np.ndarray, factor: int) -> np.ndarr
     if images.shape[1] // np.asarray(x).shape[0] != factor:
         raise ValueError(f"outputs {images.shape[1:3]} are not {factor}x the input {np.asarray(x).shape[:2]}")
     return lowres_agreement(images, x)
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8, rounded (any shape)."""
-    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- edges

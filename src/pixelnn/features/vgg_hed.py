@@ -21,7 +21,6 @@ from ..errors import ConfigError
 
 # Caffe's BGR means, subtracted from 0..255 BGR input.
 BGR_MEAN = (104.00699, 116.66877, 122.67892)
-TAP_NAMES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 _BLOCKS = ((3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3))
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -44,6 +45,20 @@ class Limits:
         if not math.isinf(self.seconds):
             parts.append(f"{self.seconds / 60:g} min")
         return " or ".join(parts) + " (whichever comes first)" * (len(parts) > 1)
+
+
+RESUMED = ("step", "epoch", "elapsed_s", "history")  # the training state a checkpoint carries on
+
+
+def fresh_state(cfg) -> dict:
+    """The training state of a new run (a dataclass of training options `cfg`): nothing done yet."""
+    return {"step": 0, "epoch": 0, "elapsed_s": 0.0, "done": False, "train": asdict(cfg), "history": []}
+
+
+def resume(state: dict, blob: dict, what: str, path: Path) -> None:
+    """Carry a checkpoint's steps, epochs, time and history into `state`, and say so."""
+    state.update({k: blob[k] for k in RESUMED})
+    tqdm.write(f"resuming {what} from {path}: step {state['step']}, {state['elapsed_s'] / 60:.1f} min done")
 
 
 def batches(n: int, batch: int, rng: np.random.Generator):

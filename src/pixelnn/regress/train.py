@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from . import budget, checkpoint
 from .precision import Choice, choose
+from ..pixels import psnr
 from .unet import Stage1Config, UNet, predict, to_tensor
 
 
@@ -32,12 +33,6 @@ class TrainConfig:
     @property
     def limits(self) -> budget.Limits:
         return budget.Limits.of(self.minutes, self.steps, self.epochs)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of images in [0, 1]: (N, C, H, W) x2 -> (N,)."""
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(1.0 / mse)
 
 
 def _lr(cfg: TrainConfig, done: float) -> float:
@@ -89,13 +84,12 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     torch.manual_seed(cfg.seed)
     model = UNet(stage1)
     model.set_mean_image(y)
-    state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "done": False, "train": asdict(cfg), "history": []}
+    state = budget.fresh_state(cfg)
     resumed = None
     if path.exists():
         resumed = checkpoint.read(path)
         model.load_state_dict(resumed["model"])
-        state.update({k: resumed[k] for k in ("step", "epoch", "elapsed_s", "history")})
-        tqdm.write(f"resuming stage 1 from {path}: step {state['step']}, {state['elapsed_s'] / 60:.1f} min done")
+        budget.resume(state, resumed, "stage 1", path)
     if resumed is not None and budget.progress(state, limits, max(len(x) // cfg.batch, 1)) >= 1.0:
         return model.eval()  # a finished run asked for the same budget: nothing to do, no probe
     choice = choose_precision(model, x, y, cfg)
@@ -127,13 +121,13 @@ def evaluate_psnr(model: UNet, x: np.ndarray, y: np.ndarray, mean_image: np.ndar
     training image (S, S, 3) float in [0, 1], when given.
     """
     target = to_tensor(y)
-    out = {"stage1_psnr": psnr(predict(model, x), target).mean().item()}
+    out = {"stage1_psnr": float(psnr(predict(model, x), target).mean())}
     if x.shape[-1] == 3 and x.shape[1] != y.shape[1]:
         up = torch.nn.functional.interpolate(to_tensor(x), size=y.shape[1:3], mode="bicubic", align_corners=False)
-        out["bicubic_psnr"] = psnr(up.clamp(0, 1), target).mean().item()
+        out["bicubic_psnr"] = float(psnr(up.clamp(0, 1), target).mean())
     if mean_image is not None:
         mean = torch.from_numpy(np.asarray(mean_image, np.float32)).permute(2, 0, 1)[None].expand_as(target)
-        out["mean_image_psnr"] = psnr(mean, target).mean().item()
+        out["mean_image_psnr"] = float(psnr(mean, target).mean())
     return out
 
 

@@ -8,6 +8,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..pixels import to_uint8
 from ..synth.compose import Correspondence
 
 # around the centre of a 3 x 3 grid, clockwise from the top-left
@@ -20,10 +21,6 @@ def palette(n: int) -> np.ndarray:
     return np.array(
         [[round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.61803) % 1.0, 0.85, 0.95)] for i in range(n)], np.uint8
     )
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def source_map(corr: Correspondence, top: int = 8) -> tuple[np.ndarray, list[int]]:

@@ -31,9 +31,11 @@ from urllib.parse import urlsplit
 from flask import Flask, Request, jsonify, request, send_file, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ..data.options import EDGE_SIGNALS
 from ..errors import PixelNNError
+from ..pixels import to_uint8
 from . import inputs, params, render
-from .store import Entry, ResultStore
+from .results import Entry, ResultStore
 from .uploads import MAX_PIXELS, decode_image, pixel_cap, png_bytes, read_file
 
 STATIC = Path(__file__).parent / "static"
@@ -168,7 +170,7 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
             bank_size=len(bank),
             labels=params.label_choices(bank.labels),
             photo_inputs=inputs.makes_inputs_from_photos(model),
-            drawing="edge map" if model.config["signal"] in inputs.EDGE_SIGNALS else "photo" if inputs.makes_inputs_from_photos(model) else "input",
+            drawing="edge map" if model.config["signal"] in EDGE_SIGNALS else "photo" if inputs.makes_inputs_from_photos(model) else "input",
             grids=params.GRIDS,
             search=model.search,
             default_grid="paper72" if model.search == "fast" else params.DEFAULT_GRID,  # fast: all 72 in ~0.4 s
@@ -267,7 +269,7 @@ def _files(app: Flask, model, store: ResultStore) -> None:
     @app.get("/api/results/<rid>/candidates/<int:i>.png")
     def candidate_image(rid: str, i: int):
         cand = candidate(rid, i)
-        return _png(store.file(rid, f"cand-{i:03d}.png", lambda: png_bytes(render.to_uint8(cand.image))))
+        return _png(store.file(rid, f"cand-{i:03d}.png", lambda: png_bytes(to_uint8(cand.image))))
 
     @app.get("/api/results/<rid>/candidates/<int:i>/corr.json")
     def candidate_corr_json(rid: str, i: int):

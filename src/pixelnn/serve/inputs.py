@@ -9,17 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import IMAGE_SUFFIXES, fit_square, load_rgb
+from ..data.options import EDGE_SIGNALS, SIGNALS
 from ..data.sources import scan_images
 from ..errors import ConfigError
 from ..numbers import strict_int
 from .params import RequestError
 
-PHOTO_SIGNALS = ("lowres", "edges", "canny")
-EDGE_SIGNALS = ("edges", "canny")
 
 
 def makes_inputs_from_photos(model) -> bool:
-    return model.config["signal"] in PHOTO_SIGNALS
+    return model.config["signal"] in SIGNALS
 
 
 def fit_input(model, image: np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 
-from ..report.correspondence import figure, to_uint8
+from ..pixels import to_uint8
+from ..report.correspondence import figure
 from ..report.result_page import display
 from ..synth.compose import Correspondence
-from .store import Entry
+from .results import Entry
 from .uploads import png_bytes
 
 

@@ -61,7 +61,7 @@ def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS
     except MemoryError:
         raise RequestError(f"the {what} is too large: the server has no memory to decode it", 413) from None
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error... on bad data
-        raise RequestError(f"the {what} is a damaged or truncated image ({_reason(exc)})") from None
+        raise RequestError(f"the {what} is a damaged or truncated image ({_exception_text(exc)})") from None
 
 
 def _check_size(size: tuple[int, int], limit: int, what: str) -> None:
@@ -74,7 +74,8 @@ def _check_size(size: tuple[int, int], limit: int, what: str) -> None:
         )
 
 
-def _reason(exc: BaseException) -> str:
+def _exception_text(exc: BaseException) -> str:
+    """An exception as 'Type: message' (the type alone when the message is empty), for error messages."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -38,7 +38,8 @@ class Spec:
         return f"{self.n}:{self.first}:{'whole' if self.window == WHOLE else self.window}"
 
 
-def authors_72() -> list[Spec]:
+def paper72() -> list[Spec]:
+    """The paper's 72 candidates: 18 pools of neighbours (n from rank r) times windows 1, 3, 5 and the whole image."""
     pools = [(1, r) for r in range(1, 11)] + [(3, r) for r in (1, 3, 5, 7, 9)] + [(5, r) for r in (1, 4, 7)]
     return [Spec(n, r, w) for n, r in pools for w in (1, 3, 5, WHOLE)]
 
@@ -48,7 +49,7 @@ def global_matches(k: int = 10) -> list[Spec]:
     return [Spec(1, r, 1) for r in range(1, k + 1)]
 
 
-NAMED = {"paper72": authors_72, "global": global_matches}
+NAMED = {"paper72": paper72, "global": global_matches}
 
 
 def parse(text: str) -> list[Spec]:

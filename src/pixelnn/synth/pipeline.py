@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from ..bank import store
 from ..bank.bank import Bank
 from ..bank.build import expected_manifest
+from ..data.options import SIGNALS
 from ..errors import BankError, ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
-from ..regress import checkpoint
+from ..regress import checkpoint, run_folder
 from ..regress.unet import UNet, predict
 from ..features.hypercolumn import global_descriptor
 from ..features.projection import project_taps
@@ -36,7 +37,7 @@ from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, vote_c
 from .compose import Correspondence, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
-RUN_CONFIG = "config.json"
+RUN_CONFIG = run_folder.CONFIG
 
 
 @contextmanager
@@ -232,7 +233,7 @@ class PixelNN:
         """
         from ..data.images import fit_square
 
-        if self.config["signal"] in ("lowres", "edges", "canny"):
+        if self.config["signal"] in SIGNALS:
             f = self.stage1(self.input_from_photo(image))
         else:
             f = fit_square(np.asarray(image), self.model.cfg.size).astype(np.float32) / 255.0
@@ -297,7 +298,7 @@ class PixelNN:
     def checked_grid(self, grid: list[grids.Spec] | str | None) -> list[grids.Spec]:
         """The grid (default: the authors' 72) fitted to the output size and within the limits of
         grid.check_budget, refused (ConfigError) before any work when it is not."""
-        specs = grids.parse(grid) if isinstance(grid, str) else (list(grid or grids.authors_72()))
+        specs = grids.parse(grid) if isinstance(grid, str) else (list(grid or grids.paper72()))
         specs = grids.fitted(specs, self.model.cfg.size)
         grids.check_budget(specs, self.model.cfg.size, self.pixel_dim, self.search == "fast")
         return specs

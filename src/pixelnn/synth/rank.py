@@ -27,6 +27,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, sobel
 
 from ..data.signals import lowres
+from ..pixels import psnr, to_uint8
 
 PARTS = ("consistency", "seam", "match")
 COUNTED = ("consistency", "match")  # the parts the total adds up
@@ -84,9 +85,8 @@ def lowres_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
     """(n,) PSNR (dB) between each candidate downsampled like the inputs and the low-res input x
     (outputs rounded to uint8 first, MSE floored at 1e-10); also the evaluation's input consistency."""
     factor = images.shape[1] // x.shape[0]
-    small = lowres((np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), factor).astype(np.float64)
-    mse = ((small - np.asarray(x, np.float64)) ** 2).mean(axis=(1, 2, 3)) / 255.0**2
-    return -10.0 * np.log10(np.maximum(mse, 1e-10))
+    small = lowres(to_uint8(images), factor)
+    return psnr(small / 255.0, np.asarray(x) / 255.0)
 
 
 def consistency(images: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ..fileio import write_json, write_text
+from .methods import LABELS, per_candidate_metrics
 from .metrics import BETTER
 
 FORMAT = "pixelnn-evaluation"
@@ -81,8 +82,6 @@ def _clean(v):
 
 
 def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs: int, seed: int, n_samples: int, meta: dict, figures: list[Path], out: Path) -> dict:
-    from .run import LABELS, per_candidate_metrics
-
     names = per_candidate_metrics(signal)
     definitions = {k: {"title": PER_OUTPUT[k][0], "unit": PER_OUTPUT[k][1], "better": BETTER[k], "kind": "per output (Rand-1 / Top-1 / Oracle)", "definition": PER_OUTPUT[k][2]} for k in names}
     definitions.update({k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d} for k, (t, d) in SET.items()})

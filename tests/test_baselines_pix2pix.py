@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from pixelnn.baselines.pix2pix import checkpoint as ckpt, model as nets, sample as sampling, train as training
 from pixelnn.data.signals import lowres
 from pixelnn.errors import ConfigError
-from pixelnn.evaluate import pix2pix as P
 from pixelnn.regress.precision import Choice
 
 from conftest import smooth_textures
@@ -19,12 +19,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
     [(96, 3, 12, 5, 10), (96, 1, 96, 5, 10), (64, 3, 64, 6, 6), (32, 3, 8, 5, 2)],
 )
 def test_generator_and_discriminator_shapes(size, in_channels, input_size, depth, patch):
-    cfg = P.Pix2PixConfig(in_channels=in_channels, input_size=input_size, size=size, ngf=4, ndf=4)
-    gen, disc = P.Generator(cfg), P.Discriminator(cfg)
+    cfg = nets.Pix2PixConfig(in_channels=in_channels, input_size=input_size, size=size, ngf=4, ndf=4)
+    gen, disc = nets.Generator(cfg), nets.Discriminator(cfg)
     assert cfg.depth == depth
     # the bottleneck is a whole number of pixels, >= 1
     assert size % 2**depth == 0 and size // 2**depth >= 1
-    x = P.inputs(np.zeros((2, input_size, input_size, in_channels), np.uint8), size)
+    x = nets.inputs(np.zeros((2, input_size, input_size, in_channels), np.uint8), size)
     assert x.shape == (2, in_channels, size, size)
     with torch.no_grad():
         out = gen(x)
@@ -37,15 +37,15 @@ def test_generator_and_discriminator_shapes(size, in_channels, input_size, depth
 
 
 def test_depth_is_that_of_the_paper_at_256_and_sizes_that_cannot_halve_are_refused():
-    assert P.generator_depth(256) == 8
+    assert nets.generator_depth(256) == 8
     with pytest.raises(ConfigError, match="divisible by 8"):
-        P.generator_depth(36)
+        nets.generator_depth(36)
 
 
 def test_lowres_inputs_are_upsampled_bicubically_to_the_output_size():
     y = smooth_textures(2, 32, seed=1)
     x = lowres(y, 4)  # (2, 8, 8, 3)
-    t = P.inputs(x, 32)
+    t = nets.inputs(x, 32)
     assert t.shape == (2, 3, 32, 32) and t.min() >= -1 and t.max() <= 1
     ref = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, size=(32, 32), mode="bicubic", align_corners=False)
     assert torch.allclose(t, ref.clamp(0, 1) * 2 - 1)
@@ -55,17 +55,17 @@ def test_lowres_inputs_are_upsampled_bicubically_to_the_output_size():
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_one_training_step_changes_both_networks_with_finite_losses(precision, channels_last):
     torch.manual_seed(0)
-    cfg = P.Pix2PixConfig(in_channels=3, input_size=8, size=32, ngf=4, ndf=4)
-    gen, disc = P.Generator(cfg), P.Discriminator(cfg)
+    cfg = nets.Pix2PixConfig(in_channels=3, input_size=8, size=32, ngf=4, ndf=4)
+    gen, disc = nets.Generator(cfg), nets.Discriminator(cfg)
     g0 = [p.detach().clone() for p in gen.parameters()]
     d0 = [p.detach().clone() for p in disc.parameters()]
-    tcfg = P.Pix2PixTrainConfig()
+    tcfg = training.Pix2PixTrainConfig()
     opt_g = torch.optim.Adam(gen.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, 0.999))
     y = smooth_textures(2, 32, seed=2)
-    x = P.inputs(lowres(y, 4), 32)
+    x = nets.inputs(lowres(y, 4), 32)
     yt = torch.from_numpy(y).permute(0, 3, 1, 2).float() / 255 * 2 - 1
-    losses = P.train_step(gen, disc, opt_g, opt_d, x, yt, tcfg, Choice(precision, channels_last, ""))
+    losses = training.train_step(gen, disc, opt_g, opt_d, x, yt, tcfg, Choice(precision, channels_last, ""))
     assert set(losses) == {"d", "g_gan", "l1"}
     assert all(np.isfinite(v) for v in losses.values())
     assert any(not torch.equal(a, b) for a, b in zip(g0, gen.parameters()))
@@ -73,25 +73,25 @@ def test_one_training_step_changes_both_networks_with_finite_losses(precision, c
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-    cfg = P.Pix2PixTrainConfig(minutes=1.0)  # the schedule follows the fraction of the budget done
-    assert P._lr(cfg, 0) == P._lr(cfg, 0.5) == pytest.approx(2e-4)
-    assert P._lr(cfg, 0.75) == pytest.approx(1e-4)
-    assert P._lr(cfg, 1.0) == 0.0
+    cfg = training.Pix2PixTrainConfig(minutes=1.0)  # the schedule follows the fraction of the budget done
+    assert training._lr(cfg, 0) == training._lr(cfg, 0.5) == pytest.approx(2e-4)
+    assert training._lr(cfg, 0.75) == pytest.approx(1e-4)
+    assert training._lr(cfg, 1.0) == 0.0
 
 
 def test_dropout_stays_active_at_test_time():
     torch.manual_seed(0)
-    gen = P.Generator(P.Pix2PixConfig(in_channels=3, input_size=8, size=32, ngf=4, ndf=4)).eval()
+    gen = nets.Generator(nets.Pix2PixConfig(in_channels=3, input_size=8, size=32, ngf=4, ndf=4)).eval()
     x = lowres(smooth_textures(1, 32, seed=3), 4)[0]
-    a = P.sample(gen, x, 2, seed=0)
-    b = P.sample(gen, x, 2, seed=1)
+    a = sampling.sample(gen, x, 2, seed=0)
+    b = sampling.sample(gen, x, 2, seed=1)
     assert a.shape == (2, 32, 32, 3) and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
     assert not np.array_equal(a[0], a[1])  # two outputs of one call differ
     assert not np.array_equal(a, b)  # two calls differ
-    assert np.array_equal(a, P.sample(gen, x, 2, seed=0))  # the seed fixes the masks
+    assert np.array_equal(a, sampling.sample(gen, x, 2, seed=0))  # the seed fixes the masks
     assert not gen.training  # the model is left as it was
     with torch.no_grad():  # without the dropout, outputs are deterministic
-        t = P.inputs(x[None], 32)
+        t = nets.inputs(x[None], 32)
         assert torch.equal(gen(t), gen(t))
 
 
@@ -99,27 +99,27 @@ def test_dropout_stays_active_at_test_time():
 def test_training_resumes_from_its_checkpoint(tmp_path, precision):
     y = smooth_textures(4, 32, seed=4)
     x = lowres(y, 4)
-    cfg = P.config_for(x, y, ngf=4, ndf=4)
+    cfg = nets.config_for(x, y, ngf=4, ndf=4)
     tcfg = dict(minutes=5.0, batch=2, save_every_s=0, precision=precision)
-    P.train(x, y, tmp_path, cfg, P.Pix2PixTrainConfig(steps=2, **tcfg))
-    first = P.read(tmp_path)
+    training.train(x, y, tmp_path, cfg, training.Pix2PixTrainConfig(steps=2, **tcfg))
+    first = ckpt.read(tmp_path)
     assert first["done"] and first["step"] == 2 and first["elapsed_s"] > 0
     assert first["precision"]["precision"] in ("fp32", "bf16")
-    gen = P.train(x, y, tmp_path, cfg, P.Pix2PixTrainConfig(steps=4, **tcfg))
-    second = P.read(tmp_path / P.FILENAME)
+    gen = training.train(x, y, tmp_path, cfg, training.Pix2PixTrainConfig(steps=4, **tcfg))
+    second = ckpt.read(tmp_path / ckpt.FILENAME)
     assert second["step"] == 4 and second["elapsed_s"] > first["elapsed_s"]
     assert len(second["history"]) == second["epoch"] == 2
-    loaded = P.load_generator(tmp_path)
+    loaded = ckpt.load_generator(tmp_path)
     for a, b in zip(gen.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
     with pytest.raises(ConfigError, match="another configuration"):
-        P.train(x, y, tmp_path, P.config_for(x, y, ngf=8, ndf=4), P.Pix2PixTrainConfig(steps=5, **tcfg))
+        training.train(x, y, tmp_path, nets.config_for(x, y, ngf=8, ndf=4), training.Pix2PixTrainConfig(steps=5, **tcfg))
 
 
 def test_a_file_that_is_not_a_pix2pix_checkpoint_is_refused(tmp_path):
-    torch.save({"format": "something"}, tmp_path / P.FILENAME)
+    torch.save({"format": "something"}, tmp_path / ckpt.FILENAME)
     with pytest.raises(ConfigError, match="not a PixelNN pix2pix checkpoint"):
-        P.load_generator(tmp_path)
+        ckpt.load_generator(tmp_path)
     with pytest.raises(ConfigError, match="train-pix2pix"):
-        P.read(tmp_path / "missing")
+        ckpt.read(tmp_path / "missing")

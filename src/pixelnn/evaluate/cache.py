@@ -1,0 +1,66 @@
+"""The evaluation's per-input cache files, OUT/cache/cand-NNNNN.npz and metrics-NNNNN.npz.
+
+Each file carries a `key`: a hash of everything its arrays depend on. A file whose key differs, or
+that cannot be read, counts as missing and is recomputed.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..hashing import arrays_hash, json_hash, weights_hash
+from ..synth.compose import Correspondence
+
+CACHE_VERSION = 3  # 2: candidates ranked, with scores and seams; 3: ranking by consistency and match
+METRICS_VERSION = 2  # 2: Top-1, seams, Fréchet of the Top-1 outputs, diversity of the top 10
+
+
+def run_key(manifest: dict, generator: torch.nn.Module | None, seed: int, n_samples: int, copy: str) -> list:
+    """What every candidate file of a run depends on: the model and bank, the pix2pix weights and the options."""
+    weights = weights_hash(generator) if generator is not None else None
+    return [CACHE_VERSION, manifest.get("model_fingerprint"), manifest.get("count"), weights, seed, n_samples, copy]
+
+
+def candidates_key(run: list, x: np.ndarray, y: np.ndarray) -> str:
+    """The key of one input's candidate file: the run's key and the input and photo themselves."""
+    return json_hash([run, arrays_hash(x, y)])
+
+
+def metrics_key(candidates: str) -> str:
+    """The key of one input's metrics file, from its candidate file's key."""
+    return json_hash([candidates, METRICS_VERSION])
+
+
+def candidates_path(cache: Path, i: int) -> Path:
+    return Path(cache) / f"cand-{i:05d}.npz"
+
+
+def metrics_path(cache: Path, i: int) -> Path:
+    return Path(cache) / f"metrics-{i:05d}.npz"
+
+
+def read(path: Path, key: str) -> dict | None:
+    """The arrays of a cache file if it exists, is readable and carries `key`; else None."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "key" not in z.files or str(z["key"]) != key:
+                return None
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return None
+
+
+def corr_of(cands: dict, kind: str) -> tuple[int, Correspondence] | None:
+    """(candidate index, correspondence) of a PixelNN candidate kept in a candidate file (kind: one of
+    methods.KEPT_CORR), if any."""
+    f = f"corr_{kind}_"
+    if f + "exemplar" not in cands:
+        return None
+    corr = Correspondence(cands[f + "exemplar"], cands[f + "sy"], cands[f + "sx"], cands[f + "sim"])
+    return int(cands[f + "index"]), corr

@@ -1,0 +1,18 @@
+"""What an evaluation compares and measures: the methods, their labels, the per-output metrics and
+the fixed counts. A leaf module: the job, the tables and the figures all read it, it reads none of them."""
+
+from __future__ import annotations
+
+METHODS = ("stage1", "global", "pixelnn", "pix2pix")
+LABELS = {"stage1": "stage 1 f(x)", "global": "global NN (Eq. 2)", "pixelnn": "PixelNN", "pix2pix": "pix2pix"}
+N_SAMPLES = 72
+DEEP_SUBSET = 10  # candidates per input (fixed seed) whose pairs give the deep-feature diversity
+N_CORR = 3  # inputs whose PixelNN correspondences (Rand-1 and the most composite candidate) are kept for figures
+KEPT_CORR = ("rand1", "composite")  # the cache's corr_<kind>_* fields
+TOP_N = 10  # the best-ranked candidates whose diversity is reported
+
+
+def per_candidate_metrics(signal: str) -> list[str]:
+    """Per-output metrics of an evaluation (seam: only methods that copy, see metrics.seam_step)."""
+    names = ["psnr", "ssim", "edge_ap", "spectrum_dist", "seam"]
+    return names[:2] + ["consistency_psnr"] + names[2:] if signal == "lowres" else names
