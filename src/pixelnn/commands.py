@@ -133,6 +133,14 @@ def verify(args) -> None:
     print(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
 
+def convert(args) -> None:
+    """Rewrite the old torch.save checkpoints of a folder as safetensors (see regress/convert.py)."""
+    from .regress.convert import convert_folder
+
+    for line in convert_folder(args.folder, keep_old=args.keep_old, trust_pickle=args.trust_pickle):
+        print(f"convert: {line}")
+
+
 def _image_files(paths: list[Path]) -> list[Path]:
     """Files named, and image files under folders named (hidden ones skipped, as --data does)."""
     files = []

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..fileio import atomic_path
-from ..regress.checkpoint import read_checkpoint
+from ..regress.checkpoint import read_checkpoint, write_checkpoint
 from ..regress import budget
 from ..regress.precision import Choice, choose
 from ..regress.train import psnr
@@ -190,8 +190,7 @@ def save(path: Path, gen: Generator, disc: Discriminator, state: dict) -> None:
         "discriminator": disc.state_dict(),
         **state,
     }
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    write_checkpoint(path, blob)  # safetensors + JSON, whatever the file's name says
 
 
 def read(path: Path) -> dict:

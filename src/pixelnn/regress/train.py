@@ -91,7 +91,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     model.set_mean_image(y)
     state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "done": False, "train": asdict(cfg), "history": []}
     resumed = None
-    if path.exists():
+    if checkpoint.exists(path):  # an old stage1.pt is resumed too; the next save writes the new format
         resumed = checkpoint.read(path)
         model.load_state_dict(resumed["model"])
         state.update({k: resumed[k] for k in ("step", "epoch", "elapsed_s", "history")})
