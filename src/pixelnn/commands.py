@@ -133,6 +133,14 @@ def verify(args) -> None:
     print(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
 
+def setup_weights(args) -> None:
+    """Convert the VGG-16/HED and EfficientNet-Lite0 weights into the cache (see features/weights.py)."""
+    from .features.weights import setup_all
+
+    for line in setup_all():
+        print(f"setup-weights: {line}")
+
+
 def convert(args) -> None:
     """Rewrite the old torch.save checkpoints of a folder as safetensors (see regress/convert.py)."""
     from .regress.convert import convert_folder
