@@ -258,7 +258,18 @@ def _region(text: str, size: int) -> ExemplarSet:
     return ExemplarSet(like=load_rgb(Path(value)), mask=mask)
 
 
+def _need_extra(modules: tuple[str, ...], extra: str, verb: str) -> None:
+    """A clear error when an optional dependency group (pyproject's extras) is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"`pixelnn {verb}` needs {', '.join(missing)}, which is not installed: "
+                          f"install it with `pip install 'pixelnn[{extra}]'` (or `make setup`)")
+
+
 def serve(args) -> None:
+    _need_extra(("flask", "waitress"), "serve", "serve")
     from .serve.app import LOOPBACK_HOSTS, create_app
     from .serve.server import serve_forever
     from .serve.workdir import work_folder
@@ -302,6 +313,7 @@ def train_pix2pix(args) -> None:
 
 
 def evaluate(args) -> None:
+    _need_extra(("matplotlib",), "eval", "evaluate")
     from .evaluate.pix2pix import load_generator
     from .evaluate.run import evaluate_to_folder
 
