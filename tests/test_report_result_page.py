@@ -35,4 +35,5 @@ def test_a_result_page_escapes_its_title_and_keeps_its_markup(tiny_run, tmp_path
     assert "<script" not in text and f"<h1>{ESCAPED}</h1>" in text
     assert "&middot; score" in text and "&amp;middot;" not in text  # the template's own entities are kept
     assert '<a href="../index.html">&larr; all inputs</a>' in text
-    assert text.count('.corr.png"><figure><img src="cand-') == len(result.candidates)  # each candidate links its sources
+    # each candidate links its sources
+    assert text.count('.corr.png"><figure><img src="cand-') == len(result.candidates)

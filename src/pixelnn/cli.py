@@ -142,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
 
-    p = verbs.add_parser("setup-weights", help="convert the backbones' installed weight packages once into checksummed "
-                         "safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights); make setup runs it")
+    p = verbs.add_parser("setup-weights", help="convert the backbones' installed weight packages once into "
+                         "checksummed safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)")
 
-    p = verbs.add_parser("convert", help="rewrite a model folder's old torch.save checkpoints as safetensors", epilog=CONVERT_EXAMPLES, formatter_class=fmt)
-    p.add_argument("folder", type=Path, metavar="MODEL_DIR", help="model folder (or pix2pix folder) to convert in place")
-    p.add_argument("--keep-old", action="store_true", help="keep the old file (stage1.pt stays; pix2pix.pt is kept as pix2pix.pt.old)")
+    p = verbs.add_parser("convert", help="rewrite a model folder's old torch.save checkpoints as safetensors",
+                         epilog=CONVERT_EXAMPLES, formatter_class=fmt)
+    p.add_argument("folder", type=Path, metavar="MODEL_DIR", help="model (or pix2pix) folder to convert in place")
+    p.add_argument("--keep-old", action="store_true",
+                   help="keep the old file (stage1.pt stays; pix2pix.pt is kept as pix2pix.pt.old)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="read an old file that holds more than tensors and numbers with full unpickling, which can run "
                         "code: only for a file you made yourself or fully trust")

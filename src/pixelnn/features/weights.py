@@ -196,7 +196,8 @@ def load(name: str) -> dict[str, torch.Tensor]:
     try:
         tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError) as e:
-        raise ConfigError(f"cannot read the {name} weights {path} ({e}): run `{SETUP_COMMAND}` to convert them again") from None
+        raise ConfigError(f"cannot read the {name} weights {path} ({e}): "
+                          f"run `{SETUP_COMMAND}` to convert them again") from None
     if tensor_checksum(tensors) != source.tensors_sha256:
         raise ConfigError(f"the {name} weights {path} differ from the expected ones (sha256 mismatch): "
                           f"run `{SETUP_COMMAND}` to convert them again")

@@ -124,11 +124,11 @@ def _read_safetensors(path: Path, what: str) -> dict:
     try:
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
-        meta = header.get("__metadata__") or {}
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
         tensors = st_load(data)
     except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as e:
         raise ConfigError(f"{path} is not a readable {what} checkpoint ({e.__class__.__name__}: {e})") from None
-    if _META_KEY not in meta or _SUM_KEY not in meta:
+    if not isinstance(meta, dict) or _META_KEY not in meta or _SUM_KEY not in meta:
         raise ConfigError(f"{path} is not a PixelNN {what} checkpoint")
     if tensor_checksum(tensors) != meta[_SUM_KEY]:
         raise ConfigError(

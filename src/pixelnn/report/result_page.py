@@ -64,11 +64,13 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
         write_png(folder / f"{stem}.png", to_uint8(cand.image))
         cand.corr.save(folder / f"{stem}.corr.npz")
         write_png(folder / f"{stem}.corr.png", figure(cand.image, cand.corr, exemplars))
-        cands.append({"stem": stem, "spec": str(cand.spec), "score": _score(cand), "sim": f"{cand.corr.sim.mean():.3f}"})
+        sim = f"{cand.corr.sim.mean():.3f}"
+        cands.append({"stem": stem, "spec": str(cand.spec), "score": _score(cand), "sim": sim})
         if i < 12 or cand.spec.window == 0 and cand.spec.n > 1:
             sources.append(cands[-1])
     neighbours = ", ".join(f"#{i} ({s:.3f})" for i, s in zip(result.neighbours, result.neighbour_sims))
-    page = render("result.html", title=title, head=head, width=w, candidates=cands, sources=sources, neighbours=neighbours)
+    page = render("result.html", title=title, head=head, width=w, candidates=cands, sources=sources,
+                  neighbours=neighbours)
     write_text(folder / "index.html", page)
     return folder / "index.html"
 
