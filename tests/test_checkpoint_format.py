@@ -191,3 +191,22 @@ def test_numpy_values_in_a_checkpoint_round_trip(tmp_path):
     assert same(back["t"], blob["t"]) and same(back["s"], blob["s"])
     with pytest.raises(TypeError, match="cannot hold"):
         checkpoint.write_checkpoint(path, {"f": os})
+
+
+def test_training_resumes_an_old_folder_and_saves_the_new_format(tmp_path):
+    from conftest import smooth_textures
+    from pixelnn.data.signals import lowres
+    from pixelnn.regress.train import TrainConfig, train
+
+    y = smooth_textures(8, 32, seed=3)
+    x = lowres(y, 4)
+    cfg = dict(batch=4, save_every_s=0, precision="fp32")
+    train(x, y, tmp_path / "new", CFG, TrainConfig(steps=2, **cfg))
+    blob = checkpoint.read(tmp_path / "new" / checkpoint.FILENAME)
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save(blob, old / checkpoint.LEGACY_FILENAME)  # the same run, as an older PixelNN saved it
+    train(x, y, old, CFG, TrainConfig(steps=3, **cfg))
+    resumed = checkpoint.read(old / checkpoint.FILENAME)
+    assert resumed["step"] == 3 and resumed["history"][:1] == blob["history"][:1]
+    assert not checkpoint.is_legacy(old / checkpoint.FILENAME)
