@@ -210,3 +210,25 @@ def test_training_resumes_an_old_folder_and_saves_the_new_format(tmp_path):
     resumed = checkpoint.read(old / checkpoint.FILENAME)
     assert resumed["step"] == 3 and resumed["history"][:1] == blob["history"][:1]
     assert not checkpoint.is_legacy(old / checkpoint.FILENAME)
+
+
+def test_an_old_file_with_numpy_values_converts_only_when_trusted(tmp_path):
+    """weights_only refuses numpy scalars; the owner of such a file can still convert it, deliberately."""
+    model = UNet(CFG)
+    root = old_folder(tmp_path / "old", model, {"done": True, "history": [{"loss": np.float64(0.5)}]})
+    with pytest.raises(ConfigError, match="--trust-pickle"):
+        checkpoint.load_model(root / checkpoint.FILENAME)
+    with pytest.raises(ConfigError, match="--trust-pickle"):
+        convert_folder(root)
+    convert_folder(root, trust_pickle=True)
+    assert checkpoint.read(root / checkpoint.FILENAME)["history"] == [{"loss": 0.5}]
+    assert checkpoint.fingerprint(checkpoint.load_model(root / checkpoint.FILENAME)) == checkpoint.fingerprint(model)
+
+
+def test_a_damaged_old_file_is_not_blamed_on_pickle(tmp_path):
+    root = old_folder(tmp_path / "old", UNet(CFG), {"done": True})
+    path = root / checkpoint.LEGACY_FILENAME
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ConfigError, match=r"not a readable stage-1 checkpoint \(") as err:
+        checkpoint.read(root / checkpoint.FILENAME)
+    assert "trust" not in str(err.value)

@@ -147,13 +147,14 @@ def read_legacy(path: Path, what: str, trust_pickle: bool = False) -> dict:
     trust_pickle unpickles anything (which can run code): only `pixelnn convert --trust-pickle` asks for it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except Exception as e:  # noqa: BLE001 - anything that is not plain data is refused, never run
+    except Exception as e:  # noqa: BLE001 - a damaged file, or one that is not plain data: refused, never run
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "weights only load failed" not in first.lower():
+            raise ConfigError(f"{path} is not a readable {what} checkpoint ({e.__class__.__name__}: {first[:200]})") from None
         raise ConfigError(
             f"{path} is not a readable {what} checkpoint: it is an old torch.save file that holds more than "
-            f"tensors and numbers, which PixelNN no longer unpickles because that can run code "
-            f"({e.__class__.__name__}: {first[:200]}). Only if you trust where it came from, convert it with "
-            f"`pixelnn convert {path.parent} --trust-pickle`"
+            f"tensors and numbers, which PixelNN no longer unpickles because that can run code. Only if you trust "
+            f"where it came from, convert it with `pixelnn convert {path.parent} --trust-pickle`"
         ) from None
 
 

@@ -37,7 +37,10 @@ def _write_verified(old: Path, new: Path, fmt: str, version: int, what: str, tru
     blob = checkpoint.read_legacy(old, what, trust_pickle=trust_pickle)
     if not isinstance(blob, dict) or blob.get("format") != fmt or blob.get("version") != version:
         raise ConfigError(f"{old} is not a PixelNN {what} checkpoint of version {version}; nothing was converted")
-    checkpoint.write_checkpoint(new, blob)
+    try:
+        checkpoint.write_checkpoint(new, blob)
+    except TypeError as e:  # an object that is neither a tensor, an array, a number, a string nor a container
+        raise ConfigError(f"{old} cannot be converted: {e}; nothing was converted") from None
     if not _same(blob, checkpoint.read_checkpoint(new, fmt, version, what, "convert")):
         raise ConfigError(f"{new} does not read back as {old} did; kept {old}, please report this")
     return blob
