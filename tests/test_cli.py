@@ -76,7 +76,7 @@ def _png(path):
 def test_train_writes_a_complete_model_folder(trained):
     code, data, run = trained
     assert code == 0
-    for name in ("config.json", "stage1.pt", "metrics.json", "bank/bank.json"):
+    for name in ("config.json", "stage1.safetensors", "metrics.json", "bank/bank.json"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["signal"] == "lowres" and config["size"] == 32 and config["factor"] == 4
@@ -243,7 +243,7 @@ def test_training_skips_a_truncated_jpeg_and_says_so(capsys, tmp_path):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "data: 5 training pairs" in captured.out
-    assert (run / "stage1.pt").is_file() and (run / "metrics.json").is_file()
+    assert (run / "stage1.safetensors").is_file() and (run / "metrics.json").is_file()
     assert not (run / "bank").exists()  # --no-index
 
 

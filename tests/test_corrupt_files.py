@@ -107,9 +107,9 @@ def set_shard(key, value):
 
 
 def stage1_of_another_width(run):
-    blob = torch.load(run / checkpoint.FILENAME, weights_only=False)
+    blob = checkpoint.read(run / checkpoint.FILENAME)
     blob["config"]["width"] = 4
-    torch.save(blob, run / checkpoint.FILENAME)
+    checkpoint.write_checkpoint(run / checkpoint.FILENAME, blob)
 
 
 def config_json(change):
@@ -124,8 +124,8 @@ CASES = [
     ("config-signal-number", "exact", config_json(set_key("signal", 3)), ConfigError, "config.json", "signal must be a str"),
     ("config-factor-text", "exact", config_json(set_key("factor", "4")), ConfigError, "config.json", "factor must be a int"),
     ("config-a-list", "exact", lambda r: (r / "config.json").write_text("[1, 2]"), ConfigError, "config.json", "not an object"),
-    ("stage1-truncated", "exact", lambda r: truncate(r / checkpoint.FILENAME), ConfigError, "stage1.pt", "not a readable stage-1 checkpoint"),
-    ("stage1-config-mismatch", "exact", stage1_of_another_width, ConfigError, "stage1.pt", "weights do not fit"),
+    ("stage1-truncated", "exact", lambda r: truncate(r / checkpoint.FILENAME), ConfigError, "stage1.safetensors", "not a readable stage-1 checkpoint"),
+    ("stage1-config-mismatch", "exact", stage1_of_another_width, ConfigError, "stage1.safetensors", "weights do not fit"),
     ("bank-json-truncated", "exact", lambda r: truncate(r / "bank" / "bank.json"), BankError, "bank.json", "not a readable bank manifest"),
     ("bank-json-empty", "exact", lambda r: (r / "bank" / "bank.json").write_text(""), BankError, "bank.json", "not a readable"),
     ("bank-json-no-size", "exact", manifest(delete("size")), BankError, "bank.json", "lacks the key 'size'"),

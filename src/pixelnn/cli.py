@@ -98,6 +98,14 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 
+CONVERT_EXAMPLES = """examples:
+  pixelnn convert runs/celeba-lowres              # stage1.pt -> stage1.safetensors, then stage1.pt is removed
+  pixelnn convert runs/shoes-pix2pix --keep-old   # pix2pix.pt rewritten; the old file kept as pix2pix.pt.old
+Folders from older PixelNN versions still load without converting (their torch.save files are read with
+torch.load(weights_only=True), which refuses anything but tensors and numbers); converting makes them
+pickle-free, so they can be shared. Each new file is read back and compared with the old before it is removed."""
+
+
 def _budget_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budget (training stops at whichever limit comes first)")
     g.add_argument("--steps", type=int, default=0, help="optimizer steps (default: no step limit)")
@@ -134,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("verify", help="check a model's bank file by file against the sha256 sums stored with it", epilog=VERIFY_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+
+    p = verbs.add_parser("setup-weights", help="convert the backbones' installed weight packages once into "
+                         "checksummed safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)")
+
+    p = verbs.add_parser("convert", help="rewrite a model folder's old torch.save checkpoints as safetensors",
+                         epilog=CONVERT_EXAMPLES, formatter_class=fmt)
+    p.add_argument("folder", type=Path, metavar="MODEL_DIR", help="model (or pix2pix) folder to convert in place")
+    p.add_argument("--keep-old", action="store_true",
+                   help="keep the old file (stage1.pt stays; pix2pix.pt is kept as pix2pix.pt.old)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read an old file that holds more than tensors and numbers with full unpickling, which can run "
+                        "code: only for a file you made yourself or fully trust")
 
     p = verbs.add_parser("synthesize", help="many outputs and their correspondences for inputs", epilog=SYNTH_EXAMPLES, formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")

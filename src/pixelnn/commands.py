@@ -128,6 +128,22 @@ def verify(args) -> None:
     print(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
 
+def setup_weights(args) -> None:
+    """Convert the VGG-16/HED and EfficientNet-Lite0 weights into the cache (see features/weights.py)."""
+    from .features.backbones import setup_weights
+
+    for line in setup_weights():
+        print(f"setup-weights: {line}")
+
+
+def convert(args) -> None:
+    """Rewrite the old torch.save checkpoints of a folder as safetensors (see regress/convert.py)."""
+    from .regress.convert import convert_folder
+
+    for line in convert_folder(args.folder, keep_old=args.keep_old, trust_pickle=args.trust_pickle):
+        print(f"convert: {line}")
+
+
 def _image_files(paths: list[Path]) -> list[Path]:
     """Files named, and image files under folders named (hidden ones skipped, as --data does)."""
     files = []
@@ -234,7 +250,18 @@ def _region(text: str, size: int) -> ExemplarSet:
     return ExemplarSet(like=load_rgb(Path(value)), mask=mask)
 
 
+def _need_extra(modules: tuple[str, ...], extra: str, verb: str) -> None:
+    """A clear error when an optional dependency group (pyproject's extras) is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"`pixelnn {verb}` needs {', '.join(missing)}, which is not installed: "
+                          f"install it with `pip install 'pixelnn[{extra}]'` (or `make setup`)")
+
+
 def serve(args) -> None:
+    _need_extra(("flask", "waitress"), "serve", "serve")
     from .serve.app import LOOPBACK_HOSTS, create_app
     from .serve.server import serve_forever
     from .serve.workdir import work_folder
@@ -272,6 +299,7 @@ def train_pix2pix(args) -> None:
 
 
 def evaluate(args) -> None:
+    _need_extra(("matplotlib",), "eval", "evaluate")
     from .baselines.pix2pix.checkpoint import load_generator
     from .evaluate.run import evaluate_to_folder
 

@@ -18,6 +18,7 @@ import numpy as np
 from .data.fashion import DEMO_CLASSES, fashion_photos, load_fashion
 from .data.signals import hed
 from .features import backbones
+from .regress import checkpoint
 from .regress.options import DEMO_STEPS
 from .regress.precision import describe_cpu
 from .regress.train import TrainConfig
@@ -53,7 +54,7 @@ def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n
     run = out / "model"
     config = {"signal": "edges", "factor": 8, "size": SIZE, "backbone": backbones.DEFAULT,
               "data": {"source": "fashion-mnist"}}
-    if (run / "stage1.pt").exists():
+    if checkpoint.exists(run / checkpoint.FILENAME):
         shutil.rmtree(run)  # the demo always trains afresh: a finished earlier model would skip training
     cfg = TrainConfig(steps=steps, minutes=minutes, precision=precision)
     print(f"[2/4] training stage 1: {cfg.limits.describe()}")

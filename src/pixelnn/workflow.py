@@ -1,6 +1,6 @@
 """The jobs behind the CLI verbs, callable from Python: train a model folder, index, synthesize.
 
-A model folder holds config.json (the resolved configuration), stage1.pt and bank/.
+A model folder holds config.json (the resolved configuration), stage1.safetensors and bank/ (older ones stage1.pt).
 """
 
 from __future__ import annotations

@@ -34,6 +34,17 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
 DEFAULT = "vgg16-hed"
 
 
+def setup_weights() -> list[str]:
+    """Convert every backbone's weights into the cache (the set-up step); one line per backbone."""
+    from . import weights
+    from .efficientnet import EfficientNetLite0
+    from .vgg_hed import VGG16HED
+
+    done = [(weights.HED, weights.convert(weights.HED, VGG16HED)),
+            (weights.EFFICIENTNET, weights.convert(weights.EFFICIENTNET, EfficientNetLite0))]
+    return [f"{s.name}: {path} (sha256 {s.tensors_sha256[:16]}…)" for s, path in done]
+
+
 def load_backbone(name: str) -> nn.Module:
     if name not in FACTORIES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(FACTORIES)}")

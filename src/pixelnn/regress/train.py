@@ -86,7 +86,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     model.set_mean_image(y)
     state = budget.fresh_state(cfg)
     resumed = None
-    if path.exists():
+    if checkpoint.exists(path):  # an old stage1.pt is resumed too; the next save writes the new format
         resumed = checkpoint.read(path)
         model.load_state_dict(resumed["model"])
         budget.resume(state, resumed, "stage 1", path)

@@ -10,24 +10,25 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from PIL import Image
 
 from ..fileio import write_png, write_text
+from ..pixels import to_uint8
+from ..search.pixel_match import WHOLE
 from ..synth.pipeline import Result
-from .correspondence import figure, to_uint8
+from .correspondence import figure
 
-STYLE = """
-body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:1.5em}
-a{color:#8cf} h1,h2{font-weight:500} .row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-figure{margin:0;text-align:center;font-size:12px} img{image-rendering:pixelated;border:1px solid #333}
-.small{color:#aaa;font-size:12px} .warn{color:#f66;font-weight:600}
-table.facts{border-collapse:collapse;font-size:14px} table.facts td{padding:2px 14px 2px 0}
-table.facts td:first-child{color:#aaa}
-"""
+_ENV = Environment(loader=PackageLoader("pixelnn.report", "templates"), autoescape=select_autoescape(["html"]),
+                   undefined=StrictUndefined, keep_trailing_newline=False)
+
+
+def render(template: str, **values) -> str:
+    """Render one of report/templates/*.html; every value is escaped unless the template marks it safe."""
+    return _ENV.get_template(template).render(**values)
 
 
 def display(image: np.ndarray, size: int) -> np.ndarray:
@@ -46,10 +47,6 @@ def _stem(i: int, spec) -> str:
     return f"cand-{i:02d}_{str(spec).replace(':', '-')}"
 
 
-def _fig(src: str, caption: str, width: int) -> str:
-    return f'<figure><img src="{html.escape(src)}" width="{width}"><figcaption>{caption}</figcaption></figure>'
-
-
 def write_result(folder: Path, result: Result, bank, target: np.ndarray | None = None, title: str = "") -> Path:
     """Write one result's files and page; returns the page's path."""
     folder = Path(folder)
@@ -57,39 +54,25 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
     w = max(2 * S, 160)
     write_png(folder / "input.png", display(result.input, S))
     write_png(folder / "stage1.png", to_uint8(result.stage1))
-    head = [_fig("input.png", "input", w), _fig("stage1.png", "stage 1 f(x)", w)]
+    head = [{"src": "input.png", "caption": "input"}, {"src": "stage1.png", "caption": "stage 1 f(x)"}]
     if target is not None:
         write_png(folder / "target.png", target)
-        head.append(_fig("target.png", "original", w))
+        head.append({"src": "target.png", "caption": "original"})
     used = sorted({int(i) for c in result.candidates for i, _ in c.corr.shares()[:8]})
     exemplars = dict(zip(used, bank.gather("y", used))) if used else {}
-    cands, corrs = [], []
+    cands, sources = [], []
     for i, cand in enumerate(result.candidates):
         stem = _stem(i, cand.spec)
         write_png(folder / f"{stem}.png", to_uint8(cand.image))
         cand.corr.save(folder / f"{stem}.corr.npz")
         write_png(folder / f"{stem}.corr.png", figure(cand.image, cand.corr, exemplars))
-        label = f"#{i + 1} {cand.spec} &middot; score {_score(cand)} &middot; sim {cand.corr.sim.mean():.3f}"
-        cands.append(f'<a href="{stem}.corr.png">{_fig(stem + ".png", label, w)}</a>')
-        if i < 12 or cand.spec.window == 0 and cand.spec.n > 1:
-            corrs.append(_fig(f"{stem}.corr.png", f"{cand.spec} sources", 3 * w // 2))
+        sim = f"{cand.corr.sim.mean():.3f}"
+        cands.append({"stem": stem, "spec": str(cand.spec), "score": _score(cand), "sim": sim})
+        if i < 12 or cand.spec.window == WHOLE and cand.spec.n > 1:
+            sources.append(cands[-1])
     neighbours = ", ".join(f"#{i} ({s:.3f})" for i, s in zip(result.neighbours, result.neighbour_sims))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>PixelNN: {html.escape(title)}</title>
-<style>{STYLE}</style></head><body>
-<p><a href="../index.html">&larr; all inputs</a></p><h1>{html.escape(title)}</h1>
-<div class="row">{''.join(head)}</div>
-<h2>{len(result.candidates)} candidates, best ranked first</h2>
-<p class="small">Each candidate is n:first:window &mdash; copy every pixel from the best-matching pixel within a
-window (whole = the whole image) of the global neighbours ranked first..first+n-1. Click one for its sources.
-The order and the score come from the input alone: agreement with the input and close matches of the
-copied pixels (higher is better; the photo is never used).
-Global neighbours (cosine similarity): {neighbours}</p>
-<div class="row">{''.join(cands)}</div>
-<h2>Where the pixels came from</h2>
-<p class="small">Centre: the output tinted by source exemplar. Around it: the eight exemplars it copied most
-from (bank id and share of pixels), the copied pixels tinted in the same colour. Grey: other exemplars.</p>
-<div class="row">{''.join(corrs)}</div>
-</body></html>"""
+    page = render("result.html", title=title, head=head, width=w, candidates=cands, sources=sources,
+                  neighbours=neighbours)
     write_text(folder / "index.html", page)
     return folder / "index.html"
 
@@ -101,21 +84,13 @@ def write_index(out: Path, pages: list[Path], title: str = "PixelNN results", in
     intro: a sentence; facts: (name, value) rows of a small table; warnings: shown in red. All plain text.
     """
     out = Path(out)
-    rows = []
-    for page in pages:
-        rel = page.parent.name
-        imgs = [f'<img src="{rel}/input.png" width="96">', f'<img src="{rel}/stage1.png" width="96">']
-        imgs += [f'<img src="{rel}/{p.name}" width="96">' for p in sorted(page.parent.glob("cand-*.png")) if ".corr" not in p.name][:6]
-        if (page.parent / "target.png").exists():
-            imgs.append(f'<img src="{rel}/target.png" width="96">')
-        rows.append(f'<h3><a href="{rel}/index.html">{html.escape(rel)}</a></h3><div class="row">{"".join(imgs)}</div>')
-    text = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{_facts(facts)}{"".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)}<p class="small">Per row: input, stage 1, the first candidates,
-and the original when known. Click a name for all candidates and their correspondences.</p>{''.join(rows)}</body></html>"""
+    rows = [{"name": page.parent.name, "images": _row_images(page.parent)} for page in pages]
+    text = render("index.html", title=title, intro=intro, facts=list(facts), warnings=list(warnings), rows=rows)
     write_text(out / "index.html", text)
     return out / "index.html"
 
 
-def _facts(facts: list[tuple[str, str]]) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts)
-    return f'<table class="facts">{rows}</table>' if rows else ""
+def _row_images(folder: Path) -> list[str]:
+    """An input's images for the index: input, stage 1, its first six candidates, and the original when known."""
+    cands = [p.name for p in sorted(folder.glob("cand-*.png")) if ".corr" not in p.name][:6]
+    return ["input.png", "stage1.png", *cands] + (["target.png"] if (folder / "target.png").exists() else [])

@@ -1,14 +1,11 @@
-"""pix2pix checkpoints: the generator, the discriminator and the training state in one file."""
+"""pix2pix checkpoints: the generator, the discriminator and the training state in one safetensors file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ...errors import ConfigError
-from ...fileio import atomic_path
-from ...regress.checkpoint import read_checkpoint
+from ...regress.checkpoint import read_checkpoint, write_checkpoint
 from .model import Discriminator, Generator, Pix2PixConfig
 
 FORMAT = "pixelnn-pix2pix"
@@ -25,8 +22,7 @@ def save(path: Path, gen: Generator, disc: Discriminator, state: dict) -> None:
         "discriminator": disc.state_dict(),
         **state,
     }
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    write_checkpoint(path, blob)  # safetensors with a JSON header (the .pt name is kept for old folders)
 
 
 def read(path: Path) -> dict:
