@@ -5,13 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from conftest import smooth_textures
 from pixelnn import cli
 from pixelnn.bank import store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.signals import lowres
 from pixelnn.workflow import index_arrays
-
-from conftest import smooth_textures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

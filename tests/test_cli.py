@@ -1,20 +1,18 @@
 import json
-from pathlib import Path
 import os
+import shutil
 import subprocess
 import sys
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from conftest import smooth_textures
 from pixelnn.bank.bank import Bank
 from pixelnn.cli import main
 from pixelnn.data.notice import DataWarning
-
-from conftest import smooth_textures
 
 # 12 photos in nested folders with awkward names; sorted, the first two are 'a b/c.d&e.png', 'a b/f (1).png'
 PHOTOS = [

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import smooth_textures
 from pixelnn.data.signals import lowres
 from pixelnn.evaluate import metrics as M
-from pixelnn.pixels import psnr
 from pixelnn.features.hypercolumn import pixel_descriptors
-
-from conftest import smooth_textures
+from pixelnn.pixels import psnr
 
 
 def _photo(seed=0, size=32):

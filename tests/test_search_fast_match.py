@@ -61,7 +61,7 @@ def test_coarse_to_fine_self_is_identity_and_match_all_has_every_window():
     q = smooth_desc(1, 16, 16, seed=8)[0]
     out = match_all(q, q[None].clone(), [1, 3, 5, WHOLE])
     assert set(out) == {1, 3, 5, WHOLE}
-    for w, (sim, j) in out.items():
+    for w, (_sim, j) in out.items():
         assert torch.equal(j[0], torch.arange(256).view(16, 16)), w
 
 

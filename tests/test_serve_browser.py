@@ -7,13 +7,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-
-from serve_support import photo_folder, running
 
 from pixelnn.serve import create_app
 from pixelnn.synth.pipeline import PixelNN
+from serve_support import photo_folder, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]

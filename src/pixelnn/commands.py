@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import fit_square, load_rgb
-from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
 from .data.options import DataOptions
+from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import BankError, ConfigError, DataError
 from .features import backbones
@@ -285,7 +285,7 @@ def evaluate(args) -> None:
             "copy": args.copy}
     ev = evaluate_to_folder(model, data.x, data.y, data.names, args.out, generator=generator, seed=args.seed, n_samples=args.samples, meta=meta,
                             copy=args.copy)
-    for m, row in ev.report["methods"].items():
+    for row in ev.report["methods"].values():
         cells = ", ".join(f"{k} {v:.3f}/{row['top1'][k]:.3f}/{row['oracle'][k]:.3f}" for k, v in row["rand1"].items()
                           if None not in (v, row["top1"][k], row["oracle"][k]))
         print(f"{row['label']:>18}: {cells}")

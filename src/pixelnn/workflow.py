@@ -105,7 +105,7 @@ def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=Non
 
     control: the exemplar restrictions of PixelNN.synthesize (labels, exemplar_ids, like, like_k, regions).
     """
-    from .report.result_page import write_result, write_index
+    from .report.result_page import write_index, write_result
 
     out = Path(out)
     pages, used = [], set()

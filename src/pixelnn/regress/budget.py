@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -34,7 +34,7 @@ class Limits:
             raise ConfigError("give a training budget: minutes, steps or epochs")
 
     @classmethod
-    def of(cls, minutes: float | None, steps: int = 0, epochs: int = 0, default_minutes: float = 20.0) -> "Limits":
+    def of(cls, minutes: float | None, steps: int = 0, epochs: int = 0, default_minutes: float = 20.0) -> Limits:
         """Minutes cap the steps and epochs; with none of the three, `default_minutes`."""
         if minutes is None:
             minutes = math.inf if (steps or epochs) else default_minutes

@@ -25,10 +25,10 @@ from ..bank.build import expected_manifest
 from ..data.options import SIGNALS
 from ..errors import BankError, ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
-from ..regress import checkpoint, run_folder
-from ..regress.unet import UNet, predict
 from ..features.hypercolumn import global_descriptor
 from ..features.projection import project_taps
+from ..regress import checkpoint, run_folder
+from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
@@ -166,7 +166,7 @@ class PixelNN:
         return basis
 
     @classmethod
-    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> "PixelNN":
+    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> PixelNN:
         """Open a model folder (config.json, stage1.pt) and its bank (default: run/bank).
 
         device: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' (CUDA when available). The networks and the
@@ -329,7 +329,7 @@ class PixelNN:
                 f"and every candidate starts at a higher neighbour rank ({_cut(dropped)})"
             )
         note = f"dropped candidate(s) {_cut(dropped)}: {which} has only {smallest} exemplar(s)"
-        warnings.warn(note)
+        warnings.warn(note, stacklevel=3)  # points at the caller of synthesize
         return kept, [note]
 
     def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
