@@ -166,6 +166,8 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
     assert main(["index", "--model", str(run), "--data", str(more)]) == 0
     assert "skipped 3 of 3 exemplars already in the bank" in capsys.readouterr().out
     assert len(Bank.open(run / "bank")) == 15
+    assert main(["index", "--model", str(run), "--data", str(more), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""  # --quiet: warnings and errors only
     assert main(["index", "--model", str(run), "--data", str(more), "--allow-duplicates"]) == 0
     bank = Bank.open(run / "bank")
     assert len(bank) == 18 and bank.names[15:] == bank.names[12:15]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 import warnings
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .data.options import SIGNALS
 from .errors import ConfigError, PixelNNError
+from .logs import console
 from .regress.options import DEMO_STEPS, PRECISION_HELP, PRECISIONS
 
 DATA = "../shared/data"
@@ -193,7 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)")
     p.add_argument("--samples", type=int, default=72, help="pix2pix outputs per input (default 72, as PixelNN's grid)")
     _copy_arg(p)
+    for p in verbs.choices.values():
+        _verbosity_args(p)
     return parser
+
+
+def _verbosity_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("messages").add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="also show debugging messages")
+    g.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors (results are still written)")
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The console's logging level for the parsed arguments: INFO unless --verbose or --quiet.
+
+    >>> log_level(argparse.Namespace(verbose=False, quiet=True)) == logging.WARNING
+    True
+    """
+    if getattr(args, "verbose", False):
+        return logging.DEBUG
+    return logging.WARNING if getattr(args, "quiet", False) else logging.INFO
 
 
 def _copy_arg(p) -> None:
@@ -259,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         _check_counts(args)
-        getattr(commands, args.verb.replace("-", "_"))(args)
+        with console(log_level(args)):
+            getattr(commands, args.verb.replace("-", "_"))(args)
     except PixelNNError as e:
         print(f"pixelnn {args.verb}: error: {e}", file=sys.stderr)
         return 2
