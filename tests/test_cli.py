@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import smooth_textures
@@ -90,6 +91,17 @@ def test_train_writes_a_complete_model_folder(trained):
     assert not (run / ".bank-new").exists() and not (run / ".bank-old").exists()
 
 
+def test_train_writes_a_model_card(trained):
+    _, data, run = trained
+    card = (run / "README.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"| data | {data} |" in card and "| input signal | lowres (photos downsampled by 4) |" in card
+    t = metrics["training"]
+    assert f"{t['steps']} steps, {t['epochs']:g} epochs over 12 training pairs" in card
+    assert f"| train | {metrics['train']['stage1_psnr']:.2f} dB |" in card
+    assert "12 exemplars in 1 shard(s) at `bank/`" in card
+
+
 def test_synthesize_from_a_data_folder_writes_pages_and_correspondences(trained, tmp_path):
     _, data, run = trained
     out = tmp_path / "out"
@@ -159,6 +171,7 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
     assert main(["index", "--model", str(run), "--data", str(more), *COMMON]) == 0
     bank = Bank.open(run / "bank")
     assert len(bank) == 15 and len(bank.manifest["shards"]) == 2
+    assert "15 exemplars in 2 shard(s)" in (run / "README.md").read_text()  # index updates the model card
     assert bank.names[12:] == ["x/1.png", "x/2.png", "y.png"]
     # a rerun adds nothing: size and factor default to the model's (not to the 96 / 8 of a fresh
     # model), so the same photos give the same exemplars, which are in the bank already
@@ -171,6 +184,14 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
     assert main(["index", "--model", str(run), "--data", str(more), "--allow-duplicates"]) == 0
     bank = Bank.open(run / "bank")
     assert len(bank) == 18 and bank.names[15:] == bank.names[12:15]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: --device cuda would work")
+@pytest.mark.parametrize("verb", ["synthesize", "serve", "evaluate"])
+def test_device_cuda_without_a_gpu_is_a_clear_error(capsys, tiny_run, tmp_path, verb):
+    extra = {"synthesize": ["--data", str(tmp_path), "--out", str(tmp_path / "o")], "serve": ["--port", "0"],
+             "evaluate": ["--data", str(tmp_path), "--out", str(tmp_path / "o")]}[verb]
+    _fails(capsys, [verb, "--model", str(tiny_run[0]), *extra, "--device", "cuda"], verb, "sees no CUDA GPU", "--device cpu")
 
 
 def test_train_refuses_a_data_folder_that_does_not_exist(capsys, tmp_path):

@@ -22,8 +22,8 @@ from .hashing import json_hash
 from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
-from .synth.pipeline import PixelNN, read_run_config
-from .workflow import index_arrays, report_training, synthesize_to_folder, train_run
+from .synth.pipeline import PixelNN, own_bank, read_run_config
+from .workflow import index_arrays, report_training, synthesize_to_folder, train_run, update_model_card
 
 log = logging.getLogger(__name__)  # the CLI shows INFO on stdout (cli.main, logs.console)
 
@@ -99,6 +99,7 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
     fresh.rename(run / "bank")
     fsync_path(run)  # the swap survives a power cut
     shutil.rmtree(old, ignore_errors=True)
+    update_model_card(run)
     log.info(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
 
 
@@ -110,7 +111,7 @@ def index(args) -> None:
     data = load_data(opts, opts.data, opts.labels)
     manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
                             descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
-    log.info(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
+    log.info(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or own_bank(args.model)}")
 
 
 def verify(args) -> None:
@@ -119,7 +120,7 @@ def verify(args) -> None:
     from .bank.bank import Bank
 
     read_run_config(args.model)
-    root = args.bank or args.model / "bank"
+    root = args.bank or own_bank(args.model)
     bank = Bank.open(root)
     problems, unhashed = store.verify_bank(root, bank.manifest)
     if unhashed:
@@ -242,7 +243,7 @@ def serve(args) -> None:
     from .serve.server import serve_forever
     from .serve.workdir import work_folder
 
-    model = PixelNN.load(args.model, args.bank)
+    model = PixelNN.load(args.model, args.bank, device=args.device)
     with work_folder() as tmp:  # locked while we run; a killed server's folder goes at the next start
         work = args.work or Path(tmp)
         loopback = args.host == "localhost" or args.host.startswith("127.")
@@ -279,7 +280,7 @@ def evaluate(args) -> None:
     from .evaluate.run import evaluate_to_folder
 
     _output_folder(args.out)
-    model = PixelNN.load(args.model, args.bank)
+    model = PixelNN.load(args.model, args.bank, device=args.device)
     opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)
     _check_kind(opts, model.config)
     data = load_data(opts, opts.data, None, args.out / "cache")
