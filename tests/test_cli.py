@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from PIL import Image
 
 from conftest import smooth_textures
 from pixelnn.bank.bank import Bank
-from pixelnn.cli import main
+from pixelnn.cli import _check_counts as cli_checks
+from pixelnn.cli import build_parser, main
 from pixelnn.data.notice import DataWarning
 
 # 12 photos in nested folders with awkward names; sorted, the first two are 'a b/c.d&e.png', 'a b/f (1).png'
@@ -268,14 +270,40 @@ def test_training_skips_a_truncated_jpeg_and_says_so(capsys, tmp_path):
     assert not (run / "bank").exists()  # --no-index
 
 
-@pytest.mark.parametrize("verb", ["train", "index", "synthesize", "demo"])
-def test_help_of_every_verb_has_examples(capsys, verb):
+VERBS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def help_examples(text: str) -> list[list[str]]:
+    """The command lines after 'examples:' in a help text, as argv lists without 'pixelnn'
+    (continuation lines ending in a backslash joined, # comments dropped)."""
+    lines = text.split("examples:", 1)[1].replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True)[1:] for line in lines if line.strip().startswith("pixelnn ")]
+
+
+def test_every_verb_is_checked():
+    assert VERBS == ["demo", "evaluate", "index", "serve", "synthesize", "train", "train-pix2pix", "verify"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_help_of_every_verb_has_examples_the_parser_accepts(capsys, verb):
     with pytest.raises(SystemExit) as exit_:
         main([verb, "--help"])
     assert exit_.value.code == 0
-    out = capsys.readouterr().out
-    assert "examples:" in out
-    assert f"pixelnn {verb}" in out
+    examples = help_examples(capsys.readouterr().out)
+    assert examples, f"`pixelnn {verb} --help` shows no example"
+    parser = build_parser()
+    for argv in examples:
+        assert argv[0] == verb, argv
+        args = parser.parse_args(argv)  # an example the parser refuses exits (SystemExit 2) and fails here
+        assert args.verb == verb
+        cli_checks(args)  # and its numbers are ones the verb accepts
+
+
+def test_synthesize_defaults_to_the_paper_72_candidates():
+    from pixelnn.synth.grid import paper72, parse
+
+    args = build_parser().parse_args(["synthesize", "--model", "m", "x.png", "--out", "o"])
+    assert args.grid == "paper72" and len(parse(args.grid)) == 72 == len(set(paper72()))
 
 
 def test_demo_page_states_the_training_it_did_and_the_baseline(tmp_path):

@@ -32,7 +32,11 @@ class DataOptions:
 
     @property
     def kind(self) -> str:
-        """What the samples are: 'folders' (inputs and targets), 'pairs' (pair files) or the signal."""
+        """What the samples are: 'folders' (inputs and targets), 'pairs' (pair files) or the signal.
+
+        >>> DataOptions(pairs="BtoA").kind, DataOptions(signal="edges").kind
+        ('pairs', 'edges')
+        """
         return "folders" if self.targets else "pairs" if self.pairs else self.signal
 
     def for_model(self, config: dict, size: int) -> DataOptions:
