@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelnn import pixels
 from pixelnn.data.prepare import prepare
 from pixelnn.data.sources import pair_files, photo_folder
-from pixelnn import pixels
 from pixelnn.evaluate import metrics as M
 from pixelnn.regress.precision import describe_cpu
 from pixelnn.synth.coherence import COPY_MODES

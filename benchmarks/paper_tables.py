@@ -293,7 +293,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "| domain | size | inputs | train min | " + " | ".join(LABELS[m] for m in METHOD_ORDER) + " |",
         "|---|---:|---:|---:|" + "---:|" * len(METHOD_ORDER),
     ]
-    for n, d in domains.items():
+    for d in domains.values():
         cells = []
         for m in METHOD_ORDER:
             row = d["methods"].get(m)

@@ -25,14 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixelnn.bank import store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.images import IMAGE_SUFFIXES, load_rgb
 from pixelnn.features.backbones import describe
 from pixelnn.features.projection import project_taps
 from pixelnn.search.fast_match import match_all
 from pixelnn.search.pixel_match import WHOLE, match
-from pixelnn.synth import grid as grids
 from pixelnn.synth.pipeline import PixelNN
 
 PAPER_INPUTS_PER_S = 0.2
@@ -167,7 +165,6 @@ def main(argv=None) -> int:
     model = PixelNN.load(args.model, bank=args.bank, search="fast", device=args.device)
     inputs = val_inputs(model, args.val, args.inputs)
     n_bank = len(model.bank)
-    rows = []
     per72, prof72 = time_inputs(model, inputs, "paper72")
     per1, prof1 = time_inputs(model, inputs, "5:1:5")
     rss_after = rss_gb()

@@ -32,7 +32,7 @@ import torch
 
 from pixelnn.bank.build import STAGE1_BATCH
 from pixelnn.regress.precision import Choice, cpu_summary, describe_cpu
-from pixelnn.regress.train import _optimizer, _step, TrainConfig
+from pixelnn.regress.train import TrainConfig, _optimizer, _step
 from pixelnn.regress.unet import Stage1Config, UNet, predict
 
 NETWORKS = {

@@ -36,7 +36,7 @@ def one_torch_thread():
 def tiny_run(tmp_path_factory):
     """A model folder with an untrained stage 1 (lowres 8 -> 32) and a 6-exemplar labelled bank."""
     from pixelnn.regress.unet import Stage1Config, UNet
-    from pixelnn.workflow import write_run, index_arrays
+    from pixelnn.workflow import index_arrays, write_run
 
     root = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)

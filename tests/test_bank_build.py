@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import smooth_textures
 from pixelnn.bank.build import stage1_outputs
 from pixelnn.data.signals import lowres
 from pixelnn.regress.unet import Stage1Config, UNet
-
-from conftest import smooth_textures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FLOAT16_STEP = 2.0**-11  # one float16 step for values in [0.5, 1)

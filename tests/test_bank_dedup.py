@@ -1,17 +1,17 @@
 """Re-indexing is idempotent: exemplars already in a bank (same input and target bytes) are skipped."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
 
+from conftest import smooth_textures
 from pixelnn import cli
 from pixelnn.bank import store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.signals import lowres
 from pixelnn.workflow import index_arrays
-
-from conftest import smooth_textures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,7 +33,8 @@ def _files(bank):
     return {p.relative_to(bank).as_posix(): p.stat().st_mtime_ns for p in sorted(bank.rglob("*"))}
 
 
-def test_indexing_the_same_images_twice_changes_nothing(tiny_run, pairs, tmp_path, capsys):
+def test_indexing_the_same_images_twice_changes_nothing(tiny_run, pairs, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="pixelnn")
     run = tiny_run[0]
     x, y = pairs
     bank = tmp_path / "bank"
@@ -44,7 +45,7 @@ def test_indexing_the_same_images_twice_changes_nothing(tiny_run, pairs, tmp_pat
     assert second == first and second["count"] == 4
     assert (bank / store.MANIFEST).read_bytes() == manifest
     assert _files(bank) == before  # not a file touched
-    assert "skipped 4 of 4 exemplars already in the bank" in capsys.readouterr().out
+    assert "skipped 4 of 4 exemplars already in the bank" in caplog.text
     meta = json.loads((bank / "shard-000" / "meta.json").read_text())
     assert meta["hashes"] == store.exemplar_hashes(x[:4], y[:4]) and len(set(meta["hashes"])) == 4
 
@@ -61,14 +62,15 @@ def test_allow_duplicates_adds_them_again(tiny_run, pairs, tmp_path):
     assert np.array_equal(opened.gather("y", range(6)), np.concatenate([y[:3], y[:3]]))
 
 
-def test_a_mix_of_old_and_new_adds_only_the_new(tiny_run, pairs, tmp_path, capsys):
+def test_a_mix_of_old_and_new_adds_only_the_new(tiny_run, pairs, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="pixelnn")
     run = tiny_run[0]
     x, y = pairs
     bank = tmp_path / "bank"
     _index(run, bank, x, y, [0, 1, 2])
     m = _index(run, bank, x, y, [4, 1, 3, 0])
     assert m["count"] == 5 and [s["count"] for s in m["shards"]] == [3, 2]
-    assert "skipped 2 of 4" in capsys.readouterr().out
+    assert "skipped 2 of 4" in caplog.text
     opened = Bank.open(bank)
     assert opened.names == [NAMES[i] for i in (0, 1, 2, 4, 3)]
     assert np.array_equal(opened.gather("x", range(5)), x[[0, 1, 2, 4, 3]])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import smooth_textures
 from pixelnn.bank import store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.signals import lowres
@@ -13,8 +14,6 @@ from pixelnn.errors import BankError, ConfigError
 from pixelnn.regress.unet import Stage1Config, UNet
 from pixelnn.synth.pipeline import PixelNN
 from pixelnn.workflow import index_arrays, write_run
-
-from conftest import smooth_textures
 
 NAMES = [f"new/{i}.png" for i in range(7)]
 LABELS = ["cat", None, "dog", "dog/terrier", "doge", "cat", "dog"]

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import smooth_textures
 from pixelnn.bank.bank import Bank
 from pixelnn.data.signals import lowres
 from pixelnn.synth.pipeline import PixelNN
 from pixelnn.workflow import index_arrays
-
-from conftest import smooth_textures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,7 +84,7 @@ def run_writers(run, bank, sizes, tmp_path, descriptors=0, seeds=None):
     procs = [start_writer(run, bank, k, n, go, descriptors) for k, n in zip(seeds or range(len(sizes)), sizes)]
     go.touch()
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     return [json.loads(out.strip().splitlines()[-1])["count"] for out, _ in outs]
 

@@ -2,12 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from pixelnn.baselines.pix2pix import checkpoint as ckpt, model as nets, sample as sampling, train as training
+from conftest import smooth_textures
+from pixelnn.baselines.pix2pix import checkpoint as ckpt
+from pixelnn.baselines.pix2pix import model as nets
+from pixelnn.baselines.pix2pix import sample as sampling
+from pixelnn.baselines.pix2pix import train as training
 from pixelnn.data.signals import lowres
 from pixelnn.errors import ConfigError
 from pixelnn.regress.precision import Choice
-
-from conftest import smooth_textures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

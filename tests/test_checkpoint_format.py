@@ -130,8 +130,8 @@ def test_edited_tensors_are_refused_by_the_checksum(tmp_path):
 
 def test_weights_from_another_save_are_refused(tmp_path):
     """Tensors of one checkpoint with the description (and sum) of another: refused, not mixed."""
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     torch.manual_seed(0)

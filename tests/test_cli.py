@@ -1,20 +1,21 @@
 import json
-from pathlib import Path
 import os
+import shlex
+import shutil
 import subprocess
 import sys
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from pixelnn.bank.bank import Bank
-from pixelnn.cli import main
-from pixelnn.data.notice import DataWarning
-
 from conftest import smooth_textures
+from pixelnn.bank.bank import Bank
+from pixelnn.cli import _check_counts as cli_checks
+from pixelnn.cli import build_parser, main
+from pixelnn.data.notice import DataWarning
 
 # 12 photos in nested folders with awkward names; sorted, the first two are 'a b/c.d&e.png', 'a b/f (1).png'
 PHOTOS = [
@@ -92,6 +93,17 @@ def test_train_writes_a_complete_model_folder(trained):
     assert not (run / ".bank-new").exists() and not (run / ".bank-old").exists()
 
 
+def test_train_writes_a_model_card(trained):
+    _, data, run = trained
+    card = (run / "README.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"| data | {data} |" in card and "| input signal | lowres (photos downsampled by 4) |" in card
+    t = metrics["training"]
+    assert f"{t['steps']} steps, {t['epochs']:g} epochs over 12 training pairs" in card
+    assert f"| train | {metrics['train']['stage1_psnr']:.2f} dB |" in card
+    assert "12 exemplars in 1 shard(s) at `bank/`" in card
+
+
 def test_synthesize_from_a_data_folder_writes_pages_and_correspondences(trained, tmp_path):
     _, data, run = trained
     out = tmp_path / "out"
@@ -161,6 +173,7 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
     assert main(["index", "--model", str(run), "--data", str(more), *COMMON]) == 0
     bank = Bank.open(run / "bank")
     assert len(bank) == 15 and len(bank.manifest["shards"]) == 2
+    assert "15 exemplars in 2 shard(s)" in (run / "README.md").read_text()  # index updates the model card
     assert bank.names[12:] == ["x/1.png", "x/2.png", "y.png"]
     # a rerun adds nothing: size and factor default to the model's (not to the 96 / 8 of a fresh
     # model), so the same photos give the same exemplars, which are in the bank already
@@ -168,9 +181,19 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
     assert main(["index", "--model", str(run), "--data", str(more)]) == 0
     assert "skipped 3 of 3 exemplars already in the bank" in capsys.readouterr().out
     assert len(Bank.open(run / "bank")) == 15
+    assert main(["index", "--model", str(run), "--data", str(more), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""  # --quiet: warnings and errors only
     assert main(["index", "--model", str(run), "--data", str(more), "--allow-duplicates"]) == 0
     bank = Bank.open(run / "bank")
     assert len(bank) == 18 and bank.names[15:] == bank.names[12:15]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: --device cuda would work")
+@pytest.mark.parametrize("verb", ["synthesize", "serve", "evaluate"])
+def test_device_cuda_without_a_gpu_is_a_clear_error(capsys, tiny_run, tmp_path, verb):
+    extra = {"synthesize": ["--data", str(tmp_path), "--out", str(tmp_path / "o")], "serve": ["--port", "0"],
+             "evaluate": ["--data", str(tmp_path), "--out", str(tmp_path / "o")]}[verb]
+    _fails(capsys, [verb, "--model", str(tiny_run[0]), *extra, "--device", "cuda"], verb, "sees no CUDA GPU", "--device cpu")
 
 
 def test_train_refuses_a_data_folder_that_does_not_exist(capsys, tmp_path):
@@ -247,14 +270,40 @@ def test_training_skips_a_truncated_jpeg_and_says_so(capsys, tmp_path):
     assert not (run / "bank").exists()  # --no-index
 
 
-@pytest.mark.parametrize("verb", ["train", "index", "synthesize", "demo"])
-def test_help_of_every_verb_has_examples(capsys, verb):
+VERBS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def help_examples(text: str) -> list[list[str]]:
+    """The command lines after 'examples:' in a help text, as argv lists without 'pixelnn'
+    (continuation lines ending in a backslash joined, # comments dropped)."""
+    lines = text.split("examples:", 1)[1].replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True)[1:] for line in lines if line.strip().startswith("pixelnn ")]
+
+
+def test_every_verb_is_checked():
+    assert VERBS == ["demo", "evaluate", "index", "serve", "synthesize", "train", "train-pix2pix", "verify"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_help_of_every_verb_has_examples_the_parser_accepts(capsys, verb):
     with pytest.raises(SystemExit) as exit_:
         main([verb, "--help"])
     assert exit_.value.code == 0
-    out = capsys.readouterr().out
-    assert "examples:" in out
-    assert f"pixelnn {verb}" in out
+    examples = help_examples(capsys.readouterr().out)
+    assert examples, f"`pixelnn {verb} --help` shows no example"
+    parser = build_parser()
+    for argv in examples:
+        assert argv[0] == verb, argv
+        args = parser.parse_args(argv)  # an example the parser refuses exits (SystemExit 2) and fails here
+        assert args.verb == verb
+        cli_checks(args)  # and its numbers are ones the verb accepts
+
+
+def test_synthesize_defaults_to_the_paper_72_candidates():
+    from pixelnn.synth.grid import paper72, parse
+
+    args = build_parser().parse_args(["synthesize", "--model", "m", "x.png", "--out", "o"])
+    assert args.grid == "paper72" and len(parse(args.grid)) == 72 == len(set(paper72()))
 
 
 def test_demo_page_states_the_training_it_did_and_the_baseline(tmp_path):

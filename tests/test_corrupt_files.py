@@ -306,8 +306,9 @@ def test_a_damaged_pix2pix_checkpoint_is_refused(tmp_path, blob, problem):
 
 @pytest.mark.parametrize("text", ["", '{"pix2pix": ', "[]"], ids=["empty", "truncated", "a-list"])
 def test_a_damaged_pix2pix_config_is_refused_before_training(tmp_path, text):
-    from pixelnn.baselines.pix2pix import run as folder, train as training
     from conftest import smooth_textures
+    from pixelnn.baselines.pix2pix import run as folder
+    from pixelnn.baselines.pix2pix import train as training
 
     y = smooth_textures(2, 32)
     x = y[:, ::4, ::4]

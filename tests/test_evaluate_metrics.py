@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import smooth_textures
 from pixelnn.data.signals import lowres
 from pixelnn.evaluate import metrics as M
-from pixelnn.pixels import psnr
 from pixelnn.features.hypercolumn import pixel_descriptors
-
-from conftest import smooth_textures
+from pixelnn.pixels import psnr
 
 
 def _photo(seed=0, size=32):
@@ -228,7 +227,7 @@ def test_rand1_and_oracle_on_a_hand_made_table():
     # NaN (e.g. AP of a photo without edges): left out of both
     nan = M.select([np.array([np.nan, 0.5]), np.array([np.nan])], [0, 0], "higher")
     assert nan["oracle"] == pytest.approx(0.5) and math.isnan(nan["rand1"]) and nan["n"] == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="better must be 'higher' or 'lower'"):
         M.select(values, rand, "up")
 
 
@@ -249,7 +248,7 @@ def test_paired_interval_known_cases():
     # NaN inputs are left out; under two inputs there is no interval
     one = M.paired_interval(np.array([1.0, np.nan]), np.array([0.5, 0.5]), "higher")
     assert one["n"] == 1 and one["mean"] == pytest.approx(0.5) and math.isnan(one["low"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="better must be 'higher' or 'lower'"):
         M.paired_interval(a, b, "up")
 
 

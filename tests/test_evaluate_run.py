@@ -5,14 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import smooth_textures
 from pixelnn.cli import main
-from pixelnn.evaluate import metrics as M
 from pixelnn.evaluate import cache, candidates, input_metrics
+from pixelnn.evaluate import metrics as M
 from pixelnn.evaluate.figures import farthest_point, labelled_grid
 from pixelnn.synth.grid import global_matches
 from pixelnn.synth.pipeline import PixelNN
-
-from conftest import smooth_textures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

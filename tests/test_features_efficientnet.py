@@ -81,12 +81,10 @@ def test_weights_are_the_packaged_imagenet_weights(model):
 def test_classifier_gives_a_distribution_unlike_a_fresh_model(model):
     x = synthetic(2, 96, 96, seed=3)
     with torch.no_grad():
-        p = model.logits(x).softmax(1)
-        q = eff.EfficientNetLite0Taps().eval().logits(x).softmax(1)
-    assert p.shape == (2, 1000)
-    assert torch.isfinite(p).all() and (p >= 0).all()
-    assert torch.allclose(p.sum(1), torch.ones(2), atol=1e-5)
-    assert (p - q).abs().max() > 1e-3
+        logits = model.logits(x)
+        fresh = eff.EfficientNetLite0Taps().eval().logits(x)
+    assert logits.shape == (2, 1000) and torch.isfinite(logits).all()  # (softmax itself makes any finite row a distribution)
+    assert (logits.softmax(1) - fresh.softmax(1)).abs().max() > 1e-3
 
 
 def test_recognises_a_real_cat(model):

@@ -53,7 +53,7 @@ def test_failed_png_write_leaves_the_previous_png(tmp_path):
     path = tmp_path / "im.png"
     first = np.full((4, 5, 3), 7, np.uint8)
     write_png(path, first)
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="Cannot handle this data type"):
         write_png(path, np.zeros((4, 4, 5), np.uint8))  # 5 channels: PIL refuses it
     assert np.array_equal(np.asarray(Image.open(path)), first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["im.png"]

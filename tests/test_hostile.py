@@ -24,7 +24,6 @@ from werkzeug.test import encode_multipart
 
 from serve_support import FAST_GRID, photo_folder, png, png_declaring, tiny_app
 
-
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore:dropped candidate")]
 
 EXAMPLES = int(os.environ.get("PIXELNN_FUZZ_EXAMPLES", "0"))
@@ -321,9 +320,9 @@ def cli(tiny_run, tmp_path_factory):
     """(paths for argument lists, Reached) with the long jobs stubbed out for the module."""
     from types import SimpleNamespace
 
+    import pixelnn.baselines.pix2pix.run as pix2pix
     import pixelnn.commands as commands
     import pixelnn.demo as demo
-    import pixelnn.baselines.pix2pix.run as pix2pix
     import pixelnn.evaluate.run as evaluate_run
     import pixelnn.serve.server as server
 

@@ -2,17 +2,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import smooth_textures
 from pixelnn.data.signals import lowres
 from pixelnn.errors import ConfigError
+from pixelnn.pixels import psnr
 from pixelnn.regress import checkpoint
 from pixelnn.regress import train as train_mod
 from pixelnn.regress.budget import Limits
 from pixelnn.regress.precision import Choice
-from pixelnn.pixels import psnr
 from pixelnn.regress.train import TrainConfig, below_baselines, evaluate_psnr, train
 from pixelnn.regress.unet import Stage1Config, UNet, predict, to_tensor
-
-from conftest import smooth_textures
 
 CFG = Stage1Config(in_channels=3, input_size=8, size=32, width=8, levels=2, residual=True)
 

@@ -43,7 +43,10 @@ def test_coarse_to_fine_is_close_to_exact_and_never_above_it():
         assert (sim[k] <= ex_sim + 1e-5).all()  # an approximation can only miss the best
         same = (j[k] == ex_j).float().mean().item()
         loss = (ex_sim - sim[k]).mean().item()
-        assert same > 0.5 and loss < 0.05, (same, loss)
+        # Measured (torch 2.13, CPU): 51.6% and 55.2% of sources equal the exhaustive search's, mean similarity
+        # given up 0.041 and 0.040. The 89% of fast_match's docstring is on CelebA hypercolumns; these synthetic
+        # descriptors carry 30% per-pixel noise, so many pixels have near-ties. Pinned just below the measurement.
+        assert same > 0.51 and loss < 0.042, (same, loss)
         # the reported similarity is the true similarity of the chosen source
         chosen = (q.reshape(-1, q.shape[-1]) * E[k].reshape(-1, q.shape[-1])[j[k].flatten()]).sum(-1)
         assert torch.allclose(chosen, sim[k].flatten(), atol=1e-5)
@@ -61,7 +64,7 @@ def test_coarse_to_fine_self_is_identity_and_match_all_has_every_window():
     q = smooth_desc(1, 16, 16, seed=8)[0]
     out = match_all(q, q[None].clone(), [1, 3, 5, WHOLE])
     assert set(out) == {1, 3, 5, WHOLE}
-    for w, (sim, j) in out.items():
+    for w, (_sim, j) in out.items():
         assert torch.equal(j[0], torch.arange(256).view(16, 16)), w
 
 

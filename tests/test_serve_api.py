@@ -19,15 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from serve_support import FAST_GRID, decode, photo_folder, png, png_declaring, running, sketch, tiny_app
-
 from pixelnn.serve import create_app
 from pixelnn.serve.uploads import decode_image, pixel_cap
+from serve_support import FAST_GRID, decode, photo_folder, png, png_declaring, running, sketch, tiny_app
 
 DOGS = {2, 3, 4}  # 'dog' matches dog and dog/terrier
 EVIL = ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "....//....//etc/passwd", "..\\..\\etc\\passwd"]

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-
-from serve_support import photo_folder, running
 
 from pixelnn.serve import create_app
 from pixelnn.synth.pipeline import PixelNN
+from serve_support import photo_folder, running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOGS = {2, 3, 4}
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _missing() -> str | None:
+    """Why these tests cannot run here, or None when they can."""
+    if not Path(CHROMIUM).is_file():
+        return f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed (pip install playwright)"
+    return None
+
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 

@@ -4,7 +4,17 @@ import pytest
 
 from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
-from pixelnn.synth.grid import MAX_SEARCH_BYTES, Spec, paper72, check_budget, fitted, global_matches, neighbours_needed, parse, search_bytes
+from pixelnn.synth.grid import (
+    MAX_SEARCH_BYTES,
+    Spec,
+    check_budget,
+    fitted,
+    global_matches,
+    neighbours_needed,
+    paper72,
+    parse,
+    search_bytes,
+)
 
 
 def test_authors_grid_has_72_distinct_candidates_over_11_neighbours():

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from PIL import Image
 
+from conftest import smooth_textures
 from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
 from pixelnn.synth.coherence import COPY_MODES
@@ -95,7 +97,21 @@ def test_wrong_input_shape_names_the_expected_shape(model):
         model.synthesize(np.zeros((12, 12, 3), np.uint8))
 
 
-def test_default_grid_gives_72_candidates_when_the_bank_is_large_enough(model, tiny_run):
+def test_default_grid_gives_the_paper_72_candidates_with_a_bank_of_11_exemplars(tiny_run, tmp_path):
+    """paper72 reaches down to the 11th neighbour: a bank of 11 keeps every one of its 72 candidates."""
+    from pixelnn.workflow import index_arrays
+
+    run = tiny_run[0]
+    y = smooth_textures(11, 32, seed=40)
+    x = np.stack([np.asarray(Image.fromarray(im).resize((8, 8))) for im in y])
+    bank = tmp_path / "bank11"
+    index_arrays(run, x, y, [f"b{i}.png" for i in range(11)], [None] * 11, bank=bank, progress=False)
+    res = PixelNN.load(run, bank=bank).synthesize(x[0], rank=False)
+    assert len(res.candidates) == 72 and res.notes == []
+    assert [c.spec for c in res.candidates] == paper72() and len(set(paper72())) == 72
+
+
+def test_default_grid_drops_the_candidates_a_small_bank_cannot_reach(model, tiny_run):
     # the tiny bank has 6 exemplars: candidates whose first rank is beyond 6 are dropped
     _, x, _, _ = tiny_run
     res = model.synthesize(x[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 import warnings
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .data.options import SIGNALS
 from .errors import ConfigError, PixelNNError
+from .logs import console
 from .regress.options import DEMO_STEPS, PRECISION_HELP, PRECISIONS
 
 DATA = "../shared/data"
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--search", choices=["auto", "exact", "fast"], default="auto", help="pixel search (default auto: fast when the bank stores reduced descriptors)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
+    _device_arg(p)
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     _copy_arg(p)
     p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=Path, help="folder of validation photos (or input images) the page lists")
     p.add_argument("--work", type=Path, help="folder for the result files the server writes (default: a temporary folder, removed at exit)")
     p.add_argument("--threads", type=int, default=6, help="request threads (default 6); at most 2 syntheses run at once")
+    _device_arg(p)
 
     p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
@@ -212,8 +215,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)")
     p.add_argument("--samples", type=int, default=72, help="pix2pix outputs per input (default 72, as PixelNN's grid)")
+    _device_arg(p)
     _copy_arg(p)
+    for p in verbs.choices.values():
+        _verbosity_args(p)
     return parser
+
+
+def _verbosity_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("messages").add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="also show debugging messages")
+    g.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors (results are still written)")
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The console's logging level for the parsed arguments: INFO unless --verbose or --quiet.
+
+    >>> log_level(argparse.Namespace(verbose=False, quiet=True)) == logging.WARNING
+    True
+    """
+    if getattr(args, "verbose", False):
+        return logging.DEBUG
+    return logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu",
+                   help="where the networks and the pixel search run: cpu (default), cuda, cuda:N, or auto (cuda when present)")
 
 
 def _copy_arg(p) -> None:
@@ -279,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         _check_counts(args)
-        getattr(commands, args.verb.replace("-", "_"))(args)
+        with console(log_level(args)):
+            getattr(commands, args.verb.replace("-", "_"))(args)
     except PixelNNError as e:
         print(f"pixelnn {args.verb}: error: {e}", file=sys.stderr)
         return 2

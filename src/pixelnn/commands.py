@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import fit_square, load_rgb
-from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.notice import warn_data
 from .data.options import DataOptions
+from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import BankError, ConfigError, DataError
 from .features import backbones
@@ -21,8 +22,10 @@ from .hashing import json_hash
 from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
-from .synth.pipeline import PixelNN, read_run_config
-from .workflow import index_arrays, report_training, synthesize_to_folder, train_run
+from .synth.pipeline import PixelNN, own_bank, read_run_config
+from .workflow import index_arrays, report_training, synthesize_to_folder, train_run, update_model_card
+
+log = logging.getLogger(__name__)  # the CLI shows INFO on stdout (cli.main, logs.console)
 
 
 def _samples(opts: DataOptions, root: Path, labels):
@@ -64,7 +67,7 @@ def _train_data(args, opts: DataOptions, cache: Path) -> tuple[Prepared, Prepare
     t0 = time.time()
     data = load_data(opts, opts.data, opts.labels, cache)
     val = load_data(opts, args.val, None, cache) if args.val else None
-    print(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
+    log.info(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
     return data, val
 
 
@@ -77,10 +80,10 @@ def train(args) -> None:
                       weight_decay=args.weight_decay, precision=args.precision)
     config = {**opts.describe(), "backbone": args.backbone or backbones.DEFAULT}
     metrics = train_run(args.out, data.x, data.y, config, cfg, width=args.width, val=(val.x, val.y) if val else None)
-    print("\n".join(report_training(metrics)))
+    log.info("\n".join(report_training(metrics)))
     if not args.no_index:
         rebuild_bank(args.out, data, args.descriptors)
-    print(f"model folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
+    log.info(f"model folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
 
 
 def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> None:
@@ -96,7 +99,8 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
     fresh.rename(run / "bank")
     fsync_path(run)  # the swap survives a power cut
     shutil.rmtree(old, ignore_errors=True)
-    print(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
+    update_model_card(run)
+    log.info(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
 
 
 def index(args) -> None:
@@ -107,7 +111,7 @@ def index(args) -> None:
     data = load_data(opts, opts.data, opts.labels)
     manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
                             descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
-    print(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or args.model / 'bank'}")
+    log.info(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or own_bank(args.model)}")
 
 
 def verify(args) -> None:
@@ -116,16 +120,16 @@ def verify(args) -> None:
     from .bank.bank import Bank
 
     read_run_config(args.model)
-    root = args.bank or args.model / "bank"
+    root = args.bank or own_bank(args.model)
     bank = Bank.open(root)
     problems, unhashed = store.verify_bank(root, bank.manifest)
     if unhashed:
-        print(f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "
+        log.info(f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "
               f"so only their sizes, shapes and types were checked: {', '.join(unhashed)}")
     if problems:
         raise BankError(f"bank {root}: {len(problems)} file(s) differ from what was written:\n  " + "\n  ".join(problems))
     checked = len(bank.manifest["shards"]) - len(unhashed)
-    print(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
+    log.info(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
 
 def setup_weights(args) -> None:
@@ -226,7 +230,7 @@ def synthesize(args) -> None:
         "copy": args.copy,
     }
     pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, targets=targets, **control)
-    print(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
+    log.info(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
 
 
 def _ids(text: str) -> list[int]:
@@ -266,13 +270,13 @@ def serve(args) -> None:
     from .serve.server import serve_forever
     from .serve.workdir import work_folder
 
-    model = PixelNN.load(args.model, args.bank)
+    model = PixelNN.load(args.model, args.bank, device=args.device)
     with work_folder() as tmp:  # locked while we run; a killed server's folder goes at the next start
         work = args.work or Path(tmp)
         loopback = args.host == "localhost" or args.host.startswith("127.")
         app = create_app(model, val=args.val, work=work, trusted_hosts=[*LOOPBACK_HOSTS, args.host] if loopback else None)
         if not loopback:
-            print(f"warning: listening on {args.host}: anyone who can reach this machine can use the app")
+            log.warning(f"listening on {args.host}: anyone who can reach this machine can use the app")
         serve_forever(app, args.host, args.port, threads=args.threads, work=work)
 
 
@@ -294,8 +298,8 @@ def train_pix2pix(args) -> None:
     metrics = train_pix2pix_run(args.out, data.x, data.y, opts.describe(), cfg, ngf=args.ngf, ndf=args.ndf,
                                 val=(val.x, val.y) if val else None)
     for split, m in metrics.items():
-        print(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
-    print(f"pix2pix folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
+        log.info(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
+    log.info(f"pix2pix folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
 
 
 def evaluate(args) -> None:
@@ -304,7 +308,7 @@ def evaluate(args) -> None:
     from .evaluate.run import evaluate_to_folder
 
     _output_folder(args.out)
-    model = PixelNN.load(args.model, args.bank)
+    model = PixelNN.load(args.model, args.bank, device=args.device)
     opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)
     _check_kind(opts, model.config)
     data = load_data(opts, opts.data, None, args.out / "cache")
@@ -313,8 +317,8 @@ def evaluate(args) -> None:
             "copy": args.copy}
     ev = evaluate_to_folder(model, data.x, data.y, data.names, args.out, generator=generator, seed=args.seed, n_samples=args.samples, meta=meta,
                             copy=args.copy)
-    for m, row in ev.report["methods"].items():
+    for row in ev.report["methods"].values():
         cells = ", ".join(f"{k} {v:.3f}/{row['top1'][k]:.3f}/{row['oracle'][k]:.3f}" for k, v in row["rand1"].items()
                           if None not in (v, row["top1"][k], row["oracle"][k]))
-        print(f"{row['label']:>18}: {cells}")
-    print(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'} and {len(ev.figures)} figures")
+        log.info(f"{row['label']:>18}: {cells}")
+    log.info(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'} and {len(ev.figures)} figures")

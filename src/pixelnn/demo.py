@@ -9,6 +9,7 @@ the training figures, inputs, stage-1 outputs, candidates and correspondence pic
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from .regress.train import TrainConfig
 from .report.result_page import write_index
 from .synth.pipeline import PixelNN
 from .workflow import index_arrays, report_training, synthesize_to_folder, train_run
+
+log = logging.getLogger(__name__)
 
 SIZE = 64
 DESCRIPTORS = 32  # reduced pixel descriptors in the bank: the fast search (docs/benchmarks.md)
@@ -48,7 +51,7 @@ def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n
              precision: str = "auto", held_out_per_class: int = HELD_OUT_PER_CLASS) -> Path:
     out = Path(out)
     t0 = time.time()
-    print(f"[1/4] Fashion-MNIST {', '.join(DEMO_CLASSES)}: {n_train} training images, HED edges at {SIZE}x{SIZE}")
+    log.info("[1/4] Fashion-MNIST %s: %d training images, HED edges at %dx%d", ", ".join(DEMO_CLASSES), n_train, SIZE, SIZE)
     x, y, labels = _data("train", max(n_train // len(DEMO_CLASSES), 1))
     xt, yt, labels_t = _data("test", max(n_inputs, held_out_per_class))  # stage-1 PSNR on all, synthesis on n_inputs
     run = out / "model"
@@ -57,13 +60,13 @@ def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n
     if checkpoint.exists(run / checkpoint.FILENAME):
         shutil.rmtree(run)  # the demo always trains afresh: a finished earlier model would skip training
     cfg = TrainConfig(steps=steps, minutes=minutes, precision=precision)
-    print(f"[2/4] training stage 1: {cfg.limits.describe()}")
+    log.info("[2/4] training stage 1: %s", cfg.limits.describe())
     metrics = train_run(run, x, y, config, cfg, width=16, levels=3, val=(xt, yt))
     report = report_training(metrics)
-    print("\n".join("      " + line for line in report))
-    print("[3/4] building the exemplar bank")
+    log.info("\n".join("      " + line for line in report))
+    log.info("[3/4] building the exemplar bank")
     index_arrays(run, x, y, [f"train/{i:05d}" for i in range(len(y))], labels, descriptors=DESCRIPTORS)
-    print(f"[4/4] synthesizing 72 candidates for {n_inputs} held-out inputs")
+    log.info("[4/4] synthesizing 72 candidates for %d held-out inputs", n_inputs)
     model = PixelNN.load(run)
     picks = _pick_inputs(labels_t, n_inputs)
     names = [f"{labels_t[i].replace(' ', '-').lower()}-{i}" for i in picks]
@@ -76,7 +79,7 @@ def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n
         facts=_facts(metrics),
         warnings=[line for line in report if line.startswith("warning")],
     )
-    print(f"done in {(time.time() - t0) / 60:.1f} min: open {page}")
+    log.info("done in %.1f min: open %s", (time.time() - t0) / 60, page)
     return page
 
 

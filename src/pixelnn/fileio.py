@@ -3,13 +3,16 @@ to disk (fsync), renamed, and the rename itself flushed (fsync of the folder).""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -72,6 +75,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file and folder under `folder` (and the folder itself) to disk."""
+    for here, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            fsync_path(os.path.join(here, name))
+        fsync_path(here)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder next to `path`, renamed onto `path` (with everything in it on disk) only if
+    the block succeeds; it is removed otherwise. `path` must not exist, or be an empty folder, when the
+    block ends: a folder with files in it is never replaced (FileExistsError)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        fsync_tree(tmp)
+        try:
+            os.rename(tmp, path)  # replaces an empty folder only; never a file or a folder with files
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(errno.EEXIST, "exists and is not an empty folder", str(path)) from None
+            raise
+        fsync_path(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -36,5 +36,11 @@ def arrays_hash(*arrays: np.ndarray, length: int = 16) -> str:
 
 
 def json_hash(value, length: int = 20) -> str:
-    """sha1 of a JSON-able value written with sorted keys (str() for anything JSON cannot write)."""
+    """sha1 of a JSON-able value written with sorted keys (str() for anything JSON cannot write).
+
+    >>> json_hash({"b": 1, "a": [2]}, length=8) == json_hash({"a": [2], "b": 1}, length=8)
+    True
+    >>> len(json_hash("x"))
+    20
+    """
     return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]

@@ -8,7 +8,15 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def strict_int(text: str) -> int:
-    """An integer written in ASCII digits with an optional sign; ValueError otherwise."""
+    """An integer written in ASCII digits with an optional sign; ValueError otherwise.
+
+    >>> strict_int(" -42 ")
+    -42
+    >>> strict_int("1_000")
+    Traceback (most recent call last):
+    ...
+    ValueError: not an integer: '1_000'
+    """
     text = str(text).strip()
     if not _INTEGER.fullmatch(text):
         raise ValueError(f"not an integer: {text!r}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .bank import store
 from .bank.build import add_exemplars
 from .errors import ConfigError
 from .features import backbones
@@ -18,7 +19,7 @@ from .regress import checkpoint, run_folder
 from .regress.precision import cpu_summary
 from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
-from .synth.pipeline import read_run_config
+from .synth.pipeline import BANK, own_bank, read_run_config
 
 
 def write_run(root: Path, model: UNet, config: dict) -> None:
@@ -47,7 +48,18 @@ def train_run(root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int
     metrics = run_folder.measure(lambda xs, ys: evaluate_psnr(model, xs, ys, mean), x, y, val)
     metrics["training"] = training_summary(checkpoint.read(root / checkpoint.FILENAME), train_cfg.batch, len(x))
     run_folder.write_metrics(root, metrics)
+    update_model_card(root)
     return metrics
+
+
+def update_model_card(root: Path) -> Path:
+    """Rewrite root/README.md (the model card) from the folder's configuration, metrics and own bank
+    (root/bank, or the one its bank-ref.json names)."""
+    root = Path(root)
+    bank = own_bank(root)
+    manifest = store.read_manifest(bank) if (bank / store.MANIFEST).exists() else None
+    where = f"{BANK}/" if bank == root / BANK else str(bank)
+    return run_folder.write_model_card(root, manifest, where)
 
 
 def training_summary(state: dict, batch: int, n: int) -> dict:
@@ -55,6 +67,7 @@ def training_summary(state: dict, batch: int, n: int) -> dict:
     return {
         "steps": state["step"],
         "epochs": round(state["step"] * batch / n, 2),
+        "pairs": n,
         "minutes": round(state["elapsed_s"] / 60, 2),
         "images_per_s": round(state["step"] * batch / max(state["elapsed_s"], 1e-9), 1),
         "precision": state.get("precision"),
@@ -81,12 +94,15 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
                 allow_duplicates: bool = False) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
-    Exemplars already in the bank are skipped unless `allow_duplicates`."""
+    Exemplars already in the bank are skipped unless `allow_duplicates`. The model card (README.md) is
+    updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
     root = Path(root)
     config = read_run_config(root)
     model = checkpoint.load_model(root / checkpoint.FILENAME)
-    return add_exemplars(
-        Path(bank) if bank else root / "bank",
+    own = own_bank(root)
+    bank = Path(bank) if bank else own
+    manifest = add_exemplars(
+        bank,
         model,
         backbone or config.get("backbone", backbones.DEFAULT),
         config["signal"],
@@ -98,6 +114,9 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
         progress=progress,
         allow_duplicates=allow_duplicates,
     )
+    if bank.resolve() == own.resolve():
+        update_model_card(root)
+    return manifest
 
 
 def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=None, **control) -> list[Path]:
@@ -105,7 +124,7 @@ def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=Non
 
     control: the exemplar restrictions of PixelNN.synthesize (labels, exemplar_ids, like, like_k, regions).
     """
-    from .report.result_page import write_result, write_index
+    from .report.result_page import write_index, write_result
 
     out = Path(out)
     pages, used = [], set()

@@ -25,7 +25,7 @@ class Bank:
             self.index.add(np.ascontiguousarray(xb))
 
     @classmethod
-    def open(cls, root: Path) -> "Bank":
+    def open(cls, root: Path) -> Bank:
         manifest = store.read_manifest(root)
         shards = [store.read_shard(root, entry, manifest) for entry in manifest["shards"]]
         if manifest.get("descriptors"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from ..features.projection import fit_projection, project_taps, sample_pixels
 from ..regress.checkpoint import fingerprint
 from ..regress.unet import UNet, predict
 from . import store
+
+log = logging.getLogger(__name__)
 
 
 def expected_manifest(model: UNet, backbone: str, signal: str, global_dim: int) -> dict:
@@ -136,7 +139,8 @@ def add_exemplars(
         if not allow_duplicates:
             new = _new_only(root, existing, hashes)
             if not new.all():
-                print(f"index: skipped {int((~new).sum())} of {len(new)} exemplars already in the bank {root} (--allow-duplicates adds them again)")
+                log.info("index: skipped %d of %d exemplars already in the bank %s (--allow-duplicates adds them again)",
+                         int((~new).sum()), len(new), root)
             if not new.any():
                 return existing
             keep = np.flatnonzero(new)

@@ -38,18 +38,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..errors import BankError
 from ..fileio import open_locked, replace_durably, write_json
+
+log = logging.getLogger(__name__)
 
 FORMAT = "pixelnn-bank"
 VERSION = 1
@@ -343,7 +346,7 @@ def _skip_added_meanwhile(root: Path, current: dict, staged: Path, seen: set[str
     known = bank_hashes(root, {**current, "shards": [s for s in current["shards"] if s["name"] not in seen]})
     keep = np.array([h not in known for h in hashes], dtype=bool)
     if not keep.all():
-        print(f"index: skipped {int((~keep).sum())} exemplars that another run added to the bank {root} meanwhile")
+        log.info("index: skipped %d exemplars that another run added to the bank %s meanwhile", int((~keep).sum()), root)
         _drop_rows(staged, keep)
     return int(keep.sum())
 

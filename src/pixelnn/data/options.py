@@ -26,16 +26,20 @@ class DataOptions:
     limit: int | None = None  # only the first `limit` samples
 
     @classmethod
-    def from_args(cls, args) -> "DataOptions":
+    def from_args(cls, args) -> DataOptions:
         """The data options of parsed CLI arguments (cli._data_args)."""
         return cls(args.data, args.pairs, args.targets, args.signal, args.labels, args.size, args.factor, args.limit)
 
     @property
     def kind(self) -> str:
-        """What the samples are: 'folders' (inputs and targets), 'pairs' (pair files) or the signal."""
+        """What the samples are: 'folders' (inputs and targets), 'pairs' (pair files) or the signal.
+
+        >>> DataOptions(pairs="BtoA").kind, DataOptions(signal="edges").kind
+        ('pairs', 'edges')
+        """
         return "folders" if self.targets else "pairs" if self.pairs else self.signal
 
-    def for_model(self, config: dict, size: int) -> "DataOptions":
+    def for_model(self, config: dict, size: int) -> DataOptions:
         """These options fitted to a model of configuration `config` making size x size outputs: its size
         and factor, and for a folder of photos given without a signal, the model's signal."""
         signal = self.signal

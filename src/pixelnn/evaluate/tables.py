@@ -152,7 +152,7 @@ def markdown(rep: dict) -> str:
     lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**."]
     lines += versus_lines(rep)
     lines += ["", "## Definitions", ""]
-    for k, d in rep["metrics"].items():
+    for d in rep["metrics"].values():
         unit = f" ({d['unit']})" if d.get("unit") else ""
         lines.append(f"- **{d['title']}**{unit}, {d['kind']}, better: {d['better']}. {d['definition']}")
     if rep["figures"]:

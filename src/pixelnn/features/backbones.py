@@ -6,7 +6,7 @@ list of feature maps from fine to coarse. The names here are the ones stored in 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn

@@ -9,16 +9,19 @@ checkpoint every `save_every_s` and at the end. `step` receives the fraction of 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class Limits:
             raise ConfigError("give a training budget: minutes, steps or epochs")
 
     @classmethod
-    def of(cls, minutes: float | None, steps: int = 0, epochs: int = 0, default_minutes: float = 20.0) -> "Limits":
+    def of(cls, minutes: float | None, steps: int = 0, epochs: int = 0, default_minutes: float = 20.0) -> Limits:
         """Minutes cap the steps and epochs; with none of the three, `default_minutes`."""
         if minutes is None:
             minutes = math.inf if (steps or epochs) else default_minutes
@@ -58,7 +61,7 @@ def fresh_state(cfg) -> dict:
 def resume(state: dict, blob: dict, what: str, path: Path) -> None:
     """Carry a checkpoint's steps, epochs, time and history into `state`, and say so."""
     state.update({k: blob[k] for k in RESUMED})
-    tqdm.write(f"resuming {what} from {path}: step {state['step']}, {state['elapsed_s'] / 60:.1f} min done")
+    log.info("resuming %s from %s: step %d, %.1f min done", what, path, state["step"], state["elapsed_s"] / 60)
 
 
 def batches(n: int, batch: int, rng: np.random.Generator):

@@ -10,16 +10,17 @@ same probe: which one is faster depends on the CPU, the precision and the networ
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..errors import ConfigError
 from .options import PRECISIONS
+
 BF16_MIN_SPEEDUP = 1.15  # auto keeps bf16 only if the probe measures it at least this much faster
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from ..pixels import psnr
 from . import budget, checkpoint
 from .precision import Choice, choose
-from ..pixels import psnr
 from .unet import Stage1Config, UNet, predict, to_tensor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     if resumed is not None and budget.progress(state, limits, max(len(x) // cfg.batch, 1)) >= 1.0:
         return model.eval()  # a finished run asked for the same budget: nothing to do, no probe
     choice = choose_precision(model, x, y, cfg)
-    tqdm.write(f"stage 1: {limits.describe()}, batch {cfg.batch}, precision {choice.note}")
+    log.info(f"stage 1: {limits.describe()}, batch {cfg.batch}, precision {choice.note}")
     state["precision"] = choice.to_dict()
     model.train().to(memory_format=choice.memory_format)
     opt = _optimizer(model, cfg)  # built after the layout change, so its state matches the parameters

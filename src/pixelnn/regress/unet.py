@@ -44,7 +44,7 @@ class Stage1Config:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Stage1Config":
+    def from_dict(cls, d: dict) -> Stage1Config:
         """A config as saved; one saved before `norm` existed is the old BatchNorm network without a mean image."""
         d = dict(d)
         if "norm" not in d:

@@ -40,7 +40,7 @@ from .uploads import MAX_PIXELS, decode_image, pixel_cap, png_bytes, read_file
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1"]
-log = logging.getLogger("pixelnn.serve")
+log = logging.getLogger(__name__)
 
 
 class InMemoryRequest(Request):

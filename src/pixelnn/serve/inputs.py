@@ -16,7 +16,6 @@ from ..numbers import strict_int
 from .params import RequestError
 
 
-
 def makes_inputs_from_photos(model) -> bool:
     return model.config["signal"] in SIGNALS
 

@@ -14,6 +14,8 @@ from waitress.task import ErrorTask
 
 from ..errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 MB = 1024 * 1024
 IDLE_TIMEOUT_S = 10  # a connection silent this long (idle keep-alive, half-sent request) is closed
 CLEANUP_S = 2  # how often waitress looks for such connections
@@ -85,12 +87,12 @@ def url(server) -> str:
 
 
 def serve_forever(app: Flask, host: str, port: int, threads: int, work: Path) -> None:
-    """Serve until Ctrl-C, printing the URL; any temporary file a library makes goes to `work`."""
+    """Serve until Ctrl-C, logging the URL; any temporary file a library makes goes to `work`."""
     tempfile.tempdir = str(work)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a page loads many images at once
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: results are cleaned up
     server = _listening(app, host, port, threads)
-    print(f"PixelNN web app: {url(server)}  (results in {work}; Ctrl-C stops)", flush=True)
+    log.info("PixelNN web app: %s  (results in %s; Ctrl-C stops)", url(server), work)
     try:
         server.run()
     finally:

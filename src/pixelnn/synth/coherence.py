@@ -15,7 +15,7 @@ A continued source keeps the neighbour's offset, so it stays inside the candidat
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -32,7 +32,7 @@ class Correspondence:
         write_npz(path, **self.arrays())
 
     @classmethod
-    def load(cls, path) -> "Correspondence":
+    def load(cls, path) -> Correspondence:
         with np.load(path) as z:
             return cls(z["exemplar"], z["sy"], z["sx"], z["sim"], z["weights"] if "weights" in z.files else None)
 

@@ -3,8 +3,8 @@ the output; and label transfer through correspondences (the paper's Discussion).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class ExemplarSet:
             parts.append(f"the {self.like_k} exemplars like the example image")
         return "(" + (" and ".join(parts) or "none") + ")"
 
-    def checked(self, size: int) -> "ExemplarSet":
+    def checked(self, size: int) -> ExemplarSet:
         """A region must have a mask of the output's shape that selects at least one pixel."""
         if self.mask is None:
             raise ConfigError("a region needs a mask: an (S, S) boolean array of the output pixels it governs")

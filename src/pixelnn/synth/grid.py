@@ -53,7 +53,13 @@ NAMED = {"paper72": paper72, "global": global_matches}
 
 
 def parse(text: str) -> list[Spec]:
-    """'paper72', 'global', or comma-separated 'n:first:window' items (window an int or 'whole')."""
+    """'paper72', 'global', or comma-separated 'n:first:window' items (window an int or 'whole').
+
+    >>> [str(s) for s in parse("5:1:3, 10:1:whole")]
+    ['5:1:3', '10:1:whole']
+    >>> len(parse("paper72"))
+    72
+    """
     text = text.strip()
     if text in NAMED:
         return NAMED[text]()
@@ -78,11 +84,20 @@ def parse(text: str) -> list[Spec]:
 
 
 def neighbours_needed(specs: list[Spec]) -> int:
+    """How many global neighbours a grid reaches: the deepest rank any candidate copies from.
+
+    >>> neighbours_needed(parse("3:9:1,1:1:whole"))
+    11
+    """
     return max(s.first - 1 + s.n for s in specs)
 
 
 def fitted(specs: list[Spec], size: int) -> list[Spec]:
-    """The grid for S x S outputs: a window of 2S - 1 or more already covers the whole image."""
+    """The grid for S x S outputs: a window of 2S - 1 or more already covers the whole image.
+
+    >>> [str(s) for s in fitted(parse("1:1:5,1:1:7"), size=4)]
+    ['1:1:5', '1:1:whole']
+    """
     return [replace(s, window=WHOLE) if s.window >= 2 * size - 1 else s for s in specs]
 
 

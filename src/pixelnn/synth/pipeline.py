@@ -1,14 +1,16 @@
 """The Python API: load a trained model with its bank and synthesize many outputs for an input.
 
-    model = PixelNN.load("runs/celeba")
+    model = PixelNN.load("runs/celeba")          # or pixelnn.load("runs/celeba")
     result = model.synthesize(x)                 # x: the input signal, uint8 (h, w, c)
     result.candidates[0].image                   # (S, S, 3) float in [0, 1]
     result.candidates[0].corr.exemplar           # (S, S) bank id each pixel was copied from
+    model.save("models/celeba-copy")             # a model folder that PixelNN.load opens
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from contextlib import contextmanager
@@ -25,10 +27,11 @@ from ..bank.build import expected_manifest
 from ..data.options import SIGNALS
 from ..errors import BankError, ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
-from ..regress import checkpoint, run_folder
-from ..regress.unet import UNet, predict
 from ..features.hypercolumn import global_descriptor
 from ..features.projection import project_taps
+from ..fileio import atomic_folder, write_json
+from ..regress import checkpoint, run_folder
+from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
 from . import grid as grids
@@ -38,6 +41,9 @@ from .compose import Correspondence, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
 RUN_CONFIG = run_folder.CONFIG
+BANK = "bank"  # a model folder's own bank
+BANK_REF = "bank-ref.json"  # instead of bank/: {"path": the absolute path of a bank kept elsewhere} (PixelNN.save)
+BANK_MODES = ("copy", "reference")
 
 
 @contextmanager
@@ -116,8 +122,39 @@ def _device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU")
+        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU: use --device cpu (or auto)")
     return device
+
+
+def own_bank(run: Path) -> Path:
+    """The bank of a model folder: run/bank, or the folder named by run/bank-ref.json (PixelNN.save)."""
+    run = Path(run)
+    ref = run / BANK_REF
+    if (run / BANK).exists() or not ref.exists():
+        return run / BANK
+    try:
+        target = json.loads(ref.read_text())["path"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{ref} is damaged ({e.__class__.__name__}: {e}); save the model again") from None
+    if not isinstance(target, str):
+        raise ConfigError(f"{ref} is damaged: its path is not a string; save the model again")
+    return Path(target)
+
+
+def _check_free(path: Path) -> None:
+    """Refuse, before any work, a save target that exists and is not an empty folder."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"{path} exists and is not an empty folder: save to a new folder")
+
+
+def _copy_bank(bank: Bank, dest: Path) -> None:
+    """Copy the bank as opened (its manifest, the shards listed there and its projection) into the new folder dest."""
+    dest.mkdir()
+    for entry in bank.manifest["shards"]:
+        shutil.copytree(bank.root / entry["name"], dest / entry["name"])
+    if bank.manifest.get("descriptors"):
+        shutil.copyfile(bank.root / "projection.npy", dest / "projection.npy")
+    write_json(dest / store.MANIFEST, bank.manifest)
 
 
 class PixelNN:
@@ -166,8 +203,8 @@ class PixelNN:
         return basis
 
     @classmethod
-    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> "PixelNN":
-        """Open a model folder (config.json, stage1.pt) and its bank (default: run/bank).
+    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> PixelNN:
+        """Open a model folder (config.json, stage1.safetensors) and its bank (default: run/bank).
 
         device: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' (CUDA when available). The networks and the
         pixel search run there; the global FAISS search and the composition stay on the CPU.
@@ -175,7 +212,54 @@ class PixelNN:
         run = Path(run)
         config = read_run_config(run)
         model = checkpoint.load_model(run / checkpoint.FILENAME)
-        return cls(model, Bank.open(Path(bank) if bank else run / "bank"), config, search, device)
+        pixelnn = cls(model, Bank.open(Path(bank) if bank else own_bank(run)), config, search, device)
+        pixelnn.source = run
+        return pixelnn
+
+    source: Path | None = None  # the model folder this model was loaded from (PixelNN.load), if any
+
+    def save(self, path: str | Path, bank: str = "copy") -> Path:
+        """Write this model as a new model folder that PixelNN.load(path) opens; returns its path.
+
+        The folder is assembled next to `path` and renamed into place when complete, so `path` is
+        either absent or whole. It gets:
+
+        - config.json: this model's configuration, with the stage-1 network's;
+        - stage1.safetensors: the stage-1 weights and network configuration (no optimizer state: training
+          into the folder again starts a fresh budget);
+        - bank='copy' (default): bank/, a copy of the exemplar bank as it was opened, that is its
+          manifest, the shards it lists and projection.npy (exemplars another run added after
+          loading are not included); bank='reference': bank-ref.json, the absolute path of this
+          model's bank, which load follows (nothing is copied; the bank must stay there);
+        - metrics.json, copied from the folder the model was loaded from, when it has one;
+        - README.md, the model card, written for the new folder.
+
+        A `path` that exists and is not an empty folder is refused (ConfigError).
+        """
+        if bank not in BANK_MODES:
+            raise ConfigError(f"bank must be one of {', '.join(BANK_MODES)}, got {bank!r}")
+        path = Path(path)
+        _check_free(path)
+        try:
+            with atomic_folder(path) as tmp:
+                self._write_folder(tmp, bank)
+        except FileExistsError:  # someone else wrote there meanwhile
+            raise ConfigError(f"{path} exists and is not an empty folder: save to a new folder") from None
+        return path
+
+    def _write_folder(self, root: Path, bank: str) -> None:
+        """Fill the empty folder `root` with config.json, stage1.safetensors, the bank or its reference, metrics, card."""
+        write_json(root / RUN_CONFIG, {**self.config, "stage1": self.model.cfg.to_dict()})
+        checkpoint.save(root / checkpoint.FILENAME, self.model, {"done": True})
+        if bank == "copy":
+            _copy_bank(self.bank, root / BANK)
+            where = f"{BANK}/"
+        else:
+            write_json(root / BANK_REF, {"path": str(self.bank.root.resolve())})
+            where = str(self.bank.root.resolve())
+        if self.source is not None and (self.source / run_folder.METRICS).exists():
+            shutil.copyfile(self.source / run_folder.METRICS, root / run_folder.METRICS)
+        run_folder.write_model_card(root, self.bank.manifest, where)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -329,7 +413,7 @@ class PixelNN:
                 f"and every candidate starts at a higher neighbour rank ({_cut(dropped)})"
             )
         note = f"dropped candidate(s) {_cut(dropped)}: {which} has only {smallest} exemplar(s)"
-        warnings.warn(note)
+        warnings.warn(note, stacklevel=3)  # points at the caller of synthesize
         return kept, [note]
 
     def describe_query(self, fq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,13 +8,13 @@ for the first half of the time budget, then decayed linearly to 0 (pix2pix's 'li
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ...errors import ConfigError
 from ...regress import budget
@@ -22,6 +22,8 @@ from ...regress.precision import Choice, choose
 from ...regress.unet import to_tensor
 from .checkpoint import FILENAME, read, save
 from .model import Discriminator, Generator, Pix2PixConfig, inputs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
         opt_d.load_state_dict(blob["opt_d"])
         budget.resume(state, blob, "pix2pix", path)
     choice = _choose_precision(gen, disc, x, y, model_cfg, cfg)
-    tqdm.write(f"pix2pix: {cfg.limits.describe()}, batch {cfg.batch}, precision {choice.note}")
+    log.info("pix2pix: %s, batch %d, precision %s", cfg.limits.describe(), cfg.batch, choice.note)
     state["precision"] = choice.to_dict()
     for net in (gen, disc):
         net.train().to(memory_format=choice.memory_format)
