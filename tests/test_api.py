@@ -12,7 +12,7 @@ import torch
 
 import pixelnn
 from pixelnn.errors import ConfigError
-from pixelnn.regress import run_folder
+from pixelnn.regress import checkpoint, run_folder
 from pixelnn.synth.pipeline import BANK_REF, PixelNN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,7 +46,7 @@ def _same_outputs(a: PixelNN, b: PixelNN, x: np.ndarray) -> None:
 
 def test_save_copies_a_folder_that_load_reads_back_the_same(model, tiny_run, tmp_path):
     out = model.save(tmp_path / "copy")
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "bank", "config.json", "stage1.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "bank", "config.json", checkpoint.FILENAME]
     assert not list(tmp_path.glob(".copy.*"))  # no temporary folder left behind
     again = pixelnn.load(out)
     assert again.bank.root == out / "bank" and len(again.bank) == len(model.bank)
@@ -75,7 +75,7 @@ def test_save_refuses_a_folder_with_files_and_an_unknown_bank_mode(model, tmp_pa
     with pytest.raises(ConfigError, match="bank must be one of copy, reference"):
         model.save(tmp_path / "other", bank="link")
     (tmp_path / "empty").mkdir()
-    assert (model.save(tmp_path / "empty") / "stage1.pt").exists()  # an empty folder is fine
+    assert (model.save(tmp_path / "empty") / checkpoint.FILENAME).exists()  # an empty folder is fine
 
 
 def test_a_damaged_bank_reference_is_a_clear_error(model, tmp_path):

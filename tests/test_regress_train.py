@@ -1,3 +1,6 @@
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +9,7 @@ from conftest import smooth_textures
 from pixelnn.data.signals import lowres
 from pixelnn.errors import ConfigError
 from pixelnn.pixels import psnr
-from pixelnn.regress import checkpoint
+from pixelnn.regress import budget, checkpoint
 from pixelnn.regress import train as train_mod
 from pixelnn.regress.budget import Limits
 from pixelnn.regress.precision import Choice
@@ -183,6 +186,17 @@ def test_stage1_has_no_running_statistics_so_train_and_eval_mode_agree(tmp_path,
         assert torch.allclose(model.train()(xb), model.eval()(xb), atol=1e-6)
         # and one image's f(x) does not depend on the other images of its batch
         assert torch.allclose(model(xb[:1]), model(xb)[:1], atol=1e-5)
+
+
+def test_training_writes_its_history_as_json_lines_beside_the_checkpoint(tmp_path, data):
+    x, y = data
+    train(x, y, tmp_path, CFG, TrainConfig(epochs=3, batch=4, precision="fp32", save_every_s=1e9))
+    rows = [json.loads(line) for line in (tmp_path / budget.HISTORY).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [(len(x) // 4) * e for e in (1, 2, 3)]
+    # the mean of the steps' PSNRs is at least the PSNR of their mean loss (-log is convex)
+    assert all(r["images_per_s"] > 0 and r["psnr"] >= -10 * math.log10(r["loss"]) - 1e-9 for r in rows)
+    assert rows == checkpoint.read(tmp_path / checkpoint.FILENAME)["history"]
 
 
 def test_step_and_epoch_limits_stop_training_and_minutes_only_cap_them(tmp_path, data):

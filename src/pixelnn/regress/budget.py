@@ -9,6 +9,7 @@ checkpoint every `save_every_s` and at the end. `step` receives the fraction of 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..fileio import write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,12 @@ class Limits:
 
 
 RESUMED = ("step", "epoch", "elapsed_s", "history")  # the training state a checkpoint carries on
+HISTORY = "history.jsonl"  # one JSON line per epoch beside the checkpoint: step, time, images/s, mean losses
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    """Rewrite the whole history file atomically (it is small: one line per epoch)."""
+    write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
 
 
 def fresh_state(cfg) -> dict:
@@ -92,11 +100,13 @@ def run(
     desc: str,
     rng: np.random.Generator,
     save_every_s: float = 60.0,
+    history: Path | None = None,
 ) -> None:
     """Call step(batch indices, fraction done) -> losses until a limit is reached.
 
-    state holds step, epoch, elapsed_s and history (one mean of each loss per epoch); it is
-    updated in place, marked done and saved at the end.
+    state holds step, epoch, elapsed_s and history (per epoch: the mean of each loss and the images
+    per second of its steps); it is updated in place, marked done and saved at the end. With
+    `history`, that list is also written there as JSON lines after every epoch, for plotting.
     """
     per_epoch = max(n // batch, 1)
     bar = tqdm(total=100, initial=round(100 * progress(state, limits, per_epoch)), desc=desc,
@@ -104,9 +114,12 @@ def run(
     last_save = time.monotonic()
     while progress(state, limits, per_epoch) < 1.0:
         losses: list[dict[str, float]] = []
+        images, seconds = 0, 0.0
         for i, idx in enumerate(batches(n, batch, rng)):
             t0 = time.monotonic()
             losses.append(step(idx, progress(state, limits, per_epoch, i)))
+            seconds += time.monotonic() - t0
+            images += len(idx)
             state["elapsed_s"] += time.monotonic() - t0
             state["step"] += 1
             first = next(iter(losses[-1]))
@@ -120,7 +133,10 @@ def run(
                 break
         state["epoch"] += 1  # passes over the data, the last one possibly cut short by the budget
         means = {k: float(np.mean([v[k] for v in losses])) for k in losses[0]}
-        state["history"].append({"epoch": state["epoch"], "step": state["step"], "elapsed_s": state["elapsed_s"], **means})
+        state["history"].append({"epoch": state["epoch"], "step": state["step"], "elapsed_s": state["elapsed_s"],
+                                 "images_per_s": images / max(seconds, 1e-9), **means})
+        if history is not None:
+            write_history(history, state["history"])
     bar.close()
     state["done"] = True
     save()

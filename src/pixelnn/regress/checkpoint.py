@@ -218,6 +218,7 @@ def _first_line(e: Exception) -> str:
 def fingerprint(model: UNet) -> str:
     """A hash of the weights and configuration: a bank built with another model is refused."""
     cfg = model.cfg.to_dict()
+    del cfg["zero_head"]  # how training starts, not what the network computes (and added later)
     if cfg["norm"] == "batch" and not cfg["mean_base"]:  # saved before these keys existed: hash as then
         del cfg["norm"], cfg["mean_base"]
     h = hashlib.sha256(repr(sorted(cfg.items())).encode())

@@ -60,6 +60,11 @@ def _step(model, opt, xb: torch.Tensor, yb: torch.Tensor, choice: Choice) -> flo
     return loss.item()
 
 
+def _losses(mse: float) -> dict[str, float]:
+    """A step's loss and the PSNR it means (the loss is the mean squared error of images in [0, 1])."""
+    return {"loss": mse, "psnr": 10 * math.log10(1.0 / max(mse, 1e-10))}
+
+
 def _optimizer(model: UNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -106,12 +111,13 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     def step(idx: np.ndarray, done: float) -> dict[str, float]:
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, done)
-        return {"loss": _step(model, opt, *_batch(x[idx], y[idx], cfg, rng), choice)}
+        return _losses(_step(model, opt, *_batch(x[idx], y[idx], cfg, rng), choice))
 
     def save() -> None:
         checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
 
-    budget.run(state, len(x), cfg.batch, limits, step, save, desc="training stage 1", rng=rng, save_every_s=cfg.save_every_s)
+    budget.run(state, len(x), cfg.batch, limits, step, save, desc="training stage 1", rng=rng,
+               save_every_s=cfg.save_every_s, history=path.parent / budget.HISTORY)
     return model.to(memory_format=torch.contiguous_format).eval()
 
 

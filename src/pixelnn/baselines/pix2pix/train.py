@@ -121,7 +121,7 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
         save(path, gen, disc, {**state, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
 
     budget.run(state, len(x), cfg.batch, cfg.limits, step, checkpoint, desc="training pix2pix", rng=rng,
-               save_every_s=cfg.save_every_s)
+               save_every_s=cfg.save_every_s, history=path.parent / budget.HISTORY)
     gen.requires_grad_(False)
     return gen.to(memory_format=torch.contiguous_format).eval()
 
