@@ -199,6 +199,21 @@ def test_training_writes_its_history_as_json_lines_beside_the_checkpoint(tmp_pat
     assert rows == checkpoint.read(tmp_path / checkpoint.FILENAME)["history"]
 
 
+def test_edge_map_stage1_uses_batchnorm_and_evaluates_with_its_running_statistics(tmp_path):
+    y = smooth_textures(8, 32, seed=3)
+    x = y.mean(axis=3, keepdims=True).astype(np.uint8)  # a 1-channel signal of the output's size
+    cfg = Stage1Config(1, 32, 32, width=8, levels=2)
+    assert cfg.norm == "batch" and Stage1Config(3, 8, 32, residual=True).norm == "group"
+    model = train(x, y, tmp_path, cfg, TrainConfig(steps=20, batch=4, precision="fp32", save_every_s=1e9))
+    stats = [b for name, b in model.named_buffers() if name.endswith("running_var")]
+    assert stats and all(not torch.allclose(v, torch.ones_like(v)) for v in stats)  # training moved them
+    xb = to_tensor(x)
+    with torch.no_grad():  # in evaluation one image's f(x) does not depend on the rest of its batch
+        assert torch.allclose(model.eval()(xb[:1]), model.eval()(xb)[:1], atol=1e-5)
+    loaded = checkpoint.load_model(tmp_path / checkpoint.FILENAME)
+    assert loaded.cfg == cfg and torch.equal(predict(loaded, x), predict(model, x))
+
+
 def test_step_and_epoch_limits_stop_training_and_minutes_only_cap_them(tmp_path, data):
     x, y = data
     train(x, y, tmp_path / "steps", CFG, TrainConfig(steps=5, batch=4, precision="fp32", save_every_s=1e9))
