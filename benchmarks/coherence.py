@@ -60,8 +60,14 @@ def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
         top.append(0)  # candidates come best first
     real = M.log_spectra(np.stack(ys).astype(np.float64) / 255.0).mean(0)
     rand = [M.rand1_index(0, "pixelnn", i, len(p)) for i, p in enumerate(psnr)]
-    row = {"copy": copy, "seam": float(np.mean(seams)), "incoherent_pairs": float(np.mean(broken)), "match": float(np.mean(sims)),
-           "spectrum_gap": float(M.spectrum_distance(np.mean(spectra, axis=0), real)), "seconds_per_input": seconds / len(xs)}
+    row = {
+        "copy": copy,
+        "seam": float(np.mean(seams)),
+        "incoherent_pairs": float(np.mean(broken)),
+        "match": float(np.mean(sims)),
+        "spectrum_gap": float(M.spectrum_distance(np.mean(spectra, axis=0), real)),
+        "seconds_per_input": seconds / len(xs),
+    }
     for name, values in (("psnr", psnr), ("ssim", ssim)):
         sel = M.select(values, rand, "higher", top)
         row[name] = {k: sel[k] for k in ("rand1", "top1", "oracle")}
@@ -72,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="validation folder (photos, or A|B pairs with --pairs)")
-    p.add_argument("--pairs", action="store_true", help="files are photo|input pairs (edges2shoes, edges2handbags here)")
+    p.add_argument(
+        "--pairs", action="store_true", help="files are photo|input pairs (edges2shoes, edges2handbags here)"
+    )
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--modes", nargs="+", choices=COPY_MODES, default=list(COPY_MODES))
     opts = p.parse_args(argv)
@@ -80,12 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     xs, ys = inputs_and_photos(model, opts.data, opts.limit, opts.pairs)
     print(f"{opts.model}: {len(xs)} inputs from {opts.data}, 72 candidates each; CPU: {describe_cpu()}")
     rows = [measure(model, xs, ys, mode) for mode in opts.modes]
-    print("| copy | seam ↓ | incoherent pairs | match sim | PSNR R-1 / T-1 / O | SSIM R-1 / T-1 / O | spectrum gap ↓ | s / input |")
+    print(
+        "| copy | seam ↓ | incoherent pairs | match sim | PSNR R-1 / T-1 / O | SSIM R-1 / T-1 / O | spectrum gap ↓ | s / input |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        triple = {k: " / ".join(f"{r[k][s]:.{2 if k == 'psnr' else 3}f}" for s in ("rand1", "top1", "oracle")) for k in ("psnr", "ssim")}
-        print(f"| {r['copy']} | {r['seam']:.4f} | {r['incoherent_pairs']:.3f} | {r['match']:.4f} | {triple['psnr']} | {triple['ssim']} "
-              f"| {r['spectrum_gap']:.3f} | {r['seconds_per_input']:.2f} |")
+        triple = {
+            k: " / ".join(f"{r[k][s]:.{2 if k == 'psnr' else 3}f}" for s in ("rand1", "top1", "oracle"))
+            for k in ("psnr", "ssim")
+        }
+        print(
+            f"| {r['copy']} | {r['seam']:.4f} | {r['incoherent_pairs']:.3f} | {r['match']:.4f} | {triple['psnr']} | {triple['ssim']} "
+            f"| {r['spectrum_gap']:.3f} | {r['seconds_per_input']:.2f} |"
+        )
     print(json.dumps({"model": str(opts.model), "inputs": len(xs), "cpu": describe_cpu(), "rows": rows}))
     return 0
 

@@ -46,16 +46,46 @@ class Domain:
 
 
 DOMAINS = {
-    "faces-lowres": Domain("Faces 12x12 -> 96x96 (CelebA)", "celeba/train", "celeba/val", ("--signal", "lowres"),
-                           "celeba/train_identity.csv", "12x12 faces to 96x96"),
-    "faces-edges": Domain("Faces, edges -> RGB (CelebA, HED edges)", "celeba/train", "celeba/val", ("--signal", "edges"),
-                          "celeba/train_identity.csv", "edges-to-faces"),
-    "edges2shoes": Domain("Edges -> shoes (pix2pix edges2shoes)", "edges2shoes/train", "edges2shoes/val", ("--pairs", "BtoA"),
-                          None, "edges-to-shoes"),
-    "edges2handbags": Domain("Edges -> handbags (pix2pix edges2handbags)", "edges2handbags/train", "edges2handbags/val",
-                             ("--pairs", "BtoA"), None, "edges-to-handbags"),
-    "pets-edges": Domain("Cats and dogs, edges -> RGB (HED edges)", "pets/train", "pets/val", ("--signal", "edges"),
-                         "path:1", "edges-to-cats-and-dogs"),
+    "faces-lowres": Domain(
+        "Faces 12x12 -> 96x96 (CelebA)",
+        "celeba/train",
+        "celeba/val",
+        ("--signal", "lowres"),
+        "celeba/train_identity.csv",
+        "12x12 faces to 96x96",
+    ),
+    "faces-edges": Domain(
+        "Faces, edges -> RGB (CelebA, HED edges)",
+        "celeba/train",
+        "celeba/val",
+        ("--signal", "edges"),
+        "celeba/train_identity.csv",
+        "edges-to-faces",
+    ),
+    "edges2shoes": Domain(
+        "Edges -> shoes (pix2pix edges2shoes)",
+        "edges2shoes/train",
+        "edges2shoes/val",
+        ("--pairs", "BtoA"),
+        None,
+        "edges-to-shoes",
+    ),
+    "edges2handbags": Domain(
+        "Edges -> handbags (pix2pix edges2handbags)",
+        "edges2handbags/train",
+        "edges2handbags/val",
+        ("--pairs", "BtoA"),
+        None,
+        "edges-to-handbags",
+    ),
+    "pets-edges": Domain(
+        "Cats and dogs, edges -> RGB (HED edges)",
+        "pets/train",
+        "pets/val",
+        ("--signal", "edges"),
+        "path:1",
+        "edges-to-cats-and-dogs",
+    ),
 }
 METHOD_ORDER = ("stage1", "global", "pix2pix", "pixelnn")  # table columns / rows, pix2pix beside PixelNN
 PER_OUTPUT = ("psnr", "ssim", "consistency_psnr", "edge_ap", "spectrum_dist", "seam")
@@ -100,15 +130,24 @@ class Runner:
             if done.get("settings") == settings:
                 log(f"{domain}: {name} already done ({done.get('minutes_taken', 0):.1f} min); skipping")
                 return True
-            log(f"{domain}: {name} was done with {done.get('settings')}, now {settings}: running it again (resumes where it can)")
+            log(
+                f"{domain}: {name} was done with {done.get('settings')}, now {settings}: running it again (resumes where it can)"
+            )
         log(f"{domain}: {name}: {' '.join(command[2:])}")
         t0 = time.time()
         code = subprocess.call(command, cwd=REPO)
         if code != 0:
             log(f"{domain}: {name} FAILED (exit code {code}); rerun this script to resume")
             return False
-        write_json(marker, {"settings": settings, "command": command[2:], "minutes_taken": (time.time() - t0) / 60,
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        write_json(
+            marker,
+            {
+                "settings": settings,
+                "command": command[2:],
+                "minutes_taken": (time.time() - t0) / 60,
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        )
         log(f"{domain}: {name} done in {(time.time() - t0) / 60:.1f} min")
         return True
 
@@ -122,18 +161,73 @@ class Runner:
                 return False
         model, p2p, ev = base / "pixelnn", base / "pix2pix", base / "eval"
         budget = {"minutes": o.minutes, "size": o.size, "train_limit": o.train_limit, "descriptors": o.descriptors}
-        common = [*d.data, *self._labels(d), "--size", str(o.size), *(["--limit", str(o.train_limit)] if o.train_limit else [])]
-        ok = self.step("stage1", name, budget, pixelnn_cli(
-            "train", "--data", train, *common, "--val", val, "--out", str(model), "--minutes", str(o.minutes),
-            *(["--descriptors", str(o.descriptors)] if o.descriptors else [])))
-        ok = ok and self.step("pix2pix", name, budget, pixelnn_cli(
-            "train-pix2pix", "--data", train, *common, "--val", val, "--out", str(p2p),
-            "--minutes", str(o.minutes), "--cache", str(model / "cache")))
+        common = [
+            *d.data,
+            *self._labels(d),
+            "--size",
+            str(o.size),
+            *(["--limit", str(o.train_limit)] if o.train_limit else []),
+        ]
+        ok = self.step(
+            "stage1",
+            name,
+            budget,
+            pixelnn_cli(
+                "train",
+                "--data",
+                train,
+                *common,
+                "--val",
+                val,
+                "--out",
+                str(model),
+                "--minutes",
+                str(o.minutes),
+                *(["--descriptors", str(o.descriptors)] if o.descriptors else []),
+            ),
+        )
+        ok = ok and self.step(
+            "pix2pix",
+            name,
+            budget,
+            pixelnn_cli(
+                "train-pix2pix",
+                "--data",
+                train,
+                *common,
+                "--val",
+                val,
+                "--out",
+                str(p2p),
+                "--minutes",
+                str(o.minutes),
+                "--cache",
+                str(model / "cache"),
+            ),
+        )
         if o.train_only:
             return ok
-        ok = ok and self.step("evaluate", name, {"limit": o.limit, "seed": o.seed, **budget}, pixelnn_cli(
-            "evaluate", "--model", str(model), "--pix2pix", str(p2p), "--data", val, *d.data, "--limit", str(o.limit),
-            "--seed", str(o.seed), "--out", str(ev)))
+        ok = ok and self.step(
+            "evaluate",
+            name,
+            {"limit": o.limit, "seed": o.seed, **budget},
+            pixelnn_cli(
+                "evaluate",
+                "--model",
+                str(model),
+                "--pix2pix",
+                str(p2p),
+                "--data",
+                val,
+                *d.data,
+                "--limit",
+                str(o.limit),
+                "--seed",
+                str(o.seed),
+                "--out",
+                str(ev),
+            ),
+        )
         return ok
 
     # ------------------------------------------------------------ tables
@@ -151,7 +245,10 @@ class Runner:
         if not reports:
             log("no finished domain yet: no table written")
             return
-        steps = {n: {s: _read(self.folder(n) / "steps" / f"{s}.json") for s in ("stage1", "pix2pix", "evaluate")} for n in reports}
+        steps = {
+            n: {s: _read(self.folder(n) / "steps" / f"{s}.json") for s in ("stage1", "pix2pix", "evaluate")}
+            for n in reports
+        }
         table = {
             "format": "pixelnn-paper-tables",
             "version": 1,
@@ -196,7 +293,10 @@ def _command(domain: str, settings: dict) -> str:
     parser = build_parser()
     for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit"):
         if key in settings and settings[key] != parser.get_default(key):
-            words += [f"--{key.replace('_', '-')}", f"{settings[key]:g}" if isinstance(settings[key], float) else str(settings[key])]
+            words += [
+                f"--{key.replace('_', '-')}",
+                f"{settings[key]:g}" if isinstance(settings[key], float) else str(settings[key]),
+            ]
     return " ".join(words)
 
 
@@ -230,7 +330,11 @@ def results_json(table: dict) -> dict:
             row = d["methods"].get(m)
             if row is None:
                 continue
-            entry = {k: {sel: row[sel].get(k) for sel in ("rand1", "top1", "oracle")} for k in PER_OUTPUT if k in row["rand1"]}
+            entry = {
+                k: {sel: row[sel].get(k) for sel in ("rand1", "top1", "oracle")}
+                for k in PER_OUTPUT
+                if k in row["rand1"]
+            }
             entry.update({k: {"set": row.get(k)} for k in PER_METHOD if k in row and not k.startswith("frechet")})
             entry["frechet"] = {"rand1": row.get("frechet"), "top1": row.get("frechet_top1")}
             methods[m] = entry
@@ -253,17 +357,29 @@ def targets_section(domains: dict) -> list[str]:
             a["spectrum_gap"] <= b["spectrum_gap"],
             a["diversity_l1"] >= 2 * b["diversity_l1"],
         ]
-        cells = [f"{_f(a['top1']['edge_ap'])} vs {_f(b['rand1']['edge_ap'])}", f"{_f(a['top1']['psnr'], 2)} vs {_f(b['rand1']['psnr'], 2)}",
-                 f"{_f(a['oracle']['edge_ap'])} vs {_f(b['oracle']['edge_ap'])}", f"{_f(a['spectrum_gap'])} vs {_f(b['spectrum_gap'])}",
-                 f"{a['diversity_l1'] / b['diversity_l1']:.1f}x" if b["diversity_l1"] else "n/a"]
-        rows.append(f"| {d['title']} | " + " | ".join(f"{c} {'✓' if ok else '✗'}" for c, ok in zip(cells, checks)) + " |")
+        cells = [
+            f"{_f(a['top1']['edge_ap'])} vs {_f(b['rand1']['edge_ap'])}",
+            f"{_f(a['top1']['psnr'], 2)} vs {_f(b['rand1']['psnr'], 2)}",
+            f"{_f(a['oracle']['edge_ap'])} vs {_f(b['oracle']['edge_ap'])}",
+            f"{_f(a['spectrum_gap'])} vs {_f(b['spectrum_gap'])}",
+            f"{a['diversity_l1'] / b['diversity_l1']:.1f}x" if b["diversity_l1"] else "n/a",
+        ]
+        rows.append(
+            f"| {d['title']} | " + " | ".join(f"{c} {'✓' if ok else '✗'}" for c, ok in zip(cells, checks)) + " |"
+        )
     if not rows:
         return []
-    return ["", "## Targets: PixelNN against pix2pix", "",
-            "✓ where PixelNN meets the target. Top-1 is ranked from the input alone (never the photo).", "",
-            "| domain | edge AP: Top-1 vs pix2pix Rand-1 | PSNR: Top-1 vs pix2pix Rand-1 | edge AP: Oracle vs Oracle "
-            "| spectrum gap (lower) | diversity L1, PixelNN / pix2pix (target 2x) |",
-            "|---|---:|---:|---:|---:|---:|", *rows]
+    return [
+        "",
+        "## Targets: PixelNN against pix2pix",
+        "",
+        "✓ where PixelNN meets the target. Top-1 is ranked from the input alone (never the photo).",
+        "",
+        "| domain | edge AP: Top-1 vs pix2pix Rand-1 | PSNR: Top-1 vs pix2pix Rand-1 | edge AP: Oracle vs Oracle "
+        "| spectrum gap (lower) | diversity L1, PixelNN / pix2pix (target 2x) |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def render(table: dict, figure_dir: dict | None) -> str:
@@ -298,7 +414,9 @@ def render(table: dict, figure_dir: dict | None) -> str:
         for m in METHOD_ORDER:
             row = d["methods"].get(m)
             cells.append(triple(row, "edge_ap"))
-        lines.append(f"| {d['title']} | {d.get('size')} | {d['inputs']} | {d['training_minutes']} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {d['title']} | {d.get('size')} | {d['inputs']} | {d['training_minutes']} | " + " | ".join(cells) + " |"
+        )
     lines += targets_section(domains)
     lines += paper_section(domains)
     lines += versus_section(domains)
@@ -314,8 +432,11 @@ def render(table: dict, figure_dir: dict | None) -> str:
             f"{d['inputs']} validation inputs, signal `{d['signal']}`; full report: `results/paper_tables/{d['report']}`. "
             "Per-output metrics: Rand-1 / Top-1 / Oracle.",
             "",
-            "| method | outputs | " + " | ".join(f"{metrics[k]['title']} {arrow.get(metrics[k]['better'], '')}" for k in per_output)
-            + " | " + " | ".join(metrics[k]["title"] for k in per_method) + " |",
+            "| method | outputs | "
+            + " | ".join(f"{metrics[k]['title']} {arrow.get(metrics[k]['better'], '')}" for k in per_output)
+            + " | "
+            + " | ".join(metrics[k]["title"] for k in per_method)
+            + " |",
             "|---|---:|" + "---:|" * (len(per_output) + len(per_method)),
         ]
         for m in METHOD_ORDER:
@@ -343,8 +464,11 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "**not comparable to published FID**.",
     ]
     if figure_dir is not None:
-        lines += ["", "Figures with photos (comparison grids, multiple outputs, correspondences) stay in the git-ignored",
-                  "`results/paper_tables/DOMAIN/eval/figures/`: the data's photos are not copied into the repository."]
+        lines += [
+            "",
+            "Figures with photos (comparison grids, multiple outputs, correspondences) stay in the git-ignored",
+            "`results/paper_tables/DOMAIN/eval/figures/`: the data's photos are not copied into the repository.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -357,15 +481,28 @@ def paper_section(domains: dict) -> list[str]:
         ours = domains[n]["methods"]
         for m in ("pix2pix", "pixelnn"):
             row = ours.get(m)
-            mine = "n/a" if row is None else f"{_f(row['rand1'].get('edge_ap'), 2)} / {_f(row['oracle'].get('edge_ap'), 2)}"
-            rows.append(f"| {domains[n]['title']} | {LABELS[m]} | {paper[m][0]:.2f} / {paper[m][1]:.2f} | {mine} |"
-                        f" {domains[n].get('size')} | {domains[n]['training_minutes']} |")
+            mine = (
+                "n/a"
+                if row is None
+                else f"{_f(row['rand1'].get('edge_ap'), 2)} / {_f(row['oracle'].get('edge_ap'), 2)}"
+            )
+            rows.append(
+                f"| {domains[n]['title']} | {LABELS[m]} | {paper[m][0]:.2f} / {paper[m][1]:.2f} | {mine} |"
+                f" {domains[n].get('size')} | {domains[n]['training_minutes']} |"
+            )
     if not rows:
         return []
-    return ["", "## Beside the paper's Table 1 (edges -> RGB, edge AP, Rand-1 / Oracle)", "",
-            "The paper's edges come from PixelNet and its pets are Oxford-IIIT head crops; ours are HED edges and whole",
-            "Asirra pet photos, at the size and CPU training minutes given. Compare the gaps between methods, not the values.", "",
-            "| domain | method | paper | here | size | train min |", "|---|---|---:|---:|---:|---:|", *rows]
+    return [
+        "",
+        "## Beside the paper's Table 1 (edges -> RGB, edge AP, Rand-1 / Oracle)",
+        "",
+        "The paper's edges come from PixelNet and its pets are Oxford-IIIT head crops; ours are HED edges and whole",
+        "Asirra pet photos, at the size and CPU training minutes given. Compare the gaps between methods, not the values.",
+        "",
+        "| domain | method | paper | here | size | train min |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def versus_section(domains: dict) -> list[str]:
@@ -374,14 +511,19 @@ def versus_section(domains: dict) -> list[str]:
     titles = {}
     for d in domains.values():
         titles.update({k: v["title"] for k, v in d["metrics"].items()})
-    lines = ["", "## PixelNN against pix2pix", "",
-             "PixelNN's value minus pix2pix's, signed so that **a positive number means PixelNN is better** (for",
-             "\"lower is better\" metrics the sign is flipped). Per-output metrics: Rand-1 / Top-1 / Oracle (Rand-1 / Oracle",
-             "for reports made before the ranking). Diversity counts",
-             "higher as better, as the paper argues. **\\*** marks a difference whose paired 95% bootstrap interval over",
-             "the inputs excludes 0 (spectrum gap and Fréchet are one number per set: no interval).", "",
-             "| domain | " + " | ".join(titles[k] for k in keys) + " | PixelNN better in |",
-             "|---|" + "---:|" * (len(keys) + 1)]
+    lines = [
+        "",
+        "## PixelNN against pix2pix",
+        "",
+        "PixelNN's value minus pix2pix's, signed so that **a positive number means PixelNN is better** (for",
+        '"lower is better" metrics the sign is flipped). Per-output metrics: Rand-1 / Top-1 / Oracle (Rand-1 / Oracle',
+        "for reports made before the ranking). Diversity counts",
+        "higher as better, as the paper argues. **\\*** marks a difference whose paired 95% bootstrap interval over",
+        "the inputs excludes 0 (spectrum gap and Fréchet are one number per set: no interval).",
+        "",
+        "| domain | " + " | ".join(titles[k] for k in keys) + " | PixelNN better in |",
+        "|---|" + "---:|" * (len(keys) + 1),
+    ]
     for d in domains.values():
         a, b = d["methods"].get("pixelnn"), d["methods"].get("pix2pix")
         if a is None or b is None:
@@ -417,15 +559,41 @@ def _significant(versus: dict | None, metric: str, selections: tuple[str, ...]) 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS), help="domains to run (default: all)")
-    p.add_argument("--descriptors", type=int, default=64, help="reduced descriptors in each bank for the fast search (0: exact search, ~30 s per input)")
-    p.add_argument("--minutes", type=float, default=15.0, help="training budget per model, the same for stage 1 and pix2pix (default 15)")
+    p.add_argument(
+        "--domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS), help="domains to run (default: all)"
+    )
+    p.add_argument(
+        "--descriptors",
+        type=int,
+        default=64,
+        help="reduced descriptors in each bank for the fast search (0: exact search, ~30 s per input)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=15.0,
+        help="training budget per model, the same for stage 1 and pix2pix (default 15)",
+    )
     p.add_argument("--limit", type=int, default=100, help="validation inputs per domain (default 100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data", help="default: ../shared/data from the repository")
-    p.add_argument("--out", type=Path, default=REPO / "results" / "paper_tables", help="default: results/paper_tables (git-ignored)")
-    p.add_argument("--docs", type=Path, default=REPO / "docs", help="where results.md and its plots go (default: docs/)")
-    p.add_argument("--size", type=int, default=96, help="working size (default 96, as the paper; smaller only for a quick look)")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="default: ../shared/data from the repository",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "results" / "paper_tables",
+        help="default: results/paper_tables (git-ignored)",
+    )
+    p.add_argument(
+        "--docs", type=Path, default=REPO / "docs", help="where results.md and its plots go (default: docs/)"
+    )
+    p.add_argument(
+        "--size", type=int, default=96, help="working size (default 96, as the paper; smaller only for a quick look)"
+    )
     p.add_argument("--train-limit", type=int, help="use only the first N training images (a quick look; default: all)")
     p.add_argument("--train-only", action="store_true", help="train stage 1, the bank and pix2pix; evaluate later")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")

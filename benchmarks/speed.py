@@ -111,8 +111,14 @@ def agreement(model: PixelNN, inputs, dims: list[int], windows=(1, 3, 5, WHOLE),
                     if name == "pca":
                         if w != WHOLE:
                             continue  # small windows are exhaustive in both: only the descriptors differ
-                        found = (torch.stack([match(qd.permute(2, 0, 1), E[k].permute(2, 0, 1), [WHOLE])[WHOLE][0] for k in range(K)]),
-                                 torch.stack([match(qd.permute(2, 0, 1), E[k].permute(2, 0, 1), [WHOLE])[WHOLE][1] for k in range(K)]))
+                        found = (
+                            torch.stack(
+                                [match(qd.permute(2, 0, 1), E[k].permute(2, 0, 1), [WHOLE])[WHOLE][0] for k in range(K)]
+                            ),
+                            torch.stack(
+                                [match(qd.permute(2, 0, 1), E[k].permute(2, 0, 1), [WHOLE])[WHOLE][1] for k in range(K)]
+                            ),
+                        )
                     key = (f"d={d} float16" + (" + coarse-to-fine" if name == "fast" and w == WHOLE else ""), w)
                     same, loss = [], []
                     for k in range(K):
@@ -126,7 +132,12 @@ def agreement(model: PixelNN, inputs, dims: list[int], windows=(1, 3, 5, WHOLE),
                     r["same"] += same
                     r["loss"] += loss
     return [
-        {"approximation": k[0], "window": "whole" if k[1] == WHOLE else k[1], "same_source": float(np.mean(v["same"])), "sim_loss": float(np.mean(v["loss"]))}
+        {
+            "approximation": k[0],
+            "window": "whole" if k[1] == WHOLE else k[1],
+            "same_source": float(np.mean(v["same"])),
+            "sim_loss": float(np.mean(v["loss"])),
+        }
         for k, v in rows.items()
     ]
 
@@ -168,14 +179,18 @@ def main(argv=None) -> int:
     per72, prof72 = time_inputs(model, inputs, "paper72")
     per1, prof1 = time_inputs(model, inputs, "5:1:5")
     rss_after = rss_gb()
-    print(f"\nPixelNN search benchmark: bank {n_bank} exemplars, {model.model.cfg.size}x{model.model.cfg.size}, "
-          f"descriptors d={model.bank.manifest['descriptors']['dim']}, {torch.get_num_threads()} threads, {args.inputs} inputs\n")
+    print(
+        f"\nPixelNN search benchmark: bank {n_bank} exemplars, {model.model.cfg.size}x{model.model.cfg.size}, "
+        f"descriptors d={model.bank.manifest['descriptors']['dim']}, {torch.get_num_threads()} threads, {args.inputs} inputs\n"
+    )
     print("| step | 72 candidates (ms) | 1 candidate K=5 T=5 (ms) |\n|---|---:|---:|")
     for step in prof72:
         print(f"| {step} | {1000 * prof72[step]:.1f} | {1000 * prof1.get(step, 0):.1f} |")
     print(f"| **total per input** | **{1000 * per72:.1f}** | **{1000 * per1:.1f}** |")
-    print(f"\ninputs per second: 72 candidates {1 / per72:.2f}, one candidate {1 / per1:.2f} "
-          f"(paper: {PAPER_INPUTS_PER_S} for the 72; {1 / per72 / PAPER_INPUTS_PER_S:.0f}x)")
+    print(
+        f"\ninputs per second: 72 candidates {1 / per72:.2f}, one candidate {1 / per1:.2f} "
+        f"(paper: {PAPER_INPUTS_PER_S} for the 72; {1 / per72 / PAPER_INPUTS_PER_S:.0f}x)"
+    )
 
     sizes = {}
     for n in (1000, n_bank, 50000):
@@ -194,9 +209,15 @@ def main(argv=None) -> int:
     gen_ms, gen_name = generator_forward_ms(model.model.cfg.size)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\npeer reference: {gen_name} forward {gen_ms:.1f} ms per input (one output)")
-    print(f"resident memory: {rss0:.2f} GB before loading, {rss_after:.2f} GB after loading the bank and timing; peak {maxrss:.2f} GB")
+    print(
+        f"resident memory: {rss0:.2f} GB before loading, {rss_after:.2f} GB after loading the bank and timing; peak {maxrss:.2f} GB"
+    )
     d_used = model.bank.manifest["descriptors"]["dim"]
-    whole_fast = [r for r in agree if r["window"] == "whole" and "coarse" in r["approximation"] and f"d={d_used} " in r["approximation"]]
+    whole_fast = [
+        r
+        for r in agree
+        if r["window"] == "whole" and "coarse" in r["approximation"] and f"d={d_used} " in r["approximation"]
+    ]
     summary = {
         "grid72_inputs_per_s": round(1 / per72, 3),
         "single_inputs_per_s": round(1 / per1, 3),

@@ -61,7 +61,9 @@ def inference_per_s(model: UNet, x: np.ndarray, batch: int, channels_last: bool)
     predict(model, x[: max(batch, 1)], batch=batch, channels_last=channels_last)  # warm-up
     t0 = time.perf_counter()
     for i in range(0, len(x), batch):  # as stage1_outputs does, with the layout made explicit
-        predict(model, x[i : i + batch], batch=batch, channels_last=channels_last).permute(0, 2, 3, 1).numpy().astype(np.float16)
+        predict(model, x[i : i + batch], batch=batch, channels_last=channels_last).permute(0, 2, 3, 1).numpy().astype(
+            np.float16
+        )
     return len(x) / (time.perf_counter() - t0)
 
 
@@ -75,10 +77,20 @@ def training_rows(steps: int) -> list[dict]:
                 for cl in (False, True):
                     n = steps if precision == "fp32" or native else 2  # emulated bf16 is slow: fewer steps
                     ips = train_images_per_s(cfg, Choice(precision, cl, ""), n)
-                    rows.append({"network": name, "threads": threads, "precision": precision, "channels_last": cl,
-                                 "train_images_per_s": round(ips, 1)})
-                    print(f"  {name:14} {threads} thr  {precision}  {'channels_last' if cl else 'NCHW':13} "
-                          f"{ips:7.1f} images/s", flush=True)
+                    rows.append(
+                        {
+                            "network": name,
+                            "threads": threads,
+                            "precision": precision,
+                            "channels_last": cl,
+                            "train_images_per_s": round(ips, 1),
+                        }
+                    )
+                    print(
+                        f"  {name:14} {threads} thr  {precision}  {'channels_last' if cl else 'NCHW':13} "
+                        f"{ips:7.1f} images/s",
+                        flush=True,
+                    )
     torch.set_num_threads(2)
     return rows
 
@@ -90,9 +102,14 @@ def inference_rows(model: UNet, x: np.ndarray, label: str) -> list[dict]:
     rows = []
     for batch, cl in INFERENCE:
         eps = inference_per_s(model, x, batch, cl)
-        rows.append({"what": label, "batch": batch, "channels_last": cl, "images": len(x), "exemplars_per_s": round(eps, 1)})
-        print(f"  {label:38} batch {batch:2} {'channels_last' if cl else 'NCHW':13}: {eps:7.1f} exemplars/s "
-              f"({len(x)} images)", flush=True)
+        rows.append(
+            {"what": label, "batch": batch, "channels_last": cl, "images": len(x), "exemplars_per_s": round(eps, 1)}
+        )
+        print(
+            f"  {label:38} batch {batch:2} {'channels_last' if cl else 'NCHW':13}: {eps:7.1f} exemplars/s "
+            f"({len(x)} images)",
+            flush=True,
+        )
     return rows
 
 
@@ -128,15 +145,19 @@ def main() -> None:
     cfg = NETWORKS["celeba 12->96"]
     torch.manual_seed(0)
     untrained = UNet(cfg).eval()
-    result["inference"] = inference_rows(untrained, rng.integers(0, 256, (512, 12, 12, 3), dtype=np.uint8), "celeba 12->96, random inputs")
+    result["inference"] = inference_rows(
+        untrained, rng.integers(0, 256, (512, 12, 12, 3), dtype=np.uint8), "celeba 12->96, random inputs"
+    )
     if args.model:
         model, x = trained_inputs(args.model, args.bank_images)
         result["inference"] += inference_rows(model, x, f"{args.model.name}, its training inputs")
     print(json.dumps(result))
     if args.both:
         sys.stdout.flush()
-        subprocess.call([sys.executable, __file__, "--isa", "avx2", "--steps", str(args.steps)]
-                        + (["--model", str(args.model), "--bank-images", str(args.bank_images)] if args.model else []))
+        subprocess.call(
+            [sys.executable, __file__, "--isa", "avx2", "--steps", str(args.steps)]
+            + (["--model", str(args.model), "--bank-images", str(args.bank_images)] if args.model else [])
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def run_variant(x, y, held_out: int, overrides: tuple[dict, dict], steps: int, b
     with tempfile.TemporaryDirectory() as tmp:
         model = train(xt, yt, Path(tmp), cfg, train_cfg)
     psnr = evaluate_psnr(model, xv, yv, yt.mean(axis=0) / 255.0)
-    return {"held_out_psnr": psnr["stage1_psnr"], "mean_image_psnr": psnr["mean_image_psnr"],
-            "seconds": time.monotonic() - t0}
+    return {
+        "held_out_psnr": psnr["stage1_psnr"],
+        "mean_image_psnr": psnr["mean_image_psnr"],
+        "seconds": time.monotonic() - t0,
+    }
 
 
 def main() -> None:
@@ -60,8 +63,10 @@ def main() -> None:
     if len(x) <= args.held_out:
         raise SystemExit(f"{args.data} holds {len(x)} pairs: fewer than --held-out {args.held_out} plus training")
     cpu = describe_cpu()
-    print(f"{len(x) - args.held_out} training pairs, {args.held_out} held out, {args.steps} steps of batch {args.batch};"
-          f" CPU: {cpu}")
+    print(
+        f"{len(x) - args.held_out} training pairs, {args.held_out} held out, {args.steps} steps of batch {args.batch};"
+        f" CPU: {cpu}"
+    )
     rows = {}
     print("| variant | held-out PSNR (dB) | mean image (dB) | s |\n|---|---:|---:|---:|")
     for name in args.variants:

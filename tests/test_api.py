@@ -86,11 +86,18 @@ def test_a_damaged_bank_reference_is_a_clear_error(model, tmp_path):
 
 
 def test_model_card_reports_training_psnr_and_bank():
-    config = {"signal": "lowres", "factor": 8, "size": 96, "data": {"source": "celeba/train"},
-              "stage1": {"input_size": 12, "in_channels": 3, "width": 16, "levels": 4, "residual": True},
-              "train": {"steps": 0, "epochs": 0, "minutes": 25, "batch": 32, "weight_decay": 0.0}}
-    metrics = {"train": {"stage1_psnr": 25.1, "bicubic_psnr": 22.0, "mean_image_psnr": 15.0},
-               "training": {"steps": 1000, "epochs": 3.2, "pairs": 10000, "minutes": 25.0, "precision": {"precision": "bf16"}}}
+    config = {
+        "signal": "lowres",
+        "factor": 8,
+        "size": 96,
+        "data": {"source": "celeba/train"},
+        "stage1": {"input_size": 12, "in_channels": 3, "width": 16, "levels": 4, "residual": True},
+        "train": {"steps": 0, "epochs": 0, "minutes": 25, "batch": 32, "weight_decay": 0.0},
+    }
+    metrics = {
+        "train": {"stage1_psnr": 25.1, "bicubic_psnr": 22.0, "mean_image_psnr": 15.0},
+        "training": {"steps": 1000, "epochs": 3.2, "pairs": 10000, "minutes": 25.0, "precision": {"precision": "bf16"}},
+    }
     bank = {"shards": [{"count": 10}, {"count": 5}], "backbone": "vgg16-hed", "descriptors": {"dim": 32}}
     card = run_folder.model_card(config, metrics, bank)
     assert "| data | celeba/train |" in card

@@ -33,7 +33,10 @@ def test_batched_stage1_matches_one_at_a_time_within_one_float16_step():
     assert diff.max() <= FLOAT16_STEP * 1.0001
     assert (diff == 0).mean() > 0.99  # almost every value is bit-identical
     # and the batch size used does not matter beyond that
-    assert np.abs(stage1_outputs(model, x, batch=7, progress=False).astype(np.float32) - batched).max() <= FLOAT16_STEP * 1.0001
+    assert (
+        np.abs(stage1_outputs(model, x, batch=7, progress=False).astype(np.float32) - batched).max()
+        <= FLOAT16_STEP * 1.0001
+    )
 
 
 @pytest.mark.parametrize("descriptors", [None, 16])

@@ -26,7 +26,9 @@ def pairs():
 
 def _index(run, bank, x, y, idx, **kw):
     idx = list(idx)
-    return index_arrays(run, x[idx], y[idx], [NAMES[i] for i in idx], [None] * len(idx), bank=bank, progress=False, **kw)
+    return index_arrays(
+        run, x[idx], y[idx], [NAMES[i] for i in idx], [None] * len(idx), bank=bank, progress=False, **kw
+    )
 
 
 def _files(bank):
@@ -116,8 +118,11 @@ def test_descriptors_for_an_existing_bank_must_match_what_it_stores(tmp_path):
     from pixelnn.regress.unet import Stage1Config, UNet
     from pixelnn.workflow import write_run
 
-    write_run(tmp_path, UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=True)),
-              {"signal": "lowres", "factor": 4, "size": 32, "backbone": "vgg16-hed"})
+    write_run(
+        tmp_path,
+        UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=True)),
+        {"signal": "lowres", "factor": 4, "size": 32, "backbone": "vgg16-hed"},
+    )
     y = smooth_textures(6, 32, seed=11)
     x = lowres(y, 4)
     index_arrays(tmp_path, x[:4], y[:4], [f"a{i}" for i in range(4)], [None] * 4, descriptors=16, progress=False)

@@ -21,8 +21,6 @@ LABELS = ["cat", None, "dog", "dog/terrier", "doge", "cat", "dog"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.fixture(scope="module")
 def pairs():
     y = smooth_textures(7, 32, seed=11)
@@ -30,7 +28,16 @@ def pairs():
 
 
 def _index(run, bank, x, y, lo, hi, allow_duplicates=False):
-    return index_arrays(run, x[lo:hi], y[lo:hi], NAMES[lo:hi], LABELS[lo:hi], bank=bank, progress=False, allow_duplicates=allow_duplicates)
+    return index_arrays(
+        run,
+        x[lo:hi],
+        y[lo:hi],
+        NAMES[lo:hi],
+        LABELS[lo:hi],
+        bank=bank,
+        progress=False,
+        allow_duplicates=allow_duplicates,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +244,12 @@ def _memory_bank(tmp_path, labels):
     manifest = store.new_manifest("fp", "vgg16-hed", 4, "lowres", (1, 1, 3), 2)
     g = np.tile(np.array([[1.0, 0.0]], np.float32), (n, 1))
     shard = store.Shard(
-        np.zeros((n, 4, 4, 3), np.float16), np.zeros((n, 4, 4, 3), np.uint8), np.zeros((n, 1, 1, 3), np.uint8),
-        g, [f"{i}.png" for i in range(n)], list(labels),
+        np.zeros((n, 4, 4, 3), np.float16),
+        np.zeros((n, 4, 4, 3), np.uint8),
+        np.zeros((n, 1, 1, 3), np.uint8),
+        g,
+        [f"{i}.png" for i in range(n)],
+        list(labels),
     )
     store.write_shard(tmp_path / "b", manifest, shard)
     return Bank.open(tmp_path / "b")
@@ -294,7 +305,9 @@ def test_a_shard_write_is_flushed_to_disk_before_and_after_its_rename(tmp_path, 
     import pixelnn.fileio as fileio
 
     synced = []
-    monkeypatch.setattr(fileio, "fsync_path", lambda p: synced.append((Path(p), (tmp_path / "b" / "shard-000").exists())))
+    monkeypatch.setattr(
+        fileio, "fsync_path", lambda p: synced.append((Path(p), (tmp_path / "b" / "shard-000").exists()))
+    )
     _memory_bank(tmp_path, ["a", "b"])
     root, shard = tmp_path / "b", tmp_path / "b" / "shard-000"
     files = {p.name for p, _ in synced if p.suffix in (".npy", ".json") and p.parent.name == "shard"}

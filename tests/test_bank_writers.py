@@ -231,12 +231,20 @@ def test_random_kills_of_index_runs_never_break_the_bank(tiny_run, tmp_path):
             committed.append(k)
         assert killed or committed[-1:] == [k]
         assert len(opened) == opened.manifest["count"] == 6 + 3 * len(committed)
-        left_behind |= {p.name for p in bank.iterdir()} - {"bank.json", "bank.lock", *(s["name"] for s in opened.manifest["shards"])}
+        left_behind |= {p.name for p in bank.iterdir()} - {
+            "bank.json",
+            "bank.lock",
+            *(s["name"] for s in opened.manifest["shards"]),
+        }
     assert left_behind  # some kills did leave work behind
     x, y = writer_data(99, 2)
     index_arrays(run, x, y, ["w99/0.png", "w99/1.png"], ["w99"] * 2, bank=bank, progress=False)
     opened = Bank.open(bank)
-    assert {p.name for p in bank.iterdir()} == {"bank.json", "bank.lock", *(s["name"] for s in opened.manifest["shards"])}
+    assert {p.name for p in bank.iterdir()} == {
+        "bank.json",
+        "bank.lock",
+        *(s["name"] for s in opened.manifest["shards"]),
+    }
     assert len(opened) == 6 + 3 * len(committed) + 2
     for k in committed:
         ids = [opened.names.index(f"w{k}/{i}.png") for i in range(3)]
@@ -250,7 +258,9 @@ def test_rebuilding_a_bank_swaps_it_in_durably(tiny_run, tmp_path, monkeypatch):
     _, x, y, labels = tiny_run
     run = shutil.copytree(tiny_run[0], tmp_path / "run")
     synced = []
-    monkeypatch.setattr(commands, "fsync_path", lambda p: synced.append((Path(p), (Path(p) / "bank" / "bank.json").exists())))
+    monkeypatch.setattr(
+        commands, "fsync_path", lambda p: synced.append((Path(p), (Path(p) / "bank" / "bank.json").exists()))
+    )
     commands.rebuild_bank(run, Prepared(x[:4], y[:4], [f"r{i}" for i in range(4)], labels[:4], "lowres"))
     assert synced == [(run, True)]  # the run folder, once the new bank is in place
     assert Bank.open(run / "bank").names == ["r0", "r1", "r2", "r3"]

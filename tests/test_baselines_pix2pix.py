@@ -14,8 +14,6 @@ from pixelnn.regress.precision import Choice
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.mark.parametrize(
     "size,in_channels,input_size,depth,patch",
     [(96, 3, 12, 5, 10), (96, 1, 96, 5, 10), (64, 3, 64, 6, 6), (32, 3, 8, 5, 2)],
@@ -49,7 +47,9 @@ def test_lowres_inputs_are_upsampled_bicubically_to_the_output_size():
     x = lowres(y, 4)  # (2, 8, 8, 3)
     t = nets.inputs(x, 32)
     assert t.shape == (2, 3, 32, 32) and t.min() >= -1 and t.max() <= 1
-    ref = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, size=(32, 32), mode="bicubic", align_corners=False)
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, size=(32, 32), mode="bicubic", align_corners=False
+    )
     assert torch.allclose(t, ref.clamp(0, 1) * 2 - 1)
 
 
@@ -116,7 +116,9 @@ def test_training_resumes_from_its_checkpoint(tmp_path, precision):
         assert torch.equal(a, b)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
     with pytest.raises(ConfigError, match="another configuration"):
-        training.train(x, y, tmp_path, nets.config_for(x, y, ngf=8, ndf=4), training.Pix2PixTrainConfig(steps=5, **tcfg))
+        training.train(
+            x, y, tmp_path, nets.config_for(x, y, ngf=8, ndf=4), training.Pix2PixTrainConfig(steps=5, **tcfg)
+        )
 
 
 def test_a_file_that_is_not_a_pix2pix_checkpoint_is_refused(tmp_path):

@@ -26,9 +26,16 @@ def trained_state(model: UNet) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
     model(torch.rand(2, 3, 8, 8)).mean().backward()
     opt.step()
-    return {"step": 1, "epoch": 0, "elapsed_s": 1.5, "done": False, "train": {"batch": 2, "lr": 1e-3},
-            "history": [{"epoch": 1, "loss": 0.25}], "precision": {"precision": "fp32", "channels_last": False},
-            "optimizer": opt.state_dict()}
+    return {
+        "step": 1,
+        "epoch": 0,
+        "elapsed_s": 1.5,
+        "done": False,
+        "train": {"batch": 2, "lr": 1e-3},
+        "history": [{"epoch": 1, "loss": 0.25}],
+        "precision": {"precision": "fp32", "channels_last": False},
+        "optimizer": opt.state_dict(),
+    }
 
 
 def same(a, b) -> bool:
@@ -44,8 +51,13 @@ def same(a, b) -> bool:
 def old_folder(root: Path, model: UNet, state: dict) -> Path:
     """A model folder as PixelNN wrote it before safetensors: stage1.pt from torch.save."""
     root.mkdir(parents=True, exist_ok=True)
-    blob = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": model.cfg.to_dict(),
-            "model": model.state_dict(), **state}
+    blob = {
+        "format": checkpoint.FORMAT,
+        "version": checkpoint.VERSION,
+        "config": model.cfg.to_dict(),
+        "model": model.state_dict(),
+        **state,
+    }
     torch.save(blob, root / checkpoint.LEGACY_FILENAME)
     return root
 
@@ -59,8 +71,9 @@ def test_round_trip_keeps_weights_optimizer_and_state(tmp_path):
     blob = checkpoint.read(path)
     assert same(blob["model"], model.state_dict())
     assert same(blob["optimizer"], state["optimizer"])  # int keys of `state` and tuple betas survive
-    assert {k: blob[k] for k in ("step", "epoch", "elapsed_s", "done", "train", "history", "precision")} == \
-        {k: state[k] for k in ("step", "epoch", "elapsed_s", "done", "train", "history", "precision")}
+    assert {k: blob[k] for k in ("step", "epoch", "elapsed_s", "done", "train", "history", "precision")} == {
+        k: state[k] for k in ("step", "epoch", "elapsed_s", "done", "train", "history", "precision")
+    }
     opt = torch.optim.Adam(model.parameters())
     opt.load_state_dict(blob["optimizer"])  # the optimizer resumes from it
     assert opt.state_dict()["state"].keys() == state["optimizer"]["state"].keys()
@@ -101,7 +114,7 @@ def test_convert_can_keep_the_old_file_and_never_overwrites_a_new_one(tmp_path):
     root = old_folder(tmp_path / "old", model, {"done": True})
     convert_folder(root, keep_old=True)
     assert (root / checkpoint.LEGACY_FILENAME).exists() and (root / checkpoint.FILENAME).exists()
-    line, = convert_folder(root)
+    (line,) = convert_folder(root)
     assert "already exists" in line
 
 
@@ -111,8 +124,17 @@ def test_an_old_pix2pix_checkpoint_is_rewritten_in_place(tmp_path):
 
     gen_cfg = Pix2PixConfig(in_channels=3, input_size=8, size=32, ngf=4, ndf=4)
     gen, disc = Generator(gen_cfg), Discriminator(gen_cfg)
-    torch.save({"format": P.FORMAT, "version": P.VERSION, "config": gen_cfg.to_dict(), "generator": gen.state_dict(),
-                "discriminator": disc.state_dict(), "done": True}, tmp_path / P.FILENAME)
+    torch.save(
+        {
+            "format": P.FORMAT,
+            "version": P.VERSION,
+            "config": gen_cfg.to_dict(),
+            "generator": gen.state_dict(),
+            "discriminator": disc.state_dict(),
+            "done": True,
+        },
+        tmp_path / P.FILENAME,
+    )
     convert_folder(tmp_path)
     assert not checkpoint.is_legacy(tmp_path / P.FILENAME) and not (tmp_path / (P.FILENAME + ".old")).exists()
     assert same(P.load_generator(tmp_path).state_dict(), gen.state_dict())
@@ -171,8 +193,13 @@ def test_a_pickle_that_runs_code_is_refused_and_not_run(tmp_path, capsys):
     marker = tmp_path / "ran"
     root = tmp_path / "shared-model"
     root.mkdir()
-    blob = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": CFG.to_dict(),
-            "model": UNet(CFG).state_dict(), "payload": _Exploit(marker)}
+    blob = {
+        "format": checkpoint.FORMAT,
+        "version": checkpoint.VERSION,
+        "config": CFG.to_dict(),
+        "model": UNet(CFG).state_dict(),
+        "payload": _Exploit(marker),
+    }
     torch.save(blob, root / checkpoint.LEGACY_FILENAME)
     with pytest.raises(ConfigError, match=r"no longer unpickles.*pixelnn convert .*--trust-pickle"):
         checkpoint.load_model(root / checkpoint.FILENAME)
@@ -184,8 +211,14 @@ def test_a_pickle_that_runs_code_is_refused_and_not_run(tmp_path, capsys):
 
 def test_numpy_values_in_a_checkpoint_round_trip(tmp_path):
     path = tmp_path / "x.safetensors"
-    blob = {"format": "f", "version": 1, "a": np.arange(6, dtype=np.int16).reshape(2, 3), "b": np.float32(0.5),
-            "t": torch.ones(2, dtype=torch.bfloat16), "s": torch.tensor(3.0)}
+    blob = {
+        "format": "f",
+        "version": 1,
+        "a": np.arange(6, dtype=np.int16).reshape(2, 3),
+        "b": np.float32(0.5),
+        "t": torch.ones(2, dtype=torch.bfloat16),
+        "s": torch.tensor(3.0),
+    }
     checkpoint.write_checkpoint(path, blob)
     back = checkpoint.read_checkpoint(path, "f", 1, "test", "x")
     assert np.array_equal(back["a"], blob["a"]) and back["a"].dtype == np.int16 and back["b"] == 0.5

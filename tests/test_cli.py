@@ -37,8 +37,6 @@ COMMON = ["--signal", "lowres", "--size", "32", "--factor", "4"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 def _photos(folder, names, seed):
     for name, im in zip(names, smooth_textures(len(names), 32, seed=seed)):
         path = folder / name
@@ -53,8 +51,22 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     data = _photos(root / "photos", PHOTOS, seed=21)
     run = root / "run"
-    code = main(["train", "--data", str(data), *COMMON, "--labels", "path",
-                 "--minutes", "0.03", "--width", "8", "--out", str(run)])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            *COMMON,
+            "--labels",
+            "path",
+            "--minutes",
+            "0.03",
+            "--width",
+            "8",
+            "--out",
+            str(run),
+        ]
+    )
     return code, data, run
 
 
@@ -107,14 +119,36 @@ def test_train_writes_a_model_card(trained):
 def test_synthesize_from_a_data_folder_writes_pages_and_correspondences(trained, tmp_path):
     _, data, run = trained
     out = tmp_path / "out"
-    assert main(["synthesize", "--model", str(run), "--data", str(data), "--limit", "2",
-                 "--grid", "1:1:1,3:1:whole", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "synthesize",
+                "--model",
+                str(run),
+                "--data",
+                str(data),
+                "--limit",
+                "2",
+                "--grid",
+                "1:1:1,3:1:whole",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert folders == ["a_b_c_d_e", "a_b_f__1_"]
     for folder, exemplar in zip(folders, (0, 1)):
         d = out / folder
-        for name in ("input.png", "stage1.png", "target.png", "index.html",
-                     "cand-00_1-1-1.png", "cand-01_3-1-whole.png"):
+        for name in (
+            "input.png",
+            "stage1.png",
+            "target.png",
+            "index.html",
+            "cand-00_1-1-1.png",
+            "cand-01_3-1-whole.png",
+        ):
             assert (d / name).is_file(), (folder, name)
         assert _png(d / "input.png").shape == (32, 32, 3)
         corrs = sorted(d.glob("*.corr.npz"))
@@ -157,8 +191,19 @@ def test_synthesize_keeps_inputs_whose_names_clean_to_the_same_folder(trained, t
         (tmp_path / name).parent.mkdir(exist_ok=True)
         Image.fromarray(im).save(tmp_path / name)
     out = tmp_path / "out"
-    code = main(["synthesize", "--model", str(run), str(tmp_path / "p"), str(tmp_path / "q"),
-                 "--grid", "1:1:1", "--out", str(out)])
+    code = main(
+        [
+            "synthesize",
+            "--model",
+            str(run),
+            str(tmp_path / "p"),
+            str(tmp_path / "q"),
+            "--grid",
+            "1:1:1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     folders = sorted(p for p in out.iterdir() if p.is_dir())
     assert [f.name for f in folders] == ["in", "in-2"]
@@ -191,14 +236,28 @@ def test_index_grows_the_bank_of_a_trained_model(trained, tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: --device cuda would work")
 @pytest.mark.parametrize("verb", ["synthesize", "serve", "evaluate"])
 def test_device_cuda_without_a_gpu_is_a_clear_error(capsys, tiny_run, tmp_path, verb):
-    extra = {"synthesize": ["--data", str(tmp_path), "--out", str(tmp_path / "o")], "serve": ["--port", "0"],
-             "evaluate": ["--data", str(tmp_path), "--out", str(tmp_path / "o")]}[verb]
-    _fails(capsys, [verb, "--model", str(tiny_run[0]), *extra, "--device", "cuda"], verb, "sees no CUDA GPU", "--device cpu")
+    extra = {
+        "synthesize": ["--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        "serve": ["--port", "0"],
+        "evaluate": ["--data", str(tmp_path), "--out", str(tmp_path / "o")],
+    }[verb]
+    _fails(
+        capsys,
+        [verb, "--model", str(tiny_run[0]), *extra, "--device", "cuda"],
+        verb,
+        "sees no CUDA GPU",
+        "--device cpu",
+    )
 
 
 def test_train_refuses_a_data_folder_that_does_not_exist(capsys, tmp_path):
-    _fails(capsys, ["train", "--data", str(tmp_path / "nope"), *COMMON, "--out", str(tmp_path / "r")],
-           "train", "nope", "not found")
+    _fails(
+        capsys,
+        ["train", "--data", str(tmp_path / "nope"), *COMMON, "--out", str(tmp_path / "r")],
+        "train",
+        "nope",
+        "not found",
+    )
 
 
 def test_train_asks_for_a_signal_for_a_photo_folder(capsys, tmp_path):
@@ -209,22 +268,36 @@ def test_train_asks_for_a_signal_for_a_photo_folder(capsys, tmp_path):
 def test_train_refuses_a_folder_without_images(capsys, tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "notes.txt").write_text("no images here")
-    _fails(capsys, ["train", "--data", str(tmp_path / "d"), *COMMON, "--out", str(tmp_path / "r")],
-           "train", "no image files")
+    _fails(
+        capsys,
+        ["train", "--data", str(tmp_path / "d"), *COMMON, "--out", str(tmp_path / "r")],
+        "train",
+        "no image files",
+    )
 
 
 def test_a_model_folder_without_config_is_refused(capsys, tmp_path):
     (tmp_path / "m").mkdir()
     photo = _photos(tmp_path, ["p.png"], seed=1) / "p.png"
-    _fails(capsys, ["synthesize", "--model", str(tmp_path / "m"), str(photo), "--out", str(tmp_path / "o")],
-           "synthesize", "config.json", "pixelnn train")
+    _fails(
+        capsys,
+        ["synthesize", "--model", str(tmp_path / "m"), str(photo), "--out", str(tmp_path / "o")],
+        "synthesize",
+        "config.json",
+        "pixelnn train",
+    )
     _fails(capsys, ["index", "--model", str(tmp_path / "m"), "--data", str(tmp_path)], "index", "config.json")
 
 
 def test_synthesize_refuses_a_missing_input_image(capsys, trained, tmp_path):
     _, _, run = trained
-    _fails(capsys, ["synthesize", "--model", str(run), str(tmp_path / "ghost.png"), "--out", str(tmp_path / "o")],
-           "synthesize", "ghost.png", "no such file")
+    _fails(
+        capsys,
+        ["synthesize", "--model", str(run), str(tmp_path / "ghost.png"), "--out", str(tmp_path / "o")],
+        "synthesize",
+        "ghost.png",
+        "no such file",
+    )
 
 
 @pytest.mark.parametrize(
@@ -240,16 +313,21 @@ def test_synthesize_refuses_a_missing_input_image(capsys, trained, tmp_path):
 def test_synthesize_refuses_bad_options(capsys, trained, tmp_path, extra, phrases):
     _, data, run = trained
     out = tmp_path / "o"
-    _fails(capsys, ["synthesize", "--model", str(run), "--data", str(data), "--limit", "1", *extra, "--out", str(out)],
-           "synthesize", *phrases)
+    _fails(
+        capsys,
+        ["synthesize", "--model", str(run), "--data", str(data), "--limit", "1", *extra, "--out", str(out)],
+        "synthesize",
+        *phrases,
+    )
     assert not (out / "index.html").exists()
 
 
 def test_index_refuses_data_of_another_signal(capsys, trained, tmp_path):
     _, data, run = trained
     before = (run / "bank" / "bank.json").read_text()
-    _fails(capsys, ["index", "--model", str(run), "--data", str(data), "--pairs", "BtoA"],
-           "index", "'lowres'", "'pairs'")
+    _fails(
+        capsys, ["index", "--model", str(run), "--data", str(data), "--pairs", "BtoA"], "index", "'lowres'", "'pairs'"
+    )
     assert (run / "bank" / "bank.json").read_text() == before
 
 
@@ -261,8 +339,21 @@ def test_training_skips_a_truncated_jpeg_and_says_so(capsys, tmp_path):
     jpeg.write_bytes(raw[: len(raw) // 2])
     run = tmp_path / "run"
     with pytest.warns(DataWarning, match=r"skipped 1 of 6 images.*broken\.jpg"):
-        code = main(["train", "--data", str(data), *COMMON, "--minutes", "0.005", "--width", "8",
-                     "--no-index", "--out", str(run)])
+        code = main(
+            [
+                "train",
+                "--data",
+                str(data),
+                *COMMON,
+                "--minutes",
+                "0.005",
+                "--width",
+                "8",
+                "--no-index",
+                "--out",
+                str(run),
+            ]
+        )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "data: 5 training pairs" in captured.out
@@ -367,7 +458,9 @@ def test_synthesize_from_a_folder_skips_hidden_and_unreadable_files_and_says_so(
     # a new process, so that the CLI's own warning format is seen (pytest records warnings itself)
     argv = ["synthesize", "--model", str(run), str(inputs), "--grid", "1:1:1", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "pixelnn.cli", *argv], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pixelnn.cli", *argv], capture_output=True, text=True, env=env, timeout=300
+    )
     err = done.stderr
     assert done.returncode == 0, err
     assert "warning: skipped 1 of 3 input images that could not be read: broken.png" in err
@@ -379,8 +472,12 @@ def test_synthesize_from_a_folder_skips_hidden_and_unreadable_files_and_says_so(
 def test_train_refuses_an_out_that_is_a_file_before_reading_data(capsys, tmp_path):
     afile = tmp_path / "run"
     afile.write_text("x")
-    _fails(capsys, ["train", "--data", str(tmp_path / "nowhere"), *COMMON, "--out", str(afile)],
-           "train", "is a file, not a folder")
+    _fails(
+        capsys,
+        ["train", "--data", str(tmp_path / "nowhere"), *COMMON, "--out", str(afile)],
+        "train",
+        "is a file, not a folder",
+    )
 
 
 @pytest.mark.parametrize(
@@ -430,6 +527,11 @@ def test_index_with_more_descriptor_dimensions_than_the_backbone_has_is_refused(
     """Found while fuzzing the CLI: `--descriptors 100000` ended in a ValueError traceback."""
     _, data, run = trained
     bank = tmp_path / "bank"
-    _fails(capsys, ["index", "--model", str(run), "--data", str(data), *COMMON, "--bank", str(bank), "--descriptors", "100000"],
-           "index", "--descriptors", "got 100000")
+    _fails(
+        capsys,
+        ["index", "--model", str(run), "--data", str(data), *COMMON, "--bank", str(bank), "--descriptors", "100000"],
+        "index",
+        "--descriptors",
+        "got 100000",
+    )
     assert not (bank / "manifest.json").exists()

@@ -91,6 +91,7 @@ def with_nan(value):
         g = g.copy()
         g[2, 0] = value
         return g
+
     return change
 
 
@@ -118,55 +119,328 @@ def config_json(change):
 
 # (id, bank kind, damage, error type, file the message names, pattern of the problem)
 CASES = [
-    ("config-truncated", "exact", lambda r: truncate(r / "config.json"), ConfigError, "config.json", "not a readable model configuration"),
-    ("config-empty", "exact", lambda r: (r / "config.json").write_text(""), ConfigError, "config.json", "not a readable"),
+    (
+        "config-truncated",
+        "exact",
+        lambda r: truncate(r / "config.json"),
+        ConfigError,
+        "config.json",
+        "not a readable model configuration",
+    ),
+    (
+        "config-empty",
+        "exact",
+        lambda r: (r / "config.json").write_text(""),
+        ConfigError,
+        "config.json",
+        "not a readable",
+    ),
     ("config-no-signal", "exact", config_json(delete("signal")), ConfigError, "config.json", "lacks the key 'signal'"),
-    ("config-signal-number", "exact", config_json(set_key("signal", 3)), ConfigError, "config.json", "signal must be a str"),
-    ("config-factor-text", "exact", config_json(set_key("factor", "4")), ConfigError, "config.json", "factor must be a int"),
-    ("config-a-list", "exact", lambda r: (r / "config.json").write_text("[1, 2]"), ConfigError, "config.json", "not an object"),
-    ("stage1-truncated", "exact", lambda r: truncate(r / checkpoint.FILENAME), ConfigError, "stage1.safetensors", "not a readable stage-1 checkpoint"),
-    ("stage1-config-mismatch", "exact", stage1_of_another_width, ConfigError, "stage1.safetensors", "weights do not fit"),
-    ("bank-json-truncated", "exact", lambda r: truncate(r / "bank" / "bank.json"), BankError, "bank.json", "not a readable bank manifest"),
-    ("bank-json-empty", "exact", lambda r: (r / "bank" / "bank.json").write_text(""), BankError, "bank.json", "not a readable"),
+    (
+        "config-signal-number",
+        "exact",
+        config_json(set_key("signal", 3)),
+        ConfigError,
+        "config.json",
+        "signal must be a str",
+    ),
+    (
+        "config-factor-text",
+        "exact",
+        config_json(set_key("factor", "4")),
+        ConfigError,
+        "config.json",
+        "factor must be a int",
+    ),
+    (
+        "config-a-list",
+        "exact",
+        lambda r: (r / "config.json").write_text("[1, 2]"),
+        ConfigError,
+        "config.json",
+        "not an object",
+    ),
+    (
+        "stage1-truncated",
+        "exact",
+        lambda r: truncate(r / checkpoint.FILENAME),
+        ConfigError,
+        "stage1.safetensors",
+        "not a readable stage-1 checkpoint",
+    ),
+    (
+        "stage1-config-mismatch",
+        "exact",
+        stage1_of_another_width,
+        ConfigError,
+        "stage1.safetensors",
+        "weights do not fit",
+    ),
+    (
+        "bank-json-truncated",
+        "exact",
+        lambda r: truncate(r / "bank" / "bank.json"),
+        BankError,
+        "bank.json",
+        "not a readable bank manifest",
+    ),
+    (
+        "bank-json-empty",
+        "exact",
+        lambda r: (r / "bank" / "bank.json").write_text(""),
+        BankError,
+        "bank.json",
+        "not a readable",
+    ),
     ("bank-json-no-size", "exact", manifest(delete("size")), BankError, "bank.json", "lacks the key 'size'"),
-    ("bank-json-no-global_dim", "exact", manifest(delete("global_dim")), BankError, "bank.json", "lacks the key 'global_dim'"),
+    (
+        "bank-json-no-global_dim",
+        "exact",
+        manifest(delete("global_dim")),
+        BankError,
+        "bank.json",
+        "lacks the key 'global_dim'",
+    ),
     ("bank-json-no-shards", "exact", manifest(delete("shards")), BankError, "bank.json", "lacks the key 'shards'"),
-    ("bank-json-no-input_shape", "exact", manifest(delete("input_shape")), BankError, "bank.json", "lacks the key 'input_shape'"),
-    ("bank-json-size-text", "exact", manifest(set_key("size", "32")), BankError, "bank.json", "size must be a non-negative integer"),
-    ("bank-json-input_shape-2d", "exact", manifest(set_key("input_shape", [8, 8])), BankError, "bank.json", "input_shape must be 3"),
-    ("bank-json-shards-dict", "exact", manifest(set_key("shards", {})), BankError, "bank.json", "shards must be a list"),
-    ("bank-json-backbone-unknown", "exact", manifest(set_key("backbone", "resnet9000")), BankError, "bank.json", "unknown backbone 'resnet9000'"),
-    ("bank-json-shard-twice", "exact", manifest(lambda m: m.update(shards=m["shards"] * 2, count=12)), BankError, "bank.json", "lists a shard twice"),
-    ("bank-json-count", "exact", manifest(set_key("count", 60)), BankError, "bank.json", "count is 60, its shards hold 6"),
-    ("bank-json-shard-count-text", "exact", manifest(set_shard("count", "6")), BankError, "bank.json", "count must be a non-negative integer"),
-    ("shard-path-absolute", "exact", manifest(set_shard("name", "/etc")), BankError, "bank.json", "'/etc' is not a plain folder name"),
-    ("shard-path-dotdot", "exact", manifest(set_shard("name", "..")), BankError, "bank.json", "not a plain folder name"),
-    ("shard-path-escapes", "exact", manifest(set_shard("name", "../../exact/bank/shard-000")), BankError, "bank.json", "not a plain folder name"),
-    ("f-wrong-size", "exact", array("f.npy", lambda a: a[:, :16, :16]), BankError, "f.npy", r"shape \(6, 16, 16, 3\).*\(6, 32, 32, 3\)"),
-    ("f-wrong-dtype", "exact", array("f.npy", lambda a: a.astype(np.float32)), BankError, "f.npy", "float32 data, the bank stores float16"),
+    (
+        "bank-json-no-input_shape",
+        "exact",
+        manifest(delete("input_shape")),
+        BankError,
+        "bank.json",
+        "lacks the key 'input_shape'",
+    ),
+    (
+        "bank-json-size-text",
+        "exact",
+        manifest(set_key("size", "32")),
+        BankError,
+        "bank.json",
+        "size must be a non-negative integer",
+    ),
+    (
+        "bank-json-input_shape-2d",
+        "exact",
+        manifest(set_key("input_shape", [8, 8])),
+        BankError,
+        "bank.json",
+        "input_shape must be 3",
+    ),
+    (
+        "bank-json-shards-dict",
+        "exact",
+        manifest(set_key("shards", {})),
+        BankError,
+        "bank.json",
+        "shards must be a list",
+    ),
+    (
+        "bank-json-backbone-unknown",
+        "exact",
+        manifest(set_key("backbone", "resnet9000")),
+        BankError,
+        "bank.json",
+        "unknown backbone 'resnet9000'",
+    ),
+    (
+        "bank-json-shard-twice",
+        "exact",
+        manifest(lambda m: m.update(shards=m["shards"] * 2, count=12)),
+        BankError,
+        "bank.json",
+        "lists a shard twice",
+    ),
+    (
+        "bank-json-count",
+        "exact",
+        manifest(set_key("count", 60)),
+        BankError,
+        "bank.json",
+        "count is 60, its shards hold 6",
+    ),
+    (
+        "bank-json-shard-count-text",
+        "exact",
+        manifest(set_shard("count", "6")),
+        BankError,
+        "bank.json",
+        "count must be a non-negative integer",
+    ),
+    (
+        "shard-path-absolute",
+        "exact",
+        manifest(set_shard("name", "/etc")),
+        BankError,
+        "bank.json",
+        "'/etc' is not a plain folder name",
+    ),
+    (
+        "shard-path-dotdot",
+        "exact",
+        manifest(set_shard("name", "..")),
+        BankError,
+        "bank.json",
+        "not a plain folder name",
+    ),
+    (
+        "shard-path-escapes",
+        "exact",
+        manifest(set_shard("name", "../../exact/bank/shard-000")),
+        BankError,
+        "bank.json",
+        "not a plain folder name",
+    ),
+    (
+        "f-wrong-size",
+        "exact",
+        array("f.npy", lambda a: a[:, :16, :16]),
+        BankError,
+        "f.npy",
+        r"shape \(6, 16, 16, 3\).*\(6, 32, 32, 3\)",
+    ),
+    (
+        "f-wrong-dtype",
+        "exact",
+        array("f.npy", lambda a: a.astype(np.float32)),
+        BankError,
+        "f.npy",
+        "float32 data, the bank stores float16",
+    ),
     ("x-wrong-shape", "exact", array("x.npy", lambda a: a[..., :1]), BankError, "x.npy", r"shape \(6, 8, 8, 1\)"),
-    ("y-wrong-dtype", "exact", array("y.npy", lambda a: a.astype(np.float32)), BankError, "y.npy", "float32 data, the bank stores uint8"),
-    ("y-fewer-rows", "exact", array("y.npy", lambda a: a[:4]), BankError, "y.npy", "y.npy holds 4 rows, but its manifest says 6"),
+    (
+        "y-wrong-dtype",
+        "exact",
+        array("y.npy", lambda a: a.astype(np.float32)),
+        BankError,
+        "y.npy",
+        "float32 data, the bank stores uint8",
+    ),
+    (
+        "y-fewer-rows",
+        "exact",
+        array("y.npy", lambda a: a[:4]),
+        BankError,
+        "y.npy",
+        "y.npy holds 4 rows, but its manifest says 6",
+    ),
     ("global-wrong-width", "exact", array("global.npy", lambda a: a[:, :-1]), BankError, "global.npy", "shape"),
     ("global-1d", "exact", array("global.npy", lambda a: a[:, 0]), BankError, "global.npy", "shape"),
-    ("global-nan", "exact", array("global.npy", with_nan(np.nan)), BankError, "global.npy", r"NaN or infinite values in 1 row\(s\) \(first: 2\)"),
+    (
+        "global-nan",
+        "exact",
+        array("global.npy", with_nan(np.nan)),
+        BankError,
+        "global.npy",
+        r"NaN or infinite values in 1 row\(s\) \(first: 2\)",
+    ),
     ("global-inf", "exact", array("global.npy", with_nan(np.inf)), BankError, "global.npy", "NaN or infinite"),
     ("y-random-bytes", "exact", random_bytes_not_npy, BankError, "y.npy", "missing or corrupt"),
-    ("y-random-data-too-long", "exact", random_data_after_a_valid_header, BankError, "y.npy", "its header says .* the file has"),
+    (
+        "y-random-data-too-long",
+        "exact",
+        random_data_after_a_valid_header,
+        BankError,
+        "y.npy",
+        "its header says .* the file has",
+    ),
     ("y-header-only", "exact", header_only, BankError, "y.npy", "missing or corrupt"),
-    ("y-deleted", "exact", lambda r: (r / "bank" / "shard-000" / "y.npy").unlink(), BankError, "y.npy", "missing or corrupt"),
-    ("meta-names-short", "exact", lambda r: edit_json(r / "bank" / "shard-000" / "meta.json", lambda m: m["names"].pop()), BankError, "meta.json", "meta.json names holds 5 rows"),
-    ("meta-label-number", "exact", lambda r: edit_json(r / "bank" / "shard-000" / "meta.json", lambda m: m["labels"].__setitem__(0, 7)), BankError, "meta.json", "labels must be a list of strings or nulls"),
-    ("meta-not-json", "exact", lambda r: truncate(r / "bank" / "shard-000" / "meta.json"), BankError, "meta.json", "missing or corrupt"),
-    ("desc-wrong-dim", "fast", array("desc.npy", lambda a: a[..., :8]), BankError, "desc.npy", r"shape \(6, 32, 32, 8\)"),
-    ("desc-deleted", "fast", lambda r: (r / "bank" / "shard-000" / "desc.npy").unlink(), BankError, "desc.npy", "missing or corrupt"),
-    ("descriptors-dim-wrong", "fast", manifest(set_key("descriptors", {"dim": 8, "dtype": "float16"})), BankError, "desc.npy", r"asks for \(6, 32, 32, 8\)"),
-    ("descriptors-dim-text", "fast", manifest(set_key("descriptors", {"dim": "16"})), BankError, "bank.json", "descriptors must be null"),
+    (
+        "y-deleted",
+        "exact",
+        lambda r: (r / "bank" / "shard-000" / "y.npy").unlink(),
+        BankError,
+        "y.npy",
+        "missing or corrupt",
+    ),
+    (
+        "meta-names-short",
+        "exact",
+        lambda r: edit_json(r / "bank" / "shard-000" / "meta.json", lambda m: m["names"].pop()),
+        BankError,
+        "meta.json",
+        "meta.json names holds 5 rows",
+    ),
+    (
+        "meta-label-number",
+        "exact",
+        lambda r: edit_json(r / "bank" / "shard-000" / "meta.json", lambda m: m["labels"].__setitem__(0, 7)),
+        BankError,
+        "meta.json",
+        "labels must be a list of strings or nulls",
+    ),
+    (
+        "meta-not-json",
+        "exact",
+        lambda r: truncate(r / "bank" / "shard-000" / "meta.json"),
+        BankError,
+        "meta.json",
+        "missing or corrupt",
+    ),
+    (
+        "desc-wrong-dim",
+        "fast",
+        array("desc.npy", lambda a: a[..., :8]),
+        BankError,
+        "desc.npy",
+        r"shape \(6, 32, 32, 8\)",
+    ),
+    (
+        "desc-deleted",
+        "fast",
+        lambda r: (r / "bank" / "shard-000" / "desc.npy").unlink(),
+        BankError,
+        "desc.npy",
+        "missing or corrupt",
+    ),
+    (
+        "descriptors-dim-wrong",
+        "fast",
+        manifest(set_key("descriptors", {"dim": 8, "dtype": "float16"})),
+        BankError,
+        "desc.npy",
+        r"asks for \(6, 32, 32, 8\)",
+    ),
+    (
+        "descriptors-dim-text",
+        "fast",
+        manifest(set_key("descriptors", {"dim": "16"})),
+        BankError,
+        "bank.json",
+        "descriptors must be null",
+    ),
     ("descriptors-dropped", "fast", manifest(set_key("descriptors", None)), BankError, "bank.json", "desc flag"),
-    ("projection-rows", "fast", lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:8]), BankError, "projection.npy", "projects to 8 dimensions, but bank.json says descriptors.dim is 16"),
-    ("projection-columns", "fast", lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:, :-5]), BankError, "projection.npy", "backbone makes"),
-    ("projection-truncated", "fast", lambda r: truncate(r / "bank" / "projection.npy"), BankError, "projection.npy", "missing or corrupt"),
-    ("projection-nan", "fast", lambda r: edit_array(r / "bank" / "projection.npy", with_nan(np.nan)), BankError, "projection.npy", "NaN or infinite"),
+    (
+        "projection-rows",
+        "fast",
+        lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:8]),
+        BankError,
+        "projection.npy",
+        "projects to 8 dimensions, but bank.json says descriptors.dim is 16",
+    ),
+    (
+        "projection-columns",
+        "fast",
+        lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:, :-5]),
+        BankError,
+        "projection.npy",
+        "backbone makes",
+    ),
+    (
+        "projection-truncated",
+        "fast",
+        lambda r: truncate(r / "bank" / "projection.npy"),
+        BankError,
+        "projection.npy",
+        "missing or corrupt",
+    ),
+    (
+        "projection-nan",
+        "fast",
+        lambda r: edit_array(r / "bank" / "projection.npy", with_nan(np.nan)),
+        BankError,
+        "projection.npy",
+        "NaN or infinite",
+    ),
 ]
 
 
@@ -203,7 +477,14 @@ def test_an_absolute_shard_path_never_reads_outside_the_bank(copy_of, tmp_path):
 
 # --- the CLI: one 'error:' line, exit 2, no traceback ---------------------------------------------
 
-CLI_CASES = ["config-truncated", "bank-json-no-size", "shard-path-absolute", "global-nan", "y-random-bytes", "projection-columns"]
+CLI_CASES = [
+    "config-truncated",
+    "bank-json-no-size",
+    "shard-path-absolute",
+    "global-nan",
+    "y-random-bytes",
+    "projection-columns",
+]
 
 
 @pytest.mark.parametrize("case", CLI_CASES)
@@ -278,8 +559,14 @@ def test_sums_stay_right_when_a_writer_drops_rows_it_finds_already_added(copy_of
     _, x, y, labels = tiny_run
     before = {s["name"] for s in store.read_manifest(run / "bank")["shards"]}
     with store.staging_folder(run / "bank") as staging:
-        shard = store.Shard(np.zeros((2, 32, 32, 3), np.float16), y[:2], x[:2], np.ones((2, 512), np.float32) / 512 ** 0.5,
-                            ["a", "b"], [None, None])
+        shard = store.Shard(
+            np.zeros((2, 32, 32, 3), np.float16),
+            y[:2],
+            x[:2],
+            np.ones((2, 512), np.float32) / 512**0.5,
+            ["a", "b"],
+            [None, None],
+        )
         store.stage_shard(staging / "shard", shard)
         store._drop_rows(staging / "shard", np.array([True, False]))
         sums = json.loads((staging / "shard" / "meta.json").read_text())["sha256"]
@@ -291,10 +578,14 @@ def test_sums_stay_right_when_a_writer_drops_rows_it_finds_already_added(copy_of
 # --- the pix2pix baseline's folder ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("blob, problem", [
-    ({"config": {"no_such_setting": 1}, "generator": {}}, "weights do not fit its configuration"),
-    ({"config": {"size": 32}}, "lacks the generator's configuration or weights"),
-], ids=["config-of-another-kind", "no-weights"])
+@pytest.mark.parametrize(
+    "blob, problem",
+    [
+        ({"config": {"no_such_setting": 1}, "generator": {}}, "weights do not fit its configuration"),
+        ({"config": {"size": 32}}, "lacks the generator's configuration or weights"),
+    ],
+    ids=["config-of-another-kind", "no-weights"],
+)
 def test_a_damaged_pix2pix_checkpoint_is_refused(tmp_path, blob, problem):
     from pixelnn.baselines.pix2pix import checkpoint as ckpt
 

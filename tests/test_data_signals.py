@@ -20,7 +20,7 @@ def _square_on_white(size: int = 64, lo: int = 16, hi: int = 48) -> tuple[np.nda
 
 
 def _border_and_interior(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    border = (ndimage.binary_dilation(mask, iterations=2) & ~ndimage.binary_erosion(mask, iterations=2))
+    border = ndimage.binary_dilation(mask, iterations=2) & ~ndimage.binary_erosion(mask, iterations=2)
     interior = ndimage.binary_erosion(mask, iterations=8)
     return border, interior
 

@@ -86,12 +86,14 @@ def test_average_precision_matches_the_brute_force_pr_curve_with_many_ties():
 def test_average_precision_of_all_rows_at_once_equals_the_per_row_function():
     rng = np.random.default_rng(2)
     labels = rng.random(400) < 0.2
-    scores = np.concatenate([
-        rng.random((4, 400)),  # no ties
-        rng.integers(0, 9, (4, 400)) / 8.0,  # many ties
-        np.where(labels, 0.7, rng.random(400))[None],  # every positive in one run of ties
-        np.full((1, 400), 0.5),  # one threshold
-    ])
+    scores = np.concatenate(
+        [
+            rng.random((4, 400)),  # no ties
+            rng.integers(0, 9, (4, 400)) / 8.0,  # many ties
+            np.where(labels, 0.7, rng.random(400))[None],  # every positive in one run of ties
+            np.full((1, 400), 0.5),  # one threshold
+        ]
+    )
     rows = M.average_precision_rows(scores, labels)
     assert rows.shape == (10,)
     assert np.allclose(rows, [M.average_precision(s, labels) for s in scores], rtol=0, atol=1e-12)
@@ -152,7 +154,9 @@ def test_hypercolumn_similarity_equals_the_explicit_descriptors():
     explicit = torch.einsum("adp,bdp->ab", desc.flatten(2), desc.flatten(2)) / 64
     got = M.hypercolumn_similarity(taps, (8, 8))
     assert torch.allclose(got, explicit.double(), atol=1e-6)
-    assert M.mean_pair_distance(got) == pytest.approx(float(np.mean([1 - explicit[0, 1], 1 - explicit[0, 2], 1 - explicit[1, 2]])), abs=1e-6)
+    assert M.mean_pair_distance(got) == pytest.approx(
+        float(np.mean([1 - explicit[0, 1], 1 - explicit[0, 2], 1 - explicit[1, 2]])), abs=1e-6
+    )
     same = [t[:1].repeat(4, 1, 1, 1) for t in taps]
     assert M.mean_pair_distance(M.hypercolumn_similarity(same, (8, 8))) == pytest.approx(0.0, abs=1e-6)
     assert M.mean_pair_distance(np.ones((1, 1))) == 0.0
@@ -164,8 +168,16 @@ def _explicit_layer_similarity(t, size):
     return torch.einsum("adp,bdp->ab", desc.flatten(2), desc.flatten(2)) / (size[0] * size[1])
 
 
-@pytest.mark.parametrize("shape,size", [((4, 8, 24, 24), (24, 24)), ((4, 16, 12, 12), (24, 24)), ((4, 64, 6, 6), (24, 24)),
-                                        ((4, 64, 3, 3), (24, 24)), ((3, 32, 5, 7), (13, 29))])
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((4, 8, 24, 24), (24, 24)),
+        ((4, 16, 12, 12), (24, 24)),
+        ((4, 64, 6, 6), (24, 24)),
+        ((4, 64, 3, 3), (24, 24)),
+        ((3, 32, 5, 7), (13, 29)),
+    ],
+)
 def test_layer_similarity_equals_the_explicit_descriptors_in_float64(shape, size):
     torch.manual_seed(sum(shape))
     t = torch.relu(torch.randn(shape))  # ReLU taps: sparse, non-negative
@@ -283,7 +295,11 @@ def test_top1_takes_the_ranked_first_candidate_for_every_metric():
     values = [np.array([0.1, 0.9, 0.5]), np.array([0.7, 0.2, np.nan])]
     assert M.top1(values, [2, 0]).tolist() == [0.5, 0.7]
     sel = M.select(values, [0, 1], "higher", top_idx=[2, 0])
-    assert sel["top1"] == pytest.approx(0.6) and sel["rand1"] == pytest.approx(0.15) and sel["oracle"] == pytest.approx(0.8)
+    assert (
+        sel["top1"] == pytest.approx(0.6)
+        and sel["rand1"] == pytest.approx(0.15)
+        and sel["oracle"] == pytest.approx(0.8)
+    )
 
 
 def test_rand1_index_is_fixed_by_seed_method_and_input():

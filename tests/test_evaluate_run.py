@@ -16,8 +16,6 @@ from pixelnn.synth.pipeline import PixelNN
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 def test_global_method_taken_from_the_paper72_result_equals_a_separate_global_call(tiny_run):
     root, x, _, _ = tiny_run
     model = PixelNN.load(root)
@@ -56,11 +54,46 @@ def evaluated(tiny_run, tmp_path_factory):
     for i, im in enumerate(smooth_textures(2, 32, seed=11)):
         Image.fromarray(im).save(val / f"v{i}.png")
     p2p = root / "p2p"
-    code = main(["train-pix2pix", "--data", str(val), "--signal", "lowres", "--size", "32", "--factor", "4",
-                 "--ngf", "4", "--ndf", "4", "--batch", "2", "--steps", "3", "--minutes", "5", "--out", str(p2p)])
+    code = main(
+        [
+            "train-pix2pix",
+            "--data",
+            str(val),
+            "--signal",
+            "lowres",
+            "--size",
+            "32",
+            "--factor",
+            "4",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--batch",
+            "2",
+            "--steps",
+            "3",
+            "--minutes",
+            "5",
+            "--out",
+            str(p2p),
+        ]
+    )
     assert code == 0
     out = root / "out"
-    args = ["evaluate", "--model", str(tiny_run[0]), "--pix2pix", str(p2p), "--data", str(val), "--samples", "5", "--out", str(out)]
+    args = [
+        "evaluate",
+        "--model",
+        str(tiny_run[0]),
+        "--pix2pix",
+        str(p2p),
+        "--data",
+        str(val),
+        "--samples",
+        "5",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     return out, args
 
@@ -94,7 +127,9 @@ def test_evaluate_writes_every_method_and_metric(evaluated):
 
     # PixelNN against pix2pix: the mean difference of the two Rand-1 rows, inside its interval
     ap = rep["versus"]["edge_ap"]["rand1"]
-    assert ap["mean"] == pytest.approx(rep["methods"]["pixelnn"]["rand1"]["edge_ap"] - rep["methods"]["pix2pix"]["rand1"]["edge_ap"])
+    assert ap["mean"] == pytest.approx(
+        rep["methods"]["pixelnn"]["rand1"]["edge_ap"] - rep["methods"]["pix2pix"]["rand1"]["edge_ap"]
+    )
     assert set(rep["versus"]["psnr"]) == {"rand1", "top1", "oracle"}
     for sels in rep["versus"].values():
         for v in sels.values():
@@ -114,7 +149,15 @@ def test_evaluate_writes_the_figures(evaluated):
     rep = json.loads((out / "report.json").read_text())
     names = {f.split("/")[-1] for f in rep["figures"]}
     corr = {f"correspondence-{i}-{k}.png" for i in (0, 1) for k in ("rand1", "composite")}
-    assert {"comparison.png", "multiple-0.png", "multiple-1.png", "ranked-0.png", "ranked-1.png", "frequency.png", *corr} <= names
+    assert {
+        "comparison.png",
+        "multiple-0.png",
+        "multiple-1.png",
+        "ranked-0.png",
+        "ranked-1.png",
+        "frequency.png",
+        *corr,
+    } <= names
     for f in rep["figures"]:
         with Image.open(out / f) as im:
             assert im.format == "PNG" and im.size[0] > 100
@@ -156,9 +199,43 @@ def test_evaluate_refuses_a_pix2pix_of_another_shape(tiny_run, tmp_path, capsys)
     for i, im in enumerate(smooth_textures(2, 32, seed=12)):
         Image.fromarray(im).save(val / f"v{i}.png")
     p2p = tmp_path / "p2p"
-    assert main(["train-pix2pix", "--data", str(val), "--signal", "edges", "--size", "32", "--ngf", "4", "--ndf", "4",
-                 "--batch", "2", "--steps", "1", "--out", str(p2p)]) == 0
-    code = main(["evaluate", "--model", str(tiny_run[0]), "--pix2pix", str(p2p), "--data", str(val), "--out", str(tmp_path / "o")])
+    assert (
+        main(
+            [
+                "train-pix2pix",
+                "--data",
+                str(val),
+                "--signal",
+                "edges",
+                "--size",
+                "32",
+                "--ngf",
+                "4",
+                "--ndf",
+                "4",
+                "--batch",
+                "2",
+                "--steps",
+                "1",
+                "--out",
+                str(p2p),
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_run[0]),
+            "--pix2pix",
+            str(p2p),
+            "--data",
+            str(val),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "train both on the same data" in capsys.readouterr().err
 
@@ -201,7 +278,9 @@ def test_one_vgg_pass_over_distinct_images_equals_a_pass_per_method():
         ref_edges, ref_taps = input_metrics.edges_and_taps(pretrained(), imgs, subsets[m])
         assert edges[m].shape == (len(imgs), 32, 32)
         assert np.allclose(edges[m], ref_edges, rtol=0, atol=1e-6), m
-        assert len(taps[m]) == 5 and all(torch.allclose(a, b, rtol=1e-5, atol=1e-3) for a, b in zip(taps[m], ref_taps)), m  # values up to ~1e3
+        assert len(taps[m]) == 5 and all(
+            torch.allclose(a, b, rtol=1e-5, atol=1e-3) for a, b in zip(taps[m], ref_taps)
+        ), m  # values up to ~1e3
         # and so the metrics made of them
         assert np.allclose(M.edge_ap(edges[m], real_edges), M.edge_ap(ref_edges, real_edges), rtol=0, atol=1e-6), m
         if len(subsets[m]) >= 2:

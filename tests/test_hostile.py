@@ -54,11 +54,68 @@ def report_counts():
 # ---------------------------------------------------------------- values a hostile user types
 
 ODD = [
-    "", " ", "0", "-0", "-1", "+1", "1e3", "1.5", "٣", "²", "１２", "0x10", "1_000", "nan", "inf", "-inf", "None",
-    "null", "true", "\x00", "\t\n", "9" * 40, "-" + "9" * 40, "a" * 3000, "é" * 700, "👍", "..", "../../etc/passwd",
-    "%00", "paper72", "quick", "global", "whole", "1:1:1", "1:1:whole", "0:1:1", "1:0:1", "1:1:0", "-1:1:1",
-    "1:1:-3", "1:1:1.5", "1:1", "1:1:1:1", ":::", ",", ",,,", "1,2,,3", "1:1:999999999999", "100:1:1", "50:50:whole",
-    "cat", "dog", "dog/terrier", "Dog", "cat/", "/", "3,17,42", "0,1,2,3,4,5", "5", "6", "-6", "2147483648",
+    "",
+    " ",
+    "0",
+    "-0",
+    "-1",
+    "+1",
+    "1e3",
+    "1.5",
+    "٣",
+    "²",
+    "１２",
+    "0x10",
+    "1_000",
+    "nan",
+    "inf",
+    "-inf",
+    "None",
+    "null",
+    "true",
+    "\x00",
+    "\t\n",
+    "9" * 40,
+    "-" + "9" * 40,
+    "a" * 3000,
+    "é" * 700,
+    "👍",
+    "..",
+    "../../etc/passwd",
+    "%00",
+    "paper72",
+    "quick",
+    "global",
+    "whole",
+    "1:1:1",
+    "1:1:whole",
+    "0:1:1",
+    "1:0:1",
+    "1:1:0",
+    "-1:1:1",
+    "1:1:-3",
+    "1:1:1.5",
+    "1:1",
+    "1:1:1:1",
+    ":::",
+    ",",
+    ",,,",
+    "1,2,,3",
+    "1:1:999999999999",
+    "100:1:1",
+    "50:50:whole",
+    "cat",
+    "dog",
+    "dog/terrier",
+    "Dog",
+    "cat/",
+    "/",
+    "3,17,42",
+    "0,1,2,3,4,5",
+    "5",
+    "6",
+    "-6",
+    "2147483648",
     "18446744073709551617",
 ]
 
@@ -101,7 +158,9 @@ def uploads(draw):
     if kind == "bomb":
         return png_declaring(draw(st.integers(1, 60_000)), draw(st.integers(1, 60_000)))
     if kind == "header":
-        return draw(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"RIFF\x00\x00\x00\x00WEBP"]))
+        return draw(
+            st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"RIFF\x00\x00\x00\x00WEBP"])
+        )
     data = image_bytes("png" if "png" in kind else "jpeg", draw(st.integers(0, 9)), w, h)
     if kind.startswith("truncated"):
         data = data[: draw(st.integers(1, max(len(data) - 1, 1)))]
@@ -116,7 +175,8 @@ PLAUSIBLE = {
     "result": st.just("REAL"),
     "kind": st.sampled_from(["photo", "input"]),
     "grid": st.sampled_from([FAST_GRID, "1:1:1", "2:1:whole,1:2:3", "global"]),
-    "labels": st.sampled_from(["cat", "dog", "dog/terrier"]) | st.lists(st.sampled_from(["cat", "dog", "dog/terrier"]), max_size=3),
+    "labels": st.sampled_from(["cat", "dog", "dog/terrier"])
+    | st.lists(st.sampled_from(["cat", "dog", "dog/terrier"]), max_size=3),
     "ids": st.sampled_from(["0,1", "2", "3,4,5"]),
     "like_k": st.sampled_from(["1", "3", "25"]),
 }
@@ -129,12 +189,26 @@ def forms(draw):
     for name in FIELDS:
         how = draw(st.sampled_from(["absent", "plausible", "plausible", "hostile"]))
         if how != "absent" or name in ("source", "grid"):
-            fields[name] = draw((st.lists(values(), max_size=3) | values()) if how == "hostile" and name == "labels"
-                                else values() if how == "hostile" else PLAUSIBLE[name])
+            fields[name] = draw(
+                (st.lists(values(), max_size=3) | values())
+                if how == "hostile" and name == "labels"
+                else values()
+                if how == "hostile"
+                else PLAUSIBLE[name]
+            )
     for name in ("image", "like"):
-        how = draw(st.sampled_from(["absent", "plausible", "hostile"] if name == "image" else ["absent", "absent", "plausible", "hostile"]))
+        how = draw(
+            st.sampled_from(
+                ["absent", "plausible", "hostile"] if name == "image" else ["absent", "absent", "plausible", "hostile"]
+            )
+        )
         if how == "plausible":
-            fields[name] = image_bytes(draw(st.sampled_from(["png", "jpeg"])), draw(st.integers(0, 9)), draw(st.integers(1, 60)), draw(st.integers(1, 60)))
+            fields[name] = image_bytes(
+                draw(st.sampled_from(["png", "jpeg"])),
+                draw(st.integers(0, 9)),
+                draw(st.integers(1, 60)),
+                draw(st.integers(1, 60)),
+            )
         elif how == "hostile":
             fields[name] = draw(uploads())
     return fields
@@ -145,7 +219,9 @@ def forms(draw):
 
 @pytest.fixture(scope="module")
 def app(model, tiny_run, tmp_path_factory):
-    return tiny_app(model, tiny_run[2], tmp_path_factory.mktemp("hostile"), keep=100_000, max_upload_mb=0.5, wait_s=5)[0]
+    return tiny_app(model, tiny_run[2], tmp_path_factory.mktemp("hostile"), keep=100_000, max_upload_mb=0.5, wait_s=5)[
+        0
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -204,16 +280,31 @@ def test_the_app_still_answers_after_the_synthesize_fuzz(client, tiny_run):
 
 
 ROUTES = [
-    "/", "/api/model", "/api/examples", "/api/examples/{a}/thumb.png", "/api/results/{r}/input.png",
-    "/api/results/{r}/stage1.png", "/api/results/{r}/original.png", "/api/results/{r}/candidates/{a}.png",
-    "/api/results/{r}/candidates/{a}/corr.json", "/api/results/{r}/candidates/{a}/corr.npz",
-    "/api/results/{r}/candidates/{a}/figure.png", "/api/exemplars/{a}/photo.png", "/api/exemplars/{a}/input.png",
-    "/api/synthesize", "/api/{s}", "/{s}", "/static/{s}", "/api/results/{s}/{s}.png",
+    "/",
+    "/api/model",
+    "/api/examples",
+    "/api/examples/{a}/thumb.png",
+    "/api/results/{r}/input.png",
+    "/api/results/{r}/stage1.png",
+    "/api/results/{r}/original.png",
+    "/api/results/{r}/candidates/{a}.png",
+    "/api/results/{r}/candidates/{a}/corr.json",
+    "/api/results/{r}/candidates/{a}/corr.npz",
+    "/api/results/{r}/candidates/{a}/figure.png",
+    "/api/exemplars/{a}/photo.png",
+    "/api/exemplars/{a}/input.png",
+    "/api/synthesize",
+    "/api/{s}",
+    "/{s}",
+    "/static/{s}",
+    "/api/results/{s}/{s}.png",
 ]
 
 
 def segment():
-    return st.just("REAL") | st.sampled_from(["0", "1", "2", "5", "6", "99", "-1", "٣", "1e3", "..", "%2e%2e"]) | values()
+    return (
+        st.just("REAL") | st.sampled_from(["0", "1", "2", "5", "6", "99", "-1", "٣", "1e3", "..", "%2e%2e"]) | values()
+    )
 
 
 @fuzz(300)
@@ -225,8 +316,16 @@ def segment():
     s=segment(),
     query=st.dictionaries(st.sampled_from(FIELDS), values(), max_size=3),
     body=st.none() | st.binary(max_size=200),
-    content_type=st.sampled_from([None, "application/json", "multipart/form-data", "multipart/form-data; boundary=x",
-                                  "application/x-www-form-urlencoded", "text/plain; charset=utf-16"]),
+    content_type=st.sampled_from(
+        [
+            None,
+            "application/json",
+            "multipart/form-data",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded",
+            "text/plain; charset=utf-16",
+        ]
+    ),
 )
 def test_every_route_never_crashes(client, result_id, method, route, a, r, s, query, body, content_type):
     parts = {k: urllib.parse.quote(result_id if v == "REAL" else v, safe="%") for k, v in dict(a=a, r=r, s=s).items()}
@@ -245,33 +344,57 @@ def test_the_app_still_answers_after_the_route_fuzz(client, tiny_run):
 # ---------------------------------------------------------------- the CLI under attack
 
 NUMBERS = {  # option -> verbs that take it
-    "--steps": ["train", "train-pix2pix", "demo"], "--epochs": ["train", "train-pix2pix"],
-    "--minutes": ["train", "train-pix2pix", "demo"], "--batch": ["train", "train-pix2pix"],
-    "--width": ["train"], "--weight-decay": ["train"], "--descriptors": ["train", "index"],
-    "--size": ["train", "index", "train-pix2pix", "evaluate"], "--factor": ["train", "index", "train-pix2pix", "evaluate"],
-    "--limit": ["train", "index", "synthesize", "train-pix2pix", "evaluate"], "--like-k": ["synthesize"],
-    "--ngf": ["train-pix2pix"], "--ndf": ["train-pix2pix"], "--seed": ["evaluate"], "--samples": ["evaluate"],
-    "--train": ["demo"], "--inputs": ["demo"], "--port": ["serve"], "--threads": ["serve"],
+    "--steps": ["train", "train-pix2pix", "demo"],
+    "--epochs": ["train", "train-pix2pix"],
+    "--minutes": ["train", "train-pix2pix", "demo"],
+    "--batch": ["train", "train-pix2pix"],
+    "--width": ["train"],
+    "--weight-decay": ["train"],
+    "--descriptors": ["train", "index"],
+    "--size": ["train", "index", "train-pix2pix", "evaluate"],
+    "--factor": ["train", "index", "train-pix2pix", "evaluate"],
+    "--limit": ["train", "index", "synthesize", "train-pix2pix", "evaluate"],
+    "--like-k": ["synthesize"],
+    "--ngf": ["train-pix2pix"],
+    "--ndf": ["train-pix2pix"],
+    "--seed": ["evaluate"],
+    "--samples": ["evaluate"],
+    "--train": ["demo"],
+    "--inputs": ["demo"],
+    "--port": ["serve"],
+    "--threads": ["serve"],
 }
 CHOICES = {
-    "--signal": ["lowres", "edges", "canny", "LOWRES", ""], "--pairs": ["AtoB", "BtoA", "x"],
-    "--precision": ["auto", "fp32", "bf16", "fp16"], "--search": ["auto", "exact", "fast", "slow"],
-    "--device": ["cpu", "auto", "cuda", "cuda:7", "tpu", "cpu:0", ""], "--grid": ["paper72", "global", "quick"],
-    "--ids": ["0,1", "5", "6", "-1", "a,b", "٣"], "--restrict": ["cat", "dog", "bird", ""],
+    "--signal": ["lowres", "edges", "canny", "LOWRES", ""],
+    "--pairs": ["AtoB", "BtoA", "x"],
+    "--precision": ["auto", "fp32", "bf16", "fp16"],
+    "--search": ["auto", "exact", "fast", "slow"],
+    "--device": ["cpu", "auto", "cuda", "cuda:7", "tpu", "cpu:0", ""],
+    "--grid": ["paper72", "global", "quick"],
+    "--ids": ["0,1", "5", "6", "-1", "a,b", "٣"],
+    "--restrict": ["cat", "dog", "bird", ""],
     "--host": ["127.0.0.1", "localhost", "127.0.0.2"],
 }
 CHOICE_VERBS = {
-    "--signal": ["train", "index", "train-pix2pix", "evaluate"], "--pairs": ["train", "index", "train-pix2pix", "evaluate"],
-    "--precision": ["train", "train-pix2pix", "demo"], "--search": ["synthesize"], "--device": ["synthesize"],
-    "--grid": ["synthesize"], "--ids": ["synthesize"], "--restrict": ["synthesize"], "--host": ["serve"],
+    "--signal": ["train", "index", "train-pix2pix", "evaluate"],
+    "--pairs": ["train", "index", "train-pix2pix", "evaluate"],
+    "--precision": ["train", "train-pix2pix", "demo"],
+    "--search": ["synthesize"],
+    "--device": ["synthesize"],
+    "--grid": ["synthesize"],
+    "--ids": ["synthesize"],
+    "--restrict": ["synthesize"],
+    "--host": ["serve"],
 }
 VERBS = ["train", "index", "synthesize", "serve", "demo", "train-pix2pix", "evaluate"]
 
 
 def number_texts():
     return st.one_of(
-        st.integers(-3, 40).map(str), st.sampled_from(["0", "-1", "1e309", "nan", "inf", "-inf", "0.0", "1e-320", "٣", "1_0", ""]),
-        st.integers(-(10**20), 10**20).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.integers(-3, 40).map(str),
+        st.sampled_from(["0", "-1", "1e309", "nan", "inf", "-inf", "0.0", "1e-320", "٣", "1_0", ""]),
+        st.integers(-(10**20), 10**20).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
     )
 
 
@@ -286,7 +409,9 @@ def argument_lists(draw, verb: str, paths: dict):
         argv += ["--out", str(paths["out"])]
     if verb == "synthesize":
         argv += ["--limit", "1"]  # the default grid (paper72) on one input, unless a later --limit says otherwise
-    options = [o for o, verbs in NUMBERS.items() if verb in verbs] + [o for o, verbs in CHOICE_VERBS.items() if verb in verbs]
+    options = [o for o, verbs in NUMBERS.items() if verb in verbs] + [
+        o for o, verbs in CHOICE_VERBS.items() if verb in verbs
+    ]
     for option in draw(st.lists(st.sampled_from(options), unique=True, max_size=6)) if options else []:
         if option in NUMBERS:
             argv += [option, draw(number_texts())]
@@ -312,6 +437,7 @@ class Reached:
         def stub(*args, **kwargs):
             self.calls.append((name, args, kwargs))
             return result
+
         return stub
 
 
@@ -335,7 +461,9 @@ def cli(tiny_run, tmp_path_factory):
     patch.setattr(commands, "report_training", lambda metrics: [])
     patch.setattr(commands, "index_arrays", reached("index_arrays", {"count": 0, "shards": []}))
     patch.setattr(pix2pix, "train_run", reached("pix2pix", {}))
-    patch.setattr(evaluate_run, "evaluate_to_folder", reached("evaluate", SimpleNamespace(report={"methods": {}}, figures=[])))
+    patch.setattr(
+        evaluate_run, "evaluate_to_folder", reached("evaluate", SimpleNamespace(report={"methods": {}}, figures=[]))
+    )
     patch.setattr(demo, "run_demo", reached("demo"))
     patch.setattr(server, "serve_forever", reached("serve"))
     (root / "tmp").mkdir()
@@ -401,19 +529,50 @@ def test_cli_arguments_never_crash(cli, verb):
 def raw_requests(draw):
     """HTTP/1.1 requests as bytes, their parts perhaps mangled: what waitress parses before Flask."""
     method = draw(st.sampled_from([b"GET", b"POST", b"HEAD", b"PUT", b"BREW", b"get", b""]) | st.binary(max_size=8))
-    target = draw(st.sampled_from([b"/api/model", b"/api/synthesize", b"/", b"*", b"http://127.0.0.1/api/model", b"//x", b"/%ff%00"])
-                  | st.binary(max_size=40))
+    target = draw(
+        st.sampled_from(
+            [b"/api/model", b"/api/synthesize", b"/", b"*", b"http://127.0.0.1/api/model", b"//x", b"/%ff%00"]
+        )
+        | st.binary(max_size=40)
+    )
     version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.x", b""]))
     headers = [b"Host: 127.0.0.1"]
     for _ in range(draw(st.integers(0, 4))):
-        headers.append(draw(st.sampled_from([
-            b"Content-Length: -1", b"Content-Length: 99999999999999999999", b"Content-Length: 5", b"Content-Length: abc",
-            b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked", b"Content-Type: multipart/form-data",
-            b"Content-Type: multipart/form-data; boundary=b", b"Expect: 100-continue", b"Origin: http://evil.example",
-            b"Host: evil.example", b"X: \xff\xfe", b" folded", b"NoColon", b"Content-Length: 1\r\nContent-Length: 2",
-        ]) | st.binary(max_size=30).filter(lambda b: b"\n" not in b)))
-    body = draw(st.sampled_from([b"", b"0\r\n\r\n", b"zz\r\n", b"--b\r\nContent-Disposition: form-data; name=\"source\"\r\n\r\nbank\r\n--b--\r\n"])
-                | st.binary(max_size=60))
+        headers.append(
+            draw(
+                st.sampled_from(
+                    [
+                        b"Content-Length: -1",
+                        b"Content-Length: 99999999999999999999",
+                        b"Content-Length: 5",
+                        b"Content-Length: abc",
+                        b"Transfer-Encoding: chunked",
+                        b"Transfer-Encoding: gzip, chunked",
+                        b"Content-Type: multipart/form-data",
+                        b"Content-Type: multipart/form-data; boundary=b",
+                        b"Expect: 100-continue",
+                        b"Origin: http://evil.example",
+                        b"Host: evil.example",
+                        b"X: \xff\xfe",
+                        b" folded",
+                        b"NoColon",
+                        b"Content-Length: 1\r\nContent-Length: 2",
+                    ]
+                )
+                | st.binary(max_size=30).filter(lambda b: b"\n" not in b)
+            )
+        )
+    body = draw(
+        st.sampled_from(
+            [
+                b"",
+                b"0\r\n\r\n",
+                b"zz\r\n",
+                b'--b\r\nContent-Disposition: form-data; name="source"\r\n\r\nbank\r\n--b--\r\n',
+            ]
+        )
+        | st.binary(max_size=60)
+    )
     return method + b" " + target + b" " + version + b"\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + body
 
 

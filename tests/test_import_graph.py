@@ -90,8 +90,12 @@ def test_relative_imports_resolve_against_the_importing_module(tmp_path):
     (pkg / "sub" / "leaf.py").write_text("def f():\n    from .. import top\n")
     (pkg / "top.py").write_text("from .sub.leaf import f\n")
     graph = import_graph(tmp_path, "pkg")
-    assert graph == {"pkg": {"pkg.sub.leaf"}, "pkg.sub": set(), "pkg.sub.leaf": {"pkg.top"},
-                     "pkg.top": {"pkg.sub.leaf"}}
+    assert graph == {
+        "pkg": {"pkg.sub.leaf"},
+        "pkg.sub": set(),
+        "pkg.sub.leaf": {"pkg.top"},
+        "pkg.top": {"pkg.sub.leaf"},
+    }
     assert find_cycle(graph) == ["pkg.sub.leaf", "pkg.top", "pkg.sub.leaf"]
 
 

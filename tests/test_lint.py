@@ -33,5 +33,8 @@ def test_ruff_check_finds_nothing():
         timeout=120,
     )
     if done.returncode != 0:
-        pytest.fail(f"`ruff check {' '.join(CHECKED)}` found problems (`ruff check --fix` mends some):\n"
-                    f"{done.stdout}{done.stderr}", pytrace=False)
+        pytest.fail(
+            f"`ruff check {' '.join(CHECKED)}` found problems (`ruff check --fix` mends some):\n"
+            f"{done.stdout}{done.stderr}",
+            pytrace=False,
+        )

@@ -22,7 +22,12 @@ def _printing_calls(path: Path) -> list[int]:
         f = node.func
         if isinstance(f, ast.Name) and f.id == "print":
             lines.append(node.lineno)
-        elif isinstance(f, ast.Attribute) and f.attr == "write" and isinstance(f.value, ast.Name) and f.value.id == "tqdm":
+        elif (
+            isinstance(f, ast.Attribute)
+            and f.attr == "write"
+            and isinstance(f.value, ast.Name)
+            and f.value.id == "tqdm"
+        ):
             lines.append(node.lineno)
     return lines
 

@@ -20,9 +20,14 @@ def tables():
 
 
 def method(label, psnr, ap, spectrum, diversity, frechet):
-    return {"label": label, "candidates": 72, "rand1": {"psnr": psnr[0], "edge_ap": ap[0], "spectrum_dist": spectrum[0]},
-            "oracle": {"psnr": psnr[1], "edge_ap": ap[1], "spectrum_dist": spectrum[1]},
-            "diversity_l1": diversity, "frechet": frechet}
+    return {
+        "label": label,
+        "candidates": 72,
+        "rand1": {"psnr": psnr[0], "edge_ap": ap[0], "spectrum_dist": spectrum[0]},
+        "oracle": {"psnr": psnr[1], "edge_ap": ap[1], "spectrum_dist": spectrum[1]},
+        "diversity_l1": diversity,
+        "frechet": frechet,
+    }
 
 
 def domain(title):
@@ -30,7 +35,12 @@ def domain(title):
         "psnr": {"title": "PSNR", "better": "higher", "unit": "dB", "kind": "per output", "definition": "d"},
         "edge_ap": {"title": "edge AP", "better": "higher", "kind": "per output", "definition": "d"},
         "spectrum_dist": {"title": "spectrum dist", "better": "lower", "kind": "per output", "definition": "d"},
-        "diversity_l1": {"title": "diversity L1", "better": "higher (more varied outputs)", "kind": "per method", "definition": "d"},
+        "diversity_l1": {
+            "title": "diversity L1",
+            "better": "higher (more varied outputs)",
+            "kind": "per method",
+            "definition": "d",
+        },
         "frechet": {"title": "Fréchet", "better": "lower", "kind": "per method", "definition": "d"},
     }
     methods = {
@@ -42,8 +52,18 @@ def domain(title):
         "psnr": {"oracle": {"low": -0.1, "high": 1.2}, "rand1": {"low": -1.5, "high": -0.4}},
         "diversity_l1": {"set": {"low": 0.02, "high": 0.07}},
     }
-    return {"title": title, "paper": "", "report": "x/eval/report.json", "training_minutes": 10, "size": 96,
-            "inputs": 5, "signal": "edges", "metrics": metrics, "methods": methods, "versus": versus}
+    return {
+        "title": title,
+        "paper": "",
+        "report": "x/eval/report.json",
+        "training_minutes": 10,
+        "size": 96,
+        "inputs": 5,
+        "signal": "edges",
+        "metrics": metrics,
+        "methods": methods,
+        "versus": versus,
+    }
 
 
 def test_versus_signs_favour_pixelnn_when_positive(tables):
@@ -75,14 +95,20 @@ def test_render_has_every_section(tables):
 
 def test_the_command_reproduces_the_settings(tables):
     settings = {"limit": 50, "seed": 0, "minutes": 10.0, "size": 96, "train_limit": None, "descriptors": 64}
-    assert tables._command("pets-edges", settings) == "python benchmarks/paper_tables.py --domains pets-edges --minutes 10 --limit 50"
+    assert (
+        tables._command("pets-edges", settings)
+        == "python benchmarks/paper_tables.py --domains pets-edges --minutes 10 --limit 50"
+    )
     quick = {**settings, "size": 64, "train_limit": 200, "minutes": 2.5}
     assert tables._command("edges2shoes", quick).endswith("--minutes 2.5 --limit 50 --size 64 --train-limit 200")
 
 
 def ranked_domain(title):
     d = domain(title)
-    for m, top in (("pixelnn", {"psnr": 20.4, "edge_ap": 0.86, "spectrum_dist": 0.15}), ("pix2pix", {"psnr": 20.1, "edge_ap": 0.81, "spectrum_dist": 0.2})):
+    for m, top in (
+        ("pixelnn", {"psnr": 20.4, "edge_ap": 0.86, "spectrum_dist": 0.15}),
+        ("pix2pix", {"psnr": 20.1, "edge_ap": 0.81, "spectrum_dist": 0.2}),
+    ):
         d["methods"][m]["top1"] = top
     d["methods"]["pixelnn"].update(spectrum_gap=0.05, frechet_top1=800.0)
     d["methods"]["pix2pix"].update(spectrum_gap=0.10, frechet_top1=950.0)

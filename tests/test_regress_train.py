@@ -80,7 +80,9 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path, data, m
     assert done["done"] is True
     assert done["step"] > saved["step"]
     assert done["epoch"] == saved["epoch"] + 2
-    assert checkpoint.fingerprint(model) == checkpoint.fingerprint(checkpoint.load_model(tmp_path / checkpoint.FILENAME))
+    assert checkpoint.fingerprint(model) == checkpoint.fingerprint(
+        checkpoint.load_model(tmp_path / checkpoint.FILENAME)
+    )
 
 
 def test_checkpoint_read_refuses_files_that_are_not_checkpoints(tmp_path):
@@ -223,7 +225,13 @@ def test_step_and_epoch_limits_stop_training_and_minutes_only_cap_them(tmp_path,
     saved = checkpoint.read(tmp_path / "epochs" / checkpoint.FILENAME)
     assert saved["epoch"] == 3 and saved["step"] == 3 * (len(x) // 4)
     # a tiny time cap ends a long step budget early
-    train(x, y, tmp_path / "capped", CFG, TrainConfig(steps=10**6, minutes=0.01, batch=4, precision="fp32", save_every_s=1e9))
+    train(
+        x,
+        y,
+        tmp_path / "capped",
+        CFG,
+        TrainConfig(steps=10**6, minutes=0.01, batch=4, precision="fp32", save_every_s=1e9),
+    )
     saved = checkpoint.read(tmp_path / "capped" / checkpoint.FILENAME)
     assert 0 < saved["step"] < 10**6 and saved["elapsed_s"] >= 0.6
 
@@ -253,8 +261,13 @@ def test_stage1_below_a_baseline_is_reported_in_plain_words():
 def test_a_model_saved_before_groupnorm_still_loads_with_its_fingerprint(tmp_path):
     torch.manual_seed(1)
     old = UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=True, norm="batch", mean_base=False)).eval()
-    blob = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "done": True, "model": old.state_dict(),
-            "config": {k: v for k, v in old.cfg.to_dict().items() if k not in ("norm", "mean_base")}}
+    blob = {
+        "format": checkpoint.FORMAT,
+        "version": checkpoint.VERSION,
+        "done": True,
+        "model": old.state_dict(),
+        "config": {k: v for k, v in old.cfg.to_dict().items() if k not in ("norm", "mean_base")},
+    }
     torch.save(blob, tmp_path / "old.pt")
     loaded = checkpoint.load_model(tmp_path / "old.pt")
     assert loaded.cfg.norm == "batch"

@@ -17,8 +17,9 @@ def test_the_index_escapes_every_text_it_is_given(tmp_path):
     folder = tmp_path / f"in{SCRIPT.replace('/', '_')}"
     folder.mkdir()
     (folder / "index.html").write_text("")
-    page = write_index(tmp_path, [folder / "index.html"], title=SCRIPT, intro=SCRIPT,
-                       facts=[(SCRIPT, SCRIPT)], warnings=[SCRIPT])
+    page = write_index(
+        tmp_path, [folder / "index.html"], title=SCRIPT, intro=SCRIPT, facts=[(SCRIPT, SCRIPT)], warnings=[SCRIPT]
+    )
     text = page.read_text()
     assert "<script" not in text
     assert text.count(ESCAPED) == 6  # title and heading, intro, fact name and value, warning

@@ -33,12 +33,12 @@ EVIL = ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "....//....
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.fixture(scope="module")
 def served(model, tiny_run, tmp_path_factory):
     """(app, test client, work folder, validation folder) with a 1 MB upload limit."""
-    app, work, val = tiny_app(model, tiny_run[2], tmp_path_factory.mktemp("serve"), keep=50, max_upload_mb=1.0, wait_s=0.3)
+    app, work, val = tiny_app(
+        model, tiny_run[2], tmp_path_factory.mktemp("serve"), keep=50, max_upload_mb=1.0, wait_s=0.3
+    )
     return app, app.test_client(), work, val
 
 
@@ -236,7 +236,11 @@ def test_bad_uploads_are_refused(served, case, field):
 @pytest.mark.parametrize(
     "fields, status, words",
     [
-        ({"source": "example", "example": "0", "labels": "wolf"}, 400, "unknown label 'wolf'; labels in this bank: cat, dog"),
+        (
+            {"source": "example", "example": "0", "labels": "wolf"},
+            400,
+            "unknown label 'wolf'; labels in this bank: cat, dog",
+        ),
         ({"source": "example", "example": "0", "labels": "cat", "ids": "2"}, 400, "leaves no exemplar"),
         ({"source": "example", "example": "0", "ids": "6"}, 400, "0..5"),
         ({"source": "example", "example": "0", "ids": "-1"}, 400, "0..5"),
@@ -322,9 +326,15 @@ def test_busy_server_answers_503(served):
 
 def test_cross_origin_posts_are_refused(served):
     _, client, _, _ = served
-    r = client.post("/api/synthesize", data={"source": "bank", "bank_id": "0"}, headers={"Origin": "http://evil.example"})
+    r = client.post(
+        "/api/synthesize", data={"source": "bank", "bank_id": "0"}, headers={"Origin": "http://evil.example"}
+    )
     assert r.status_code == 403
-    ok = client.post("/api/synthesize", data={"source": "bank", "bank_id": "0", "grid": "1:1:1"}, headers={"Origin": "http://localhost"})
+    ok = client.post(
+        "/api/synthesize",
+        data={"source": "bank", "bank_id": "0", "grid": "1:1:1"},
+        headers={"Origin": "http://localhost"},
+    )
     assert ok.status_code == 200
 
 
@@ -338,7 +348,11 @@ def _audit(event: str, args: tuple) -> None:
         return
     if event == "open":
         path, mode, flags = args
-        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        writing = (
+            any(c in mode for c in "wax+")
+            if isinstance(mode, str)
+            else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        )
         if writing and not isinstance(path, int):
             _WRITES["paths"].append(os.fsdecode(path))
     elif event in ("os.rename", "os.replace"):
@@ -398,7 +412,9 @@ def test_no_path_traversal_through_any_parameter(served, writes):
             assert 400 <= r.status_code < 500, (url, r.status_code)
             assert b"root:" not in r.data
     # a file name that tries to climb out is ignored: nothing is stored under the client's name
-    r = post(client, filename="../../../evil.png", source="upload", grid="1:1:1", image=png(np.zeros((8, 8, 3), np.uint8)))
+    r = post(
+        client, filename="../../../evil.png", source="upload", grid="1:1:1", image=png(np.zeros((8, 8, 3), np.uint8))
+    )
     assert r.status_code == 200
     for cand in r.json["candidates"]:
         for key in ("image", "corr", "npz", "figure"):
@@ -521,7 +537,11 @@ def test_upload_cap_is_fitted_to_the_model_and_checked_before_decoding(served, m
     decoded = []
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or pytest.fail("decoded"))
     for field in ("image", "like"):
-        fields = {"source": "upload", "image": bomb} if field == "image" else {"source": "bank", "bank_id": "0", "like": bomb}
+        fields = (
+            {"source": "upload", "image": bomb}
+            if field == "image"
+            else {"source": "bank", "bank_id": "0", "like": bomb}
+        )
         r = post(client, **fields)
         assert r.status_code == 413, r.json
         assert "6000x6000" in r.json["error"] and "limit is 16 megapixels" in r.json["error"]

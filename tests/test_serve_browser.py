@@ -16,9 +16,15 @@ from pixelnn.synth.pipeline import PixelNN
 from serve_support import photo_folder, running
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DOGS = {2, 3, 4}
-
 
 
 def _missing() -> str | None:
@@ -35,8 +41,6 @@ pytestmark = [
     pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
     pytest.mark.usefixtures("one_torch_thread"),
 ]
-
-
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +134,9 @@ def test_draw_on_the_canvas_and_synthesize(page, shots):
     assert result["title"] == "drawing"
     assert page.locator("#input-img").get_attribute("src") == result["input"]
     assert page.locator("#detail").is_visible() and page.locator("#shares li").count() >= 1
-    page.wait_for_function("document.getElementById('figure').complete && document.getElementById('figure').naturalWidth > 0")
+    page.wait_for_function(
+        "document.getElementById('figure').complete && document.getElementById('figure').naturalWidth > 0"
+    )
     page.screenshot(path=str(shots / "draw.png"), full_page=True)
     assert (shots / "draw.png").stat().st_size > 10_000
 
@@ -163,7 +169,10 @@ def test_hover_shows_the_source_exemplar_and_pixel(page, base, shots):
         frame = page.locator("#source-frame").bounding_box()
         marker = page.locator("#source-marker").bounding_box()
         centre = (marker["x"] + marker["width"] / 2 - frame["x"], marker["y"] + marker["height"] / 2 - frame["y"])
-        expected = ((corr["sx"][py][px] + 0.5) * frame["width"] / size, (corr["sy"][py][px] + 0.5) * frame["height"] / size)
+        expected = (
+            (corr["sx"][py][px] + 0.5) * frame["width"] / size,
+            (corr["sy"][py][px] + 0.5) * frame["height"] / size,
+        )
         assert np.allclose(centre, expected, atol=2.0), (centre, expected)
         assert page.locator(f'.cand[data-index="{index}"] .pixel-marker').is_visible()
     page.wait_for_function("document.getElementById('source-photo').complete")
@@ -177,7 +186,10 @@ def test_label_choice_re_synthesizes_within_the_label(page, base, shots):
     page.select_option("#label", "dog")  # re-synthesizes the same input
     result = wait_for_result(page, labels=["dog"])
     assert {i for c in result["candidates"] for i, _ in c["shares"]} <= DOGS
-    shown = {int(x) for x in page.eval_on_selector_all("#shares li[data-exemplar]", "els => els.map(e => e.dataset.exemplar)")}
+    shown = {
+        int(x)
+        for x in page.eval_on_selector_all("#shares li[data-exemplar]", "els => els.map(e => e.dataset.exemplar)")
+    }
     assert shown and shown <= DOGS
     for index in range(0, len(result["candidates"]), 3):
         assert int(hover_pixel(page, index, 10, 12, result["size"])["exemplar"]) in DOGS

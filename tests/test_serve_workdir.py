@@ -15,8 +15,10 @@ import pytest
 
 from pixelnn.serve.workdir import LOCK, remove_stale, work_folder
 
-HOLD = "import sys, time; from pixelnn.serve.workdir import work_folder\n" \
-       "with work_folder(sys.argv[1]) as f:\n    print(f, flush=True); time.sleep(120)"
+HOLD = (
+    "import sys, time; from pixelnn.serve.workdir import work_folder\n"
+    "with work_folder(sys.argv[1]) as f:\n    print(f, flush=True); time.sleep(120)"
+)
 
 
 def env_for(tmp: Path) -> dict:
@@ -24,7 +26,9 @@ def env_for(tmp: Path) -> dict:
 
 
 def start(argv: list[str], tmp: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_for(tmp))
+    return subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_for(tmp)
+    )
 
 
 def first_line(proc: subprocess.Popen, pattern: str, timeout: float = 120) -> re.Match:
@@ -110,8 +114,13 @@ def test_serve_on_a_port_in_use_is_a_clean_error_and_leaves_no_folder(tiny_run, 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "pixelnn.cli", "serve", "--model", str(tiny_run[0]), "--port", str(port)],
-                              capture_output=True, text=True, env=env_for(tmp_path), timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "pixelnn.cli", "serve", "--model", str(tiny_run[0]), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env_for(tmp_path),
+            timeout=120,
+        )
     assert done.returncode == 2, done.stderr
     assert f"pixelnn serve: error: cannot listen on 127.0.0.1 port {port}: Address already in use" in done.stderr
     assert "Traceback" not in done.stderr

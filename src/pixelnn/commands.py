@@ -36,7 +36,9 @@ def _samples(opts: DataOptions, root: Path, labels):
     if opts.pairs:
         return pair_files(root, opts.pairs, labels=labels)
     if not opts.signal:
-        raise ConfigError(f"{root} is a folder of photos: say which input to make from them with --signal lowres|edges|canny")
+        raise ConfigError(
+            f"{root} is a folder of photos: say which input to make from them with --signal lowres|edges|canny"
+        )
     return photo_folder(root, labels=labels)
 
 
@@ -44,8 +46,19 @@ def load_data(opts: DataOptions, root: Path, labels=None, cache_dir: Path | None
     """Samples from `root` as described by the data options, prepared once and cached by content."""
     samples = _samples(opts, root, labels)[: opts.limit]
     files = [(s.name, s.label, s.target.stat().st_size) for s in samples]
-    key = json_hash([str(Path(root).resolve()), str(opts.targets), opts.pairs, opts.kind, opts.size, opts.factor,
-                     str(labels), files], length=12)
+    key = json_hash(
+        [
+            str(Path(root).resolve()),
+            str(opts.targets),
+            opts.pairs,
+            opts.kind,
+            opts.size,
+            opts.factor,
+            str(labels),
+            files,
+        ],
+        length=12,
+    )
     cache = Path(cache_dir) / f"data-{key}.npz" if cache_dir else None
     if cache and cache.exists():
         return load_prepared(cache)
@@ -67,7 +80,9 @@ def _train_data(args, opts: DataOptions, cache: Path) -> tuple[Prepared, Prepare
     t0 = time.time()
     data = load_data(opts, opts.data, opts.labels, cache)
     val = load_data(opts, args.val, None, cache) if args.val else None
-    log.info(f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)")
+    log.info(
+        f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)"
+    )
     return data, val
 
 
@@ -76,8 +91,14 @@ def train(args) -> None:
     _output_folder(args.out)
     opts = DataOptions.from_args(args)
     data, val = _train_data(args, opts, args.out / "cache")
-    cfg = TrainConfig(minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch,
-                      weight_decay=args.weight_decay, precision=args.precision)
+    cfg = TrainConfig(
+        minutes=args.minutes,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch=args.batch,
+        weight_decay=args.weight_decay,
+        precision=args.precision,
+    )
     config = {**opts.describe(), "backbone": args.backbone or backbones.DEFAULT}
     metrics = train_run(args.out, data.x, data.y, config, cfg, width=args.width, val=(val.x, val.y) if val else None)
     log.info("\n".join(report_training(metrics)))
@@ -109,9 +130,20 @@ def index(args) -> None:
     opts = opts.for_model(config, config.get("size", opts.size))  # inputs must fit the model
     _check_kind(opts, config)
     data = load_data(opts, opts.data, opts.labels)
-    manifest = index_arrays(args.model, data.x, data.y, data.names, data.labels, backbone=args.backbone, bank=args.bank,
-                            descriptors=args.descriptors, allow_duplicates=args.allow_duplicates)
-    log.info(f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or own_bank(args.model)}")
+    manifest = index_arrays(
+        args.model,
+        data.x,
+        data.y,
+        data.names,
+        data.labels,
+        backbone=args.backbone,
+        bank=args.bank,
+        descriptors=args.descriptors,
+        allow_duplicates=args.allow_duplicates,
+    )
+    log.info(
+        f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or own_bank(args.model)}"
+    )
 
 
 def verify(args) -> None:
@@ -124,10 +156,14 @@ def verify(args) -> None:
     bank = Bank.open(root)
     problems, unhashed = store.verify_bank(root, bank.manifest)
     if unhashed:
-        log.info(f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "
-              f"so only their sizes, shapes and types were checked: {', '.join(unhashed)}")
+        log.info(
+            f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "
+            f"so only their sizes, shapes and types were checked: {', '.join(unhashed)}"
+        )
     if problems:
-        raise BankError(f"bank {root}: {len(problems)} file(s) differ from what was written:\n  " + "\n  ".join(problems))
+        raise BankError(
+            f"bank {root}: {len(problems)} file(s) differ from what was written:\n  " + "\n  ".join(problems)
+        )
     checked = len(bank.manifest["shards"]) - len(unhashed)
     log.info(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
@@ -245,7 +281,9 @@ def _region(text: str, size: int) -> ExemplarSet:
     path, sep, rule = text.rpartition(":")
     key, eq, value = rule.partition("=")
     if not sep or not eq or key not in ("ids", "label", "like"):
-        raise ConfigError(f"bad --region {text!r}: write MASK.png:ids=1,2 or MASK.png:label=NAME or MASK.png:like=PHOTO")
+        raise ConfigError(
+            f"bad --region {text!r}: write MASK.png:ids=1,2 or MASK.png:label=NAME or MASK.png:like=PHOTO"
+        )
     mask = fit_square(load_rgb(Path(path)), size).mean(axis=2) > 127  # white = inside the region
     if key == "ids":
         return ExemplarSet(ids=_ids(value), mask=mask)
@@ -260,8 +298,10 @@ def _need_extra(modules: tuple[str, ...], extra: str, verb: str) -> None:
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(f"`pixelnn {verb}` needs {', '.join(missing)}, which is not installed: "
-                          f"install it with `pip install 'pixelnn[{extra}]'` (or `make setup`)")
+        raise ConfigError(
+            f"`pixelnn {verb}` needs {', '.join(missing)}, which is not installed: "
+            f"install it with `pip install 'pixelnn[{extra}]'` (or `make setup`)"
+        )
 
 
 def serve(args) -> None:
@@ -274,7 +314,9 @@ def serve(args) -> None:
     with work_folder() as tmp:  # locked while we run; a killed server's folder goes at the next start
         work = args.work or Path(tmp)
         loopback = args.host == "localhost" or args.host.startswith("127.")
-        app = create_app(model, val=args.val, work=work, trusted_hosts=[*LOOPBACK_HOSTS, args.host] if loopback else None)
+        app = create_app(
+            model, val=args.val, work=work, trusted_hosts=[*LOOPBACK_HOSTS, args.host] if loopback else None
+        )
         if not loopback:
             log.warning(f"listening on {args.host}: anyone who can reach this machine can use the app")
         serve_forever(app, args.host, args.port, threads=args.threads, work=work)
@@ -283,7 +325,14 @@ def serve(args) -> None:
 def demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, steps=args.steps, minutes=args.minutes, n_train=args.train, n_inputs=args.inputs, precision=args.precision)
+    run_demo(
+        args.out,
+        steps=args.steps,
+        minutes=args.minutes,
+        n_train=args.train,
+        n_inputs=args.inputs,
+        precision=args.precision,
+    )
 
 
 def train_pix2pix(args) -> None:
@@ -294,9 +343,12 @@ def train_pix2pix(args) -> None:
     _output_folder(args.out)
     opts = DataOptions.from_args(args)
     data, val = _train_data(args, opts, args.cache or args.out / "cache")
-    cfg = Pix2PixTrainConfig(minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch, precision=args.precision)
-    metrics = train_pix2pix_run(args.out, data.x, data.y, opts.describe(), cfg, ngf=args.ngf, ndf=args.ndf,
-                                val=(val.x, val.y) if val else None)
+    cfg = Pix2PixTrainConfig(
+        minutes=args.minutes, steps=args.steps, epochs=args.epochs, batch=args.batch, precision=args.precision
+    )
+    metrics = train_pix2pix_run(
+        args.out, data.x, data.y, opts.describe(), cfg, ngf=args.ngf, ndf=args.ndf, val=(val.x, val.y) if val else None
+    )
     for split, m in metrics.items():
         log.info(f"{split}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in m.items()))
     log.info(f"pix2pix folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")
@@ -313,12 +365,29 @@ def evaluate(args) -> None:
     _check_kind(opts, model.config)
     data = load_data(opts, opts.data, None, args.out / "cache")
     generator = load_generator(args.pix2pix) if args.pix2pix else None
-    meta = {"model": str(args.model), "pix2pix": str(args.pix2pix) if args.pix2pix else None, "data": str(args.data),
-            "copy": args.copy}
-    ev = evaluate_to_folder(model, data.x, data.y, data.names, args.out, generator=generator, seed=args.seed, n_samples=args.samples, meta=meta,
-                            copy=args.copy)
+    meta = {
+        "model": str(args.model),
+        "pix2pix": str(args.pix2pix) if args.pix2pix else None,
+        "data": str(args.data),
+        "copy": args.copy,
+    }
+    ev = evaluate_to_folder(
+        model,
+        data.x,
+        data.y,
+        data.names,
+        args.out,
+        generator=generator,
+        seed=args.seed,
+        n_samples=args.samples,
+        meta=meta,
+        copy=args.copy,
+    )
     for row in ev.report["methods"].values():
-        cells = ", ".join(f"{k} {v:.3f}/{row['top1'][k]:.3f}/{row['oracle'][k]:.3f}" for k, v in row["rand1"].items()
-                          if None not in (v, row["top1"][k], row["oracle"][k]))
+        cells = ", ".join(
+            f"{k} {v:.3f}/{row['top1'][k]:.3f}/{row['oracle'][k]:.3f}"
+            for k, v in row["rand1"].items()
+            if None not in (v, row["top1"][k], row["oracle"][k])
+        )
         log.info(f"{row['label']:>18}: {cells}")
     log.info(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'} and {len(ev.figures)} figures")

@@ -47,16 +47,30 @@ def _pick_inputs(labels: list[str], n: int) -> list[int]:
     return picks[:n]
 
 
-def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n_train: int = 2000, n_inputs: int = 6,
-             precision: str = "auto", held_out_per_class: int = HELD_OUT_PER_CLASS) -> Path:
+def run_demo(
+    out: Path,
+    steps: int = DEMO_STEPS,
+    minutes: float | None = 10.0,
+    n_train: int = 2000,
+    n_inputs: int = 6,
+    precision: str = "auto",
+    held_out_per_class: int = HELD_OUT_PER_CLASS,
+) -> Path:
     out = Path(out)
     t0 = time.time()
-    log.info("[1/4] Fashion-MNIST %s: %d training images, HED edges at %dx%d", ", ".join(DEMO_CLASSES), n_train, SIZE, SIZE)
+    log.info(
+        "[1/4] Fashion-MNIST %s: %d training images, HED edges at %dx%d", ", ".join(DEMO_CLASSES), n_train, SIZE, SIZE
+    )
     x, y, labels = _data("train", max(n_train // len(DEMO_CLASSES), 1))
     xt, yt, labels_t = _data("test", max(n_inputs, held_out_per_class))  # stage-1 PSNR on all, synthesis on n_inputs
     run = out / "model"
-    config = {"signal": "edges", "factor": 8, "size": SIZE, "backbone": backbones.DEFAULT,
-              "data": {"source": "fashion-mnist"}}
+    config = {
+        "signal": "edges",
+        "factor": 8,
+        "size": SIZE,
+        "backbone": backbones.DEFAULT,
+        "data": {"source": "fashion-mnist"},
+    }
     if checkpoint.exists(run / checkpoint.FILENAME):
         shutil.rmtree(run)  # the demo always trains afresh: a finished earlier model would skip training
     cfg = TrainConfig(steps=steps, minutes=minutes, precision=precision)
@@ -86,11 +100,16 @@ def run_demo(out: Path, steps: int = DEMO_STEPS, minutes: float | None = 10.0, n
 def _facts(metrics: dict) -> list[tuple[str, str]]:
     t, val = metrics["training"], metrics["val"]
     return [
-        ("stage 1 trained", f"{t['steps']} steps, {t['epochs']:g} epochs, {t['minutes']:.1f} min, {t['images_per_s']:.0f} images/s"),
+        (
+            "stage 1 trained",
+            f"{t['steps']} steps, {t['epochs']:g} epochs, {t['minutes']:.1f} min, {t['images_per_s']:.0f} images/s",
+        ),
         ("precision", t["precision"]["note"]),
         ("CPU", describe_cpu()),
         ("held-out stage-1 PSNR", f"{val['stage1_psnr']:.2f} dB"),
-        ("baseline: mean training image", f"{val['mean_image_psnr']:.2f} dB "
-                                          f"(stage 1 {val['stage1_psnr'] - val['mean_image_psnr']:+.2f} dB)"),
+        (
+            "baseline: mean training image",
+            f"{val['mean_image_psnr']:.2f} dB (stage 1 {val['stage1_psnr'] - val['mean_image_psnr']:+.2f} dB)",
+        ),
         ("training-set stage-1 PSNR", f"{metrics['train']['stage1_psnr']:.2f} dB"),
     ]

@@ -38,7 +38,9 @@ def stage1_config(x: np.ndarray, y: np.ndarray, signal: str, width: int, levels:
     )
 
 
-def train_run(root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int = 16, levels: int = 4, val=None) -> dict:
+def train_run(
+    root: Path, x, y, config: dict, train_cfg: TrainConfig, width: int = 16, levels: int = 4, val=None
+) -> dict:
     """Train (or resume) stage 1 into `root`; returns the metrics written to root/metrics.json."""
     root = Path(root)
     cfg = stage1_config(x, y, config["signal"], width, levels)
@@ -78,8 +80,10 @@ def training_summary(state: dict, batch: int, n: int) -> dict:
 def report_training(metrics: dict) -> list[str]:
     """Lines that say what training did and how stage 1 compares with its baselines (warnings last)."""
     t = metrics["training"]
-    lines = [f"stage 1: {t['steps']} steps, {t['epochs']:g} epochs in {t['minutes']:.1f} min "
-             f"({t['images_per_s']:.0f} images/s, {t['precision']['precision'] if t['precision'] else '?'})"]
+    lines = [
+        f"stage 1: {t['steps']} steps, {t['epochs']:g} epochs in {t['minutes']:.1f} min "
+        f"({t['images_per_s']:.0f} images/s, {t['precision']['precision'] if t['precision'] else '?'})"
+    ]
     warnings = []
     for split in ("train", "val"):
         if split in metrics:
@@ -90,8 +94,18 @@ def report_training(metrics: dict) -> list[str]:
     return lines + warnings
 
 
-def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, bank: Path | None = None, descriptors: int | None = None, progress=True,
-                allow_duplicates: bool = False) -> dict:
+def index_arrays(
+    root: Path,
+    x,
+    y,
+    names,
+    labels,
+    backbone: str | None = None,
+    bank: Path | None = None,
+    descriptors: int | None = None,
+    progress=True,
+    allow_duplicates: bool = False,
+) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
     Exemplars already in the bank are skipped unless `allow_duplicates`. The model card (README.md) is

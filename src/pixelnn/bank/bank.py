@@ -19,7 +19,11 @@ class Bank:
         self.offsets = np.cumsum([0] + [len(s) for s in shards])  # shard i holds ids offsets[i]..offsets[i+1]-1
         self.names: list[str] = [n for s in shards for n in s.names]
         self.labels: list[str | None] = [lab for s in shards for lab in s.labels]
-        xb = np.concatenate([np.asarray(s.global_, dtype=np.float32) for s in shards]) if shards else np.zeros((0, 1), np.float32)
+        xb = (
+            np.concatenate([np.asarray(s.global_, dtype=np.float32) for s in shards])
+            if shards
+            else np.zeros((0, 1), np.float32)
+        )
         self.index = faiss.IndexFlatIP(manifest["global_dim"])  # cosine: descriptors are unit norm
         if len(xb):
             self.index.add(np.ascontiguousarray(xb))

@@ -44,7 +44,9 @@ def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progre
     return np.concatenate(outs)
 
 
-def fit_bank_projection(backbone_model, f: np.ndarray, dim: int, n_images: int = 256, per_image: int = 128) -> np.ndarray:
+def fit_bank_projection(
+    backbone_model, f: np.ndarray, dim: int, n_images: int = 256, per_image: int = 128
+) -> np.ndarray:
     """Uncentred PCA basis (dim, D) fitted on random pixels of the first n_images exemplars."""
     gen = torch.Generator().manual_seed(0)
     samples = []
@@ -56,7 +58,14 @@ def fit_bank_projection(backbone_model, f: np.ndarray, dim: int, n_images: int =
     return fit_projection(torch.cat(samples), dim).numpy()
 
 
-def describe_exemplars(backbone_model, f: np.ndarray, basis: np.ndarray | None, desc_file: Path | None, batch: int = 16, progress: bool = True) -> np.ndarray:
+def describe_exemplars(
+    backbone_model,
+    f: np.ndarray,
+    basis: np.ndarray | None,
+    desc_file: Path | None,
+    batch: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
     """Global descriptors (N, G) of f(x_n); with a basis, also write reduced pixel descriptors
     (N, S, S, d) float16 to desc_file (a memory-mapped .npy, so a large bank never sits in RAM)."""
     out = None
@@ -139,8 +148,12 @@ def add_exemplars(
         if not allow_duplicates:
             new = _new_only(root, existing, hashes)
             if not new.all():
-                log.info("index: skipped %d of %d exemplars already in the bank %s (--allow-duplicates adds them again)",
-                         int((~new).sum()), len(new), root)
+                log.info(
+                    "index: skipped %d of %d exemplars already in the bank %s (--allow-duplicates adds them again)",
+                    int((~new).sum()),
+                    len(new),
+                    root,
+                )
             if not new.any():
                 return existing
             keep = np.flatnonzero(new)

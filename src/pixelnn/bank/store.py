@@ -89,14 +89,24 @@ def read_manifest(root: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BankError(f"{path} is not a PixelNN exemplar bank")
     if manifest.get("version") != VERSION:
-        raise BankError(f"bank {root} has format version {manifest.get('version')}; this PixelNN reads version {VERSION}")
+        raise BankError(
+            f"bank {root} has format version {manifest.get('version')}; this PixelNN reads version {VERSION}"
+        )
     check_manifest(path, manifest)
     return manifest
 
 
 # Keys every manifest holds, with their JSON types (bool is refused where an integer is expected).
-MANIFEST_KEYS = {"model_fingerprint": str, "backbone": str, "size": int, "signal": str, "input_shape": list,
-                 "global_dim": int, "shards": list, "count": int}
+MANIFEST_KEYS = {
+    "model_fingerprint": str,
+    "backbone": str,
+    "size": int,
+    "signal": str,
+    "input_shape": list,
+    "global_dim": int,
+    "shards": list,
+    "count": int,
+}
 
 
 def _is_int(value, least: int = 0) -> bool:
@@ -119,7 +129,9 @@ def check_manifest(path: Path, manifest: dict) -> None:
             raise _damaged(path, f"it lacks the key {key!r}")
         value = manifest[key]
         if not isinstance(value, kind) or (kind is int and not _is_int(value)):
-            raise _damaged(path, f"{key} must be a {'non-negative integer' if kind is int else kind.__name__}, not {value!r}")
+            raise _damaged(
+                path, f"{key} must be a {'non-negative integer' if kind is int else kind.__name__}, not {value!r}"
+            )
     for key in ("size", "global_dim"):
         if not _is_int(manifest[key], 1):
             raise _damaged(path, f"{key} must be at least 1, not {manifest[key]!r}")
@@ -139,7 +151,7 @@ def _check_descriptor_setting(path: Path, setting) -> None:
     if setting is None:
         return
     if not isinstance(setting, dict) or not _is_int(setting.get("dim"), 1):
-        raise _damaged(path, f"descriptors must be null or {{\"dim\": d}} with d at least 1, not {setting!r}")
+        raise _damaged(path, f'descriptors must be null or {{"dim": d}} with d at least 1, not {setting!r}')
 
 
 def _check_entry(path: Path, entry, with_desc: bool) -> str:
@@ -152,7 +164,10 @@ def _check_entry(path: Path, entry, with_desc: bool) -> str:
         raise _damaged(path, f"shard {entry['name']}'s count must be a non-negative integer, not {entry['count']!r}")
     if bool(entry.get("desc")) != with_desc:
         stored = "stores" if with_desc else "does not store"
-        raise _damaged(path, f"the bank {stored} reduced descriptors but shard {entry['name']}'s desc flag is {entry.get('desc')!r}")
+        raise _damaged(
+            path,
+            f"the bank {stored} reduced descriptors but shard {entry['name']}'s desc flag is {entry.get('desc')!r}",
+        )
     return entry["name"]
 
 
@@ -346,13 +361,21 @@ def _skip_added_meanwhile(root: Path, current: dict, staged: Path, seen: set[str
     known = bank_hashes(root, {**current, "shards": [s for s in current["shards"] if s["name"] not in seen]})
     keep = np.array([h not in known for h in hashes], dtype=bool)
     if not keep.all():
-        log.info("index: skipped %d exemplars that another run added to the bank %s meanwhile", int((~keep).sum()), root)
+        log.info(
+            "index: skipped %d exemplars that another run added to the bank %s meanwhile", int((~keep).sum()), root
+        )
         _drop_rows(staged, keep)
     return int(keep.sum())
 
 
-def commit_staged(root: Path, template: dict, staged: Path, count: int, basis: np.ndarray | None = None,
-                  checked: set[str] | None = None) -> dict:
+def commit_staged(
+    root: Path,
+    template: dict,
+    staged: Path,
+    count: int,
+    basis: np.ndarray | None = None,
+    checked: set[str] | None = None,
+) -> dict:
     """Under the bank lock: append the shard staged in folder `staged` to the bank as it is now
     (creating the bank from `template` and `basis` if there is none yet); returns the new manifest.
 
@@ -399,7 +422,9 @@ def write_projection(root: Path, basis: np.ndarray) -> None:
 def read_projection(root: Path, dim: int | None = None) -> np.ndarray:
     """The bank's (d, D) float32 projection basis, refused unless finite and (with `dim`) d == dim."""
     path = Path(root) / "projection.npy"
-    basis = np.array(open_array(path, f"bank {root} lists reduced descriptors but its projection.npy is missing or corrupt"))
+    basis = np.array(
+        open_array(path, f"bank {root} lists reduced descriptors but its projection.npy is missing or corrupt")
+    )
     if basis.ndim != 2 or basis.dtype != np.float32:
         raise BankError(f"{path} holds a {basis.dtype} array of shape {basis.shape}, not a (d, D) float32 projection")
     if dim is not None and basis.shape[0] != dim:
@@ -434,7 +459,13 @@ def open_array(path: Path, what: str | None = None) -> np.ndarray:
         if actual != expected:
             raise ValueError(f"its header says {shape} {dtype}, {expected} bytes in all; the file has {actual}")
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:  # read_magic/header raise ValueError or EOFError
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        SyntaxError,
+        TypeError,
+    ) as e:  # read_magic/header raise ValueError or EOFError
         raise BankError(f"{what} ({e})") from None
 
 
@@ -461,8 +492,12 @@ def _read_meta(folder: Path) -> dict:
     if not isinstance(meta, dict) or not {"names", "labels"} <= meta.keys():
         raise BankError(f"bank shard {folder}: meta.json lacks names or labels")
     for key, kinds in (("names", str), ("labels", (str, type(None))), ("hashes", str)):
-        if meta.get(key) is not None and not (isinstance(meta[key], list) and all(isinstance(v, kinds) for v in meta[key])):
-            raise BankError(f"bank file {path}: {key} must be a list of {'strings or nulls' if key == 'labels' else 'strings'}")
+        if meta.get(key) is not None and not (
+            isinstance(meta[key], list) and all(isinstance(v, kinds) for v in meta[key])
+        ):
+            raise BankError(
+                f"bank file {path}: {key} must be a list of {'strings or nulls' if key == 'labels' else 'strings'}"
+            )
     sums = meta.get(SUMS)
     if sums is not None and not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
         raise BankError(f"bank file {path}: {SUMS} must map file names to hex digests")
@@ -474,7 +509,9 @@ def _check_lengths(folder: Path, count: int, lengths: dict[str, int]) -> None:
     if all(n == count for n in lengths.values()):
         return
     if len(set(lengths.values())) == 1:
-        raise BankError(f"bank shard {folder} holds {next(iter(lengths.values()))} exemplars, its manifest says {count}")
+        raise BankError(
+            f"bank shard {folder} holds {next(iter(lengths.values()))} exemplars, its manifest says {count}"
+        )
     what, n = next((k, n) for k, n in lengths.items() if n != count)
     raise BankError(f"bank shard {folder}: {what} holds {n} rows, but its manifest says {count} exemplars")
 
@@ -499,7 +536,9 @@ def read_shard(root: Path, entry: dict, manifest: dict | None = None) -> Shard:
     if not isinstance(entry, dict) or not {"name", "count"} <= entry.keys():
         raise BankError(f"bank {root}: a shard entry of {MANIFEST} lacks its name or count")
     if not is_plain_name(entry["name"]):
-        raise BankError(f"bank {root}: shard name {entry['name']!r} in {MANIFEST} is not a plain folder name inside the bank")
+        raise BankError(
+            f"bank {root}: shard name {entry['name']!r} in {MANIFEST} is not a plain folder name inside the bank"
+        )
     folder = Path(root) / entry["name"]
     keys = [*ARRAYS, "desc"] if entry.get("desc") else list(ARRAYS)
     arrays = {k: open_array(folder / f"{k}.npy") for k in keys}
@@ -513,7 +552,16 @@ def read_shard(root: Path, entry: dict, manifest: dict | None = None) -> Shard:
             if key in arrays:
                 _check_array(folder / f"{key}.npy", arrays[key], shape, dtype)
         _check_finite(folder / "global.npy", arrays["global"])
-    return Shard(arrays["f"], arrays["y"], arrays["x"], arrays["global"], meta["names"], meta["labels"], arrays.get("desc"), hashes)
+    return Shard(
+        arrays["f"],
+        arrays["y"],
+        arrays["x"],
+        arrays["global"],
+        meta["names"],
+        meta["labels"],
+        arrays.get("desc"),
+        hashes,
+    )
 
 
 def verify_bank(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
@@ -534,7 +582,9 @@ def verify_bank(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
             if not is_plain_name(name) or not path.is_file():
                 problems.append(f"{path}: recorded in meta.json but missing")
             elif (actual := file_sha256(path)) != digest:
-                problems.append(f"{path}: sha256 is {actual[:16]}..., meta.json recorded {digest[:16]}... when the shard was written")
+                problems.append(
+                    f"{path}: sha256 is {actual[:16]}..., meta.json recorded {digest[:16]}... when the shard was written"
+                )
     return problems, unhashed
 
 

@@ -59,9 +59,7 @@ def path_labels(names: list[str], depth: int | None = None) -> list[str | None]:
 def read_label_csv(path: Path) -> dict[str, str]:
     """{file: label} from a CSV file with a header row; keys are '/'-separated, without './'."""
     if not path.is_file():
-        raise DataError(
-            f"{path}: label file not found (labels must be None, 'path', 'path:N' or a CSV file)"
-        )
+        raise DataError(f"{path}: label file not found (labels must be None, 'path', 'path:N' or a CSV file)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))

@@ -18,7 +18,12 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
     for m in methods:
         rand = [int(p[f"{m}__rand1"]) for p in per_input]
         top = [int(p[f"{m}__top1"]) for p in per_input]
-        row: dict = {"candidates": int(round(np.mean([int(p[f"{m}__n"]) for p in per_input]))), "rand1": {}, "top1": {}, "oracle": {}}
+        row: dict = {
+            "candidates": int(round(np.mean([int(p[f"{m}__n"]) for p in per_input]))),
+            "rand1": {},
+            "top1": {},
+            "oracle": {},
+        }
         for metric in per_candidate_metrics(signal):
             if f"{m}__{metric}" not in per_input[0]:
                 continue
@@ -28,7 +33,9 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
         row["diversity_l1"] = float(np.mean([p[f"{m}__div_l1"] for p in per_input]))
         row["diversity_l1_top10"] = float(np.mean([p[f"{m}__div_l1_top"] for p in per_input]))
         row["diversity_deep"] = float(np.mean([p[f"{m}__div_deep"] for p in per_input]))
-        mean_spec = np.sum([p[f"{m}__spectrum_sum"] for p in per_input], axis=0) / np.sum([p[f"{m}__n"] for p in per_input])
+        mean_spec = np.sum([p[f"{m}__spectrum_sum"] for p in per_input], axis=0) / np.sum(
+            [p[f"{m}__n"] for p in per_input]
+        )
         spectra[m] = mean_spec
         row["spectrum_gap"] = float(M.spectrum_distance(mean_spec, real_spec))
         feats = np.stack([p[f"{m}__feat"] for p in per_input])
@@ -54,8 +61,12 @@ def versus(per_input: list[dict], signal: str, a: str = "pixelnn", b: str = "pix
         for m in (a, b):
             values = [p[f"{m}__{metric}"] for p in per_input]
             rand, oracle = M.chosen(values, [int(p[f"{m}__rand1"]) for p in per_input], better)
-            picks.append({"rand1": rand, "top1": M.top1(values, [int(p[f"{m}__top1"]) for p in per_input]), "oracle": oracle})
-        out[metric] = {sel: M.paired_interval(picks[0][sel], picks[1][sel], better) for sel in ("rand1", "top1", "oracle")}
+            picks.append(
+                {"rand1": rand, "top1": M.top1(values, [int(p[f"{m}__top1"]) for p in per_input]), "oracle": oracle}
+            )
+        out[metric] = {
+            sel: M.paired_interval(picks[0][sel], picks[1][sel], better) for sel in ("rand1", "top1", "oracle")
+        }
     for metric, key in (("diversity_l1", "div_l1"), ("diversity_deep", "div_deep")):
         va, vb = (np.array([p[f"{m}__{key}"] for p in per_input], np.float64) for m in (a, b))
         out[metric] = {"set": M.paired_interval(va, vb, "higher")}

@@ -23,8 +23,16 @@ def global_indices(specs: list[grids.Spec], k: int = 10) -> list[int]:
     return [where[s] for s in grids.global_matches(k) if s in where]
 
 
-def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_samples: int = N_SAMPLES,
-               y: np.ndarray | None = None, copy: str = DEFAULT_COPY) -> dict:
+def candidates(
+    model,
+    x: np.ndarray,
+    i: int,
+    generator=None,
+    seed: int = 0,
+    n_samples: int = N_SAMPLES,
+    y: np.ndarray | None = None,
+    copy: str = DEFAULT_COPY,
+) -> dict:
     """Every method's candidates for input i: {method: (n, S, S, 3) uint8}, best ranked first for
     PixelNN, with 'score__METHOD' (n,) the rank score from the input alone (synth/rank.py, the same
     function for every method; pix2pix has no correspondences, so consistency alone), 'seam__pixelnn'
@@ -47,7 +55,9 @@ def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_sa
     }
     if y is not None:
         photo = y.astype(np.float64) / 255.0
-        seams = np.array([M.seam_step(c.image, photo, c.corr.exemplar, c.corr.sy, c.corr.sx) for c in result.candidates])
+        seams = np.array(
+            [M.seam_step(c.image, photo, c.corr.exemplar, c.corr.sy, c.corr.sx) for c in result.candidates]
+        )
         out.update({"seam__pixelnn": seams, "seam__global": seams[glob]})
     if generator is not None:
         out["pix2pix"] = to_uint8(sample(generator, x, n_samples, seed=_torch_seed(seed, i)))
@@ -57,8 +67,15 @@ def candidates(model, x: np.ndarray, i: int, generator=None, seed: int = 0, n_sa
         picks = {"rand1": M.rand1_index(seed, "pixelnn", i, len(specs)), "composite": int(np.argmax(sources))}
         for kind, k in picks.items():
             corr = result.candidates[k].corr
-            out.update({f"corr_{kind}_index": np.array(k), f"corr_{kind}_exemplar": corr.exemplar, f"corr_{kind}_sy": corr.sy,
-                        f"corr_{kind}_sx": corr.sx, f"corr_{kind}_sim": corr.sim})
+            out.update(
+                {
+                    f"corr_{kind}_index": np.array(k),
+                    f"corr_{kind}_exemplar": corr.exemplar,
+                    f"corr_{kind}_sy": corr.sy,
+                    f"corr_{kind}_sx": corr.sx,
+                    f"corr_{kind}_sim": corr.sim,
+                }
+            )
     return out
 
 

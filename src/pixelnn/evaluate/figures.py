@@ -126,11 +126,24 @@ def frequency_plot(path: Path, spectra: dict[str, list[float]], title: str = "")
     fig = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    styles = {"real": ("black", "-"), "stage1": ("tab:blue", "--"), "global": ("tab:gray", ":"), "pixelnn": ("tab:red", "-"), "pix2pix": ("tab:green", "-.")}
+    styles = {
+        "real": ("black", "-"),
+        "stage1": ("tab:blue", "--"),
+        "global": ("tab:gray", ":"),
+        "pixelnn": ("tab:red", "-"),
+        "pix2pix": ("tab:green", "-."),
+    }
     for name, spec in spectra.items():
         colour, style = styles.get(name, ("tab:purple", "-"))
         r = np.arange(1, len(spec) + 1)
-        ax.plot(r, spec, style, color=colour, label="real photos" if name == "real" else LABELS.get(name, name), linewidth=1.5)
+        ax.plot(
+            r,
+            spec,
+            style,
+            color=colour,
+            label="real photos" if name == "real" else LABELS.get(name, name),
+            linewidth=1.5,
+        )
     ax.set_xlabel("spatial frequency (cycles per image)")
     ax.set_ylabel("log10 power (radial mean)")
     ax.set_title(title or "radially averaged power spectrum (grayscale)")
@@ -141,7 +154,9 @@ def frequency_plot(path: Path, spectra: dict[str, list[float]], title: str = "")
         fig.savefig(tmp, format="png")
 
 
-def write_all(folder: Path, model, kept: list[dict], x, y, per_input, summary: dict, methods: list[str], seed: int) -> list[Path]:
+def write_all(
+    folder: Path, model, kept: list[dict], x, y, per_input, summary: dict, methods: list[str], seed: int
+) -> list[Path]:
     """Write every figure into `folder`; returns their paths."""
     folder = Path(folder)
     paths = []
@@ -168,4 +183,3 @@ def write_all(folder: Path, model, kept: list[dict], x, y, per_input, summary: d
             write_png(path, correspondence_figure(image, corr, exemplars))
             paths.append(path)
     return paths
-

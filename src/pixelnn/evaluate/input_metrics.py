@@ -18,14 +18,18 @@ def _tensor(images_uint8: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def edges_and_taps(vgg, images_uint8: np.ndarray, keep: np.ndarray, batch: int = 16) -> tuple[np.ndarray, list[torch.Tensor]]:
+def edges_and_taps(
+    vgg, images_uint8: np.ndarray, keep: np.ndarray, batch: int = 16
+) -> tuple[np.ndarray, list[torch.Tensor]]:
     """One pass of the HED VGG-16 over images (n, S, S, 3) uint8: HED edge probabilities (n, S, S)
     (the same computation as VGG16HED.edges) and the five taps of the images `keep` (sorted indices)."""
     edges, kept = [], []
     for start in range(0, len(images_uint8), batch):
         x = _tensor(images_uint8[start : start + batch])
         taps = vgg(x)
-        sides = [F.interpolate(d(t), size=x.shape[-2:], mode="bilinear", align_corners=False) for d, t in zip(vgg.dsn, taps)]
+        sides = [
+            F.interpolate(d(t), size=x.shape[-2:], mode="bilinear", align_corners=False) for d, t in zip(vgg.dsn, taps)
+        ]
         edges.append(torch.sigmoid(vgg.fuse(torch.cat(sides, dim=1)))[:, 0])
         sel = torch.from_numpy(keep[(keep >= start) & (keep < start + len(x))] - start)
         if len(sel):

@@ -36,8 +36,14 @@ GRAM_CHUNK = 1 << 16  # values per float32 partial sum in layer_similarity
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 
 # per-candidate metrics and which direction is better
-BETTER = {"psnr": "higher", "ssim": "higher", "edge_ap": "higher", "consistency_psnr": "higher", "spectrum_dist": "lower",
-          "seam": "lower"}
+BETTER = {
+    "psnr": "higher",
+    "ssim": "higher",
+    "edge_ap": "higher",
+    "consistency_psnr": "higher",
+    "spectrum_dist": "lower",
+    "seam": "lower",
+}
 
 
 # ---------------------------------------------------------------- fidelity
@@ -307,7 +313,9 @@ def top1(values: list[np.ndarray], top_idx: list[int]) -> np.ndarray:
     return np.array([np.asarray(v, np.float64)[t] for v, t in zip(values, top_idx)], np.float64)
 
 
-def select(values: list[np.ndarray], rand_idx: list[int], better: str, top_idx: list[int] | None = None) -> dict[str, float]:
+def select(
+    values: list[np.ndarray], rand_idx: list[int], better: str, top_idx: list[int] | None = None
+) -> dict[str, float]:
     """Rand-1, Top-1 (with top_idx, the ranking's first candidate per input) and Oracle means of one
     metric for one method (see `chosen`); inputs with no finite value are skipped."""
     rand, oracle = chosen(values, rand_idx, better)
@@ -344,7 +352,9 @@ def seam_step(image: np.ndarray, photo: np.ndarray, exemplar: np.ndarray, sy: np
     return total / (right.size + down.size)
 
 
-def paired_interval(a: np.ndarray, b: np.ndarray, better: str, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def paired_interval(
+    a: np.ndarray, b: np.ndarray, better: str, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Mean per-input difference a - b, signed so that positive means a is better, with a percentile
     bootstrap interval over inputs (paired: an input's two values are resampled together).
 
@@ -355,7 +365,12 @@ def paired_interval(a: np.ndarray, b: np.ndarray, better: str, n_boot: int = 200
     d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) * (1.0 if better == "higher" else -1.0)
     d = d[np.isfinite(d)]
     if len(d) < 2:
-        return {"mean": float(d.mean()) if len(d) else float("nan"), "low": float("nan"), "high": float("nan"), "n": len(d)}
+        return {
+            "mean": float(d.mean()) if len(d) else float("nan"),
+            "low": float("nan"),
+            "high": float("nan"),
+            "n": len(d),
+        }
     means = d[np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return {"mean": float(d.mean()), "low": float(low), "high": float(high), "n": len(d)}

@@ -14,8 +14,16 @@ VERSION = 2  # 2: Top-1 beside Rand-1 and Oracle; seams; Top-1 Fréchet; diversi
 
 # name -> (column title, unit, definition)
 PER_OUTPUT = {
-    "psnr": ("PSNR", "dB", "10 log10(1 / MSE) against the real photo, over all pixels and channels of the uint8 output / 255; MSE floored at 1e-10 (100 dB)."),
-    "ssim": ("SSIM", "", "skimage.metrics.structural_similarity(output, photo, channel_axis=-1, data_range=1), default 7x7 uniform window."),
+    "psnr": (
+        "PSNR",
+        "dB",
+        "10 log10(1 / MSE) against the real photo, over all pixels and channels of the uint8 output / 255; MSE floored at 1e-10 (100 dB).",
+    ),
+    "ssim": (
+        "SSIM",
+        "",
+        "skimage.metrics.structural_similarity(output, photo, channel_axis=-1, data_range=1), default 7x7 uniform window.",
+    ),
     "consistency_psnr": (
         "input consistency",
         "dB",
@@ -44,7 +52,10 @@ PER_OUTPUT = {
     ),
 }
 SET = {
-    "diversity_l1": ("diversity L1", "mean over pairs of an input's candidates of their mean absolute pixel difference (images in [0, 1]), averaged over inputs; 0 for one output."),
+    "diversity_l1": (
+        "diversity L1",
+        "mean over pairs of an input's candidates of their mean absolute pixel difference (images in [0, 1]), averaged over inputs; 0 for one output.",
+    ),
     "diversity_deep": (
         "diversity deep",
         "mean over pairs of candidates of the mean over pixels of 1 - cosine between their VGG-16 (HED weights) hypercolumn "
@@ -57,8 +68,14 @@ SET = {
         "spectrum of the real photos|; spectrum: grayscale (ITU-R 601 luma) minus its mean, |FFT|^2 / (H W), averaged over "
         "rings of integer radius r cycles per image, log10, averaged over images in the log domain.",
     ),
-    "diversity_l1_top10": ("diversity L1, top 10", "diversity L1 among the 10 best-ranked candidates of each input (rank score from the input alone)."),
-    "frechet_top1": ("Fréchet (EffNet), Top-1", "the Fréchet distance below, of the Top-1 outputs (the best-ranked candidate per input) instead of the Rand-1 ones."),
+    "diversity_l1_top10": (
+        "diversity L1, top 10",
+        "diversity L1 among the 10 best-ranked candidates of each input (rank score from the input alone).",
+    ),
+    "frechet_top1": (
+        "Fréchet (EffNet), Top-1",
+        "the Fréchet distance below, of the Top-1 outputs (the best-ranked candidate per input) instead of the Rand-1 ones.",
+    ),
     "frechet": (
         "Fréchet (EffNet)",
         "Fréchet distance between Gaussians fitted to EfficientNet-Lite0 (ImageNet) pooled head features (1280-d) of the "
@@ -66,8 +83,14 @@ SET = {
         "FID (another network, other sizes, few samples: strongly biased upwards for small sets).",
     ),
 }
-SET_BETTER = {"diversity_l1": "higher (more varied outputs)", "diversity_l1_top10": "higher (more varied outputs)",
-              "diversity_deep": "higher (more varied outputs)", "spectrum_gap": "lower", "frechet": "lower", "frechet_top1": "lower"}
+SET_BETTER = {
+    "diversity_l1": "higher (more varied outputs)",
+    "diversity_l1_top10": "higher (more varied outputs)",
+    "diversity_deep": "higher (more varied outputs)",
+    "spectrum_gap": "lower",
+    "frechet": "lower",
+    "frechet_top1": "lower",
+}
 
 
 def _clean(v):
@@ -81,10 +104,32 @@ def _clean(v):
     return v
 
 
-def build(summary: dict, methods: list[str], signal: str, factor: int, n_inputs: int, seed: int, n_samples: int, meta: dict, figures: list[Path], out: Path) -> dict:
+def build(
+    summary: dict,
+    methods: list[str],
+    signal: str,
+    factor: int,
+    n_inputs: int,
+    seed: int,
+    n_samples: int,
+    meta: dict,
+    figures: list[Path],
+    out: Path,
+) -> dict:
     names = per_candidate_metrics(signal)
-    definitions = {k: {"title": PER_OUTPUT[k][0], "unit": PER_OUTPUT[k][1], "better": BETTER[k], "kind": "per output (Rand-1 / Top-1 / Oracle)", "definition": PER_OUTPUT[k][2]} for k in names}
-    definitions.update({k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d} for k, (t, d) in SET.items()})
+    definitions = {
+        k: {
+            "title": PER_OUTPUT[k][0],
+            "unit": PER_OUTPUT[k][1],
+            "better": BETTER[k],
+            "kind": "per output (Rand-1 / Top-1 / Oracle)",
+            "definition": PER_OUTPUT[k][2],
+        }
+        for k in names
+    }
+    definitions.update(
+        {k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d} for k, (t, d) in SET.items()}
+    )
     return _clean(
         {
             "format": FORMAT,
@@ -122,7 +167,9 @@ def markdown(rep: dict) -> str:
     lines = [
         "# PixelNN evaluation",
         "",
-        f"{rep['inputs']} validation inputs, signal `{rep['signal']}`" + (f" (factor {rep['factor']})" if rep["factor"] else "") + f", seed {rep['seed']}.",
+        f"{rep['inputs']} validation inputs, signal `{rep['signal']}`"
+        + (f" (factor {rep['factor']})" if rep["factor"] else "")
+        + f", seed {rep['seed']}.",
     ]
     for k, v in rep["meta"].items():
         lines.append(f"- {k}: `{v}`")
@@ -130,21 +177,33 @@ def markdown(rep: dict) -> str:
         "",
         "## Per-output metrics: Rand-1 / Top-1 / Oracle (Rand-1 and Oracle as the paper's Table 1)",
         "",
-        "Rand-1: " + rep["selection"]["rand1"] + ". Top-1: " + rep["selection"]["top1"] + ". Oracle: "
-        + rep["selection"]["oracle"] + ".",
+        "Rand-1: "
+        + rep["selection"]["rand1"]
+        + ". Top-1: "
+        + rep["selection"]["top1"]
+        + ". Oracle: "
+        + rep["selection"]["oracle"]
+        + ".",
         "",
-        "| method | outputs per input | " + " | ".join(f"{rep['metrics'][k]['title']} {arrows[rep['metrics'][k]['better']]}" for k in names) + " |",
+        "| method | outputs per input | "
+        + " | ".join(f"{rep['metrics'][k]['title']} {arrows[rep['metrics'][k]['better']]}" for k in names)
+        + " |",
         "|---|---:|" + "---:|" * len(names),
     ]
     for row in (rep["methods"][m] for m in rep["order"]):
-        cells = [" / ".join(_fmt(row[sel].get(k), rep["metrics"][k].get("unit", "")) for sel in ("rand1", "top1", "oracle")) for k in names]
+        cells = [
+            " / ".join(_fmt(row[sel].get(k), rep["metrics"][k].get("unit", "")) for sel in ("rand1", "top1", "oracle"))
+            for k in names
+        ]
         lines.append(f"| {row['label']} | {row['candidates']} | " + " | ".join(cells) + " |")
     set_names = list(SET)
     lines += [
         "",
         "## Diversity and distribution (per method)",
         "",
-        "| method | " + " | ".join(f"{rep['metrics'][k]['title']} {'↑' if k.startswith('diversity') else '↓'}" for k in set_names) + " |",
+        "| method | "
+        + " | ".join(f"{rep['metrics'][k]['title']} {'↑' if k.startswith('diversity') else '↓'}" for k in set_names)
+        + " |",
         "|---|" + "---:|" * len(set_names),
     ]
     for row in (rep["methods"][m] for m in rep["order"]):
@@ -166,10 +225,16 @@ def versus_lines(rep: dict) -> list[str]:
     """PixelNN minus pix2pix with 95% bootstrap intervals, positive = PixelNN better (if both ran)."""
     if not rep.get("versus"):
         return []
-    lines = ["", "## PixelNN against pix2pix", "",
-             "Mean per-input difference, signed so that a positive number means PixelNN is better, with its paired",
-             "95% bootstrap interval over the inputs (2000 resamples).", "",
-             "| metric | selection | difference | 95% interval |", "|---|---|---:|---:|"]
+    lines = [
+        "",
+        "## PixelNN against pix2pix",
+        "",
+        "Mean per-input difference, signed so that a positive number means PixelNN is better, with its paired",
+        "95% bootstrap interval over the inputs (2000 resamples).",
+        "",
+        "| metric | selection | difference | 95% interval |",
+        "|---|---|---:|---:|",
+    ]
     for k, sels in rep["versus"].items():
         for sel, v in sels.items():
             mean, low, high = (_fmt(v[x], rep["metrics"][k].get("unit", "")) for x in ("mean", "low", "high"))

@@ -40,8 +40,10 @@ def setup_weights() -> list[str]:
     from .efficientnet import EfficientNetLite0
     from .vgg_hed import VGG16HED
 
-    done = [(weights.HED, weights.convert(weights.HED, VGG16HED)),
-            (weights.EFFICIENTNET, weights.convert(weights.EFFICIENTNET, EfficientNetLite0))]
+    done = [
+        (weights.HED, weights.convert(weights.HED, VGG16HED)),
+        (weights.EFFICIENTNET, weights.convert(weights.EFFICIENTNET, EfficientNetLite0)),
+    ]
     return [f"{s.name}: {path} (sha256 {s.tensors_sha256[:16]}…)" for s, path in done]
 
 
@@ -67,4 +69,6 @@ def describe(backbone: nn.Module, images: torch.Tensor, batch: int = 8) -> tuple
 def describe_global(backbone: nn.Module, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Global descriptors only (B, G): what the bank stores for every exemplar."""
     device = next(backbone.parameters()).device
-    return torch.cat([global_descriptor(backbone(images[i : i + batch].to(device))).cpu() for i in range(0, len(images), batch)])
+    return torch.cat(
+        [global_descriptor(backbone(images[i : i + batch].to(device))).cpu() for i in range(0, len(images), batch)]
+    )

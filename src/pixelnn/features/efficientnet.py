@@ -42,8 +42,15 @@ TAP_CHANNELS = (16, 24, 40, 112, 320)  # D = 512 hypercolumn dims; global G = 32
 HEAD_CHANNELS = 1280
 STEM_CHANNELS = 32
 # Lite0's stages: (blocks, kernel, stride of the first block, expansion, output channels).
-STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-          (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 BN_EPS = 1e-3
 CLASSES = 1000
 DROPOUT = 0.2

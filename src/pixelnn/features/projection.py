@@ -22,8 +22,10 @@ from ..errors import ConfigError
 def fit_projection(samples: torch.Tensor, dim: int) -> torch.Tensor:
     """samples (n, D) pixel descriptors -> basis (dim, D), orthonormal rows, by decreasing energy."""
     if dim < 1 or dim > samples.shape[1]:
-        raise ConfigError(f"reduced descriptors (--descriptors) must have 1..{samples.shape[1]} dimensions "
-                          f"(the backbone's pixel descriptor size), got {dim}")
+        raise ConfigError(
+            f"reduced descriptors (--descriptors) must have 1..{samples.shape[1]} dimensions "
+            f"(the backbone's pixel descriptor size), got {dim}"
+        )
     x = samples.double()
     moment = x.T @ x / len(x)  # (D, D)
     evals, evecs = torch.linalg.eigh(moment)  # ascending

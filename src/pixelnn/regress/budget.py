@@ -34,7 +34,9 @@ class Limits:
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.steps < 0 or self.epochs < 0:
-            raise ConfigError(f"training limits must be positive: {self.seconds} s, {self.steps} steps, {self.epochs} epochs")
+            raise ConfigError(
+                f"training limits must be positive: {self.seconds} s, {self.steps} steps, {self.epochs} epochs"
+            )
         if math.isinf(self.seconds) and not self.steps and not self.epochs:
             raise ConfigError("give a training budget: minutes, steps or epochs")
 
@@ -109,8 +111,12 @@ def run(
     `history`, that list is also written there as JSON lines after every epoch, for plotting.
     """
     per_epoch = max(n // batch, 1)
-    bar = tqdm(total=100, initial=round(100 * progress(state, limits, per_epoch)), desc=desc,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}|")
+    bar = tqdm(
+        total=100,
+        initial=round(100 * progress(state, limits, per_epoch)),
+        desc=desc,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}|",
+    )
     last_save = time.monotonic()
     while progress(state, limits, per_epoch) < 1.0:
         losses: list[dict[str, float]] = []
@@ -124,8 +130,10 @@ def run(
             state["step"] += 1
             first = next(iter(losses[-1]))
             bar.n = round(100 * progress(state, limits, per_epoch, i + 1))
-            bar.set_description_str(f"{desc} (step {state['step']}, epoch {state['epoch'] + 1}, "
-                                    f"{state['elapsed_s'] / 60:.1f} min, {first} {np.mean([v[first] for v in losses[-20:]]):.4f})")
+            bar.set_description_str(
+                f"{desc} (step {state['step']}, epoch {state['epoch'] + 1}, "
+                f"{state['elapsed_s'] / 60:.1f} min, {first} {np.mean([v[first] for v in losses[-20:]]):.4f})"
+            )
             if time.monotonic() - last_save > save_every_s:
                 save()
                 last_save = time.monotonic()
@@ -133,8 +141,15 @@ def run(
                 break
         state["epoch"] += 1  # passes over the data, the last one possibly cut short by the budget
         means = {k: float(np.mean([v[k] for v in losses])) for k in losses[0]}
-        state["history"].append({"epoch": state["epoch"], "step": state["step"], "elapsed_s": state["elapsed_s"],
-                                 "images_per_s": images / max(seconds, 1e-9), **means})
+        state["history"].append(
+            {
+                "epoch": state["epoch"],
+                "step": state["step"],
+                "elapsed_s": state["elapsed_s"],
+                "images_per_s": images / max(seconds, 1e-9),
+                **means,
+            }
+        )
         if history is not None:
             write_history(history, state["history"])
     bar.close()

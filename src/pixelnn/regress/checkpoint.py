@@ -150,7 +150,9 @@ def read_legacy(path: Path, what: str, trust_pickle: bool = False) -> dict:
     except Exception as e:  # noqa: BLE001 - a damaged file, or one that is not plain data: refused, never run
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         if "weights only load failed" not in first.lower():
-            raise ConfigError(f"{path} is not a readable {what} checkpoint ({e.__class__.__name__}: {first[:200]})") from None
+            raise ConfigError(
+                f"{path} is not a readable {what} checkpoint ({e.__class__.__name__}: {first[:200]})"
+            ) from None
         raise ConfigError(
             f"{path} is not a readable {what} checkpoint: it is an old torch.save file that holds more than "
             f"tensors and numbers, which PixelNN no longer unpickles because that can run code. Only if you trust "
@@ -207,7 +209,9 @@ def load_model(path: Path) -> UNet:
         model = UNet(Stage1Config.from_dict(blob["config"]))
         model.load_state_dict(blob["model"])
     except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a config or weights that do not fit the network
-        raise ConfigError(f"{path} is damaged: its weights do not fit its configuration ({e.__class__.__name__}: {_first_line(e)})") from None
+        raise ConfigError(
+            f"{path} is damaged: its weights do not fit its configuration ({e.__class__.__name__}: {_first_line(e)})"
+        ) from None
     return model.eval()
 
 

@@ -93,6 +93,9 @@ def convert_folder(folder: Path, keep_old: bool = False, trust_pickle: bool = Fa
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder: give the model folder made by `pixelnn train` (or train-pix2pix)")
-    done = [line for line in (_convert_stage1(folder, keep_old, trust_pickle),
-                              _convert_pix2pix(folder, keep_old, trust_pickle)) if line]
+    done = [
+        line
+        for line in (_convert_stage1(folder, keep_old, trust_pickle), _convert_pix2pix(folder, keep_old, trust_pickle))
+        if line
+    ]
     return done or [f"{folder} holds no old checkpoint (stage1.pt, pix2pix.pt): nothing to convert"]

@@ -82,8 +82,10 @@ def cpu_summary() -> dict:
 
 def describe_cpu() -> str:
     c = cpu_summary()
-    return (f"{c['model']} ({', '.join(c['flags']) or 'no AVX2'}; torch {c['torch_capability']}, "
-            f"native bf16 {'yes' if c['native_bf16'] else 'no'}, {c['threads']} threads)")
+    return (
+        f"{c['model']} ({', '.join(c['flags']) or 'no AVX2'}; torch {c['torch_capability']}, "
+        f"native bf16 {'yes' if c['native_bf16'] else 'no'}, {c['threads']} threads)"
+    )
 
 
 def check(precision: str) -> str:
@@ -122,8 +124,13 @@ def choose(precision: str, trial: Callable[[Choice], None], repeats: int = 2) ->
     channels_last = best_of[pick][1]
     probe = ", ".join(f"{p}{'+channels_last' if cl else ''} {t * 1000:.0f} ms" for (p, cl), t in timings.items())
     why = {
-        "fp32": "fixed by --precision" if precision == "fp32" else (
-            "bf16 not measurably faster" if native else "no native bf16 on this CPU (it would be emulated, many times slower)"),
+        "fp32": "fixed by --precision"
+        if precision == "fp32"
+        else (
+            "bf16 not measurably faster"
+            if native
+            else "no native bf16 on this CPU (it would be emulated, many times slower)"
+        ),
         "bf16": "fixed by --precision" if precision == "bf16" else "native bf16, measured faster",
     }[pick]
     note = f"{pick}{', channels_last' if channels_last else ''} ({why}; one step: {probe})"

@@ -75,8 +75,12 @@ def _card_data(config: dict) -> list[str]:
     """Table rows: where the data came from and what the model maps to what."""
     data = config.get("data") or {}
     source = data.get("source") or "not recorded"
-    rows = [f"| data | {source}" + (f" (targets: {data['targets']})" if data.get("targets") else "")
-            + (f", {data['pairs']} pair files" if data.get("pairs") else "") + " |"]
+    rows = [
+        f"| data | {source}"
+        + (f" (targets: {data['targets']})" if data.get("targets") else "")
+        + (f", {data['pairs']} pair files" if data.get("pairs") else "")
+        + " |"
+    ]
     signal = config.get("signal", "?")
     if signal == "lowres":
         signal += f" (photos downsampled by {config.get('factor', 8)})"
@@ -91,8 +95,10 @@ def _card_model(config: dict) -> list[str]:
     s1 = config.get("stage1") or {}
     rows = [f"| output size | {config.get('size', s1.get('size', '?'))} x {config.get('size', s1.get('size', '?'))} |"]
     if s1:
-        rows.append(f"| stage 1 | U-Net, input {s1.get('input_size')} x {s1.get('input_size')} x {s1.get('in_channels')}, "
-                    f"width {s1.get('width')}, {s1.get('levels')} levels{', residual' if s1.get('residual') else ''} |")
+        rows.append(
+            f"| stage 1 | U-Net, input {s1.get('input_size')} x {s1.get('input_size')} x {s1.get('in_channels')}, "
+            f"width {s1.get('width')}, {s1.get('levels')} levels{', residual' if s1.get('residual') else ''} |"
+        )
     rows.append(f"| pixel descriptors | {config.get('backbone', 'vgg16-hed')} |")
     return rows
 
@@ -105,11 +111,15 @@ def _card_training(config: dict, metrics: dict) -> list[str]:
         return ["| training | not recorded |"]
     precision = (t.get("precision") or {}).get("precision", "?")
     pairs = f" over {t['pairs']} training pairs" if t.get("pairs") else ""
-    rows = [f"| training | {t['steps']} steps, {t['epochs']:g} epochs{pairs}, {t['minutes']:.1f} min, precision {precision} |"]
+    rows = [
+        f"| training | {t['steps']} steps, {t['epochs']:g} epochs{pairs}, {t['minutes']:.1f} min, precision {precision} |"
+    ]
     if asked:
         limits = ", ".join(f"{k} {asked[k]}" for k in ("steps", "epochs", "minutes") if asked.get(k))
-        rows.append(f"| asked for | {limits or 'the default budget'}, batch {asked.get('batch')}, "
-                    f"weight decay {asked.get('weight_decay', 0.0):g} |")
+        rows.append(
+            f"| asked for | {limits or 'the default budget'}, batch {asked.get('batch')}, "
+            f"weight decay {asked.get('weight_decay', 0.0):g} |"
+        )
     return rows
 
 
@@ -118,7 +128,10 @@ def _card_psnr(metrics: dict) -> list[str]:
     splits = [s for s in ("train", "val") if s in metrics]
     if not splits:
         return ["Stage 1 has not been measured (no metrics.json)."]
-    lines = ["| split | stage 1 | " + " | ".join(CARD_BASELINES.values()) + " |", "|---|---:|" + "---:|" * len(CARD_BASELINES)]
+    lines = [
+        "| split | stage 1 | " + " | ".join(CARD_BASELINES.values()) + " |",
+        "|---|---:|" + "---:|" * len(CARD_BASELINES),
+    ]
     for split in splits:
         m = metrics[split]
         cells = [f"{m[k]:.2f} dB" if k in m else "n/a" for k in CARD_BASELINES]
@@ -133,9 +146,15 @@ def _card_bank(bank: dict | None, where: str) -> list[str]:
     if not bank:
         return ["No exemplar bank yet: build one with `pixelnn index --model THIS_FOLDER --data ...`."]
     desc = bank.get("descriptors")
-    search = f"reduced {desc['dim']}-dim pixel descriptors (fast search)" if desc else "no reduced descriptors (exact search)"
-    return [f"{sum(s['count'] for s in bank['shards'])} exemplars in {len(bank['shards'])} shard(s) at `{where}`, "
-            f"{bank.get('backbone', '?')} descriptors, {search}."]
+    search = (
+        f"reduced {desc['dim']}-dim pixel descriptors (fast search)"
+        if desc
+        else "no reduced descriptors (exact search)"
+    )
+    return [
+        f"{sum(s['count'] for s in bank['shards'])} exemplars in {len(bank['shards'])} shard(s) at `{where}`, "
+        f"{bank.get('backbone', '?')} descriptors, {search}."
+    ]
 
 
 def model_card(config: dict, metrics: dict, bank: dict | None = None, bank_where: str = "bank/") -> str:
@@ -147,15 +166,29 @@ def model_card(config: dict, metrics: dict, bank: dict | None = None, bank_where
     >>> "| data | shoes/train |" in card and "No exemplar bank yet" in card
     True
     """
-    title = f"# PixelNN model: {config.get('signal', '?')} -> {config.get('size', '?')} x {config.get('size', '?')} photo"
+    title = (
+        f"# PixelNN model: {config.get('signal', '?')} -> {config.get('size', '?')} x {config.get('size', '?')} photo"
+    )
     table = ["| | |", "|---|---|", *_card_data(config), *_card_model(config), *_card_training(config, metrics)]
     parts = [
-        [title, "", "Written by PixelNN; updated by `pixelnn train` and `pixelnn index`. Do not edit: it is rewritten."],
+        [
+            title,
+            "",
+            "Written by PixelNN; updated by `pixelnn train` and `pixelnn index`. Do not edit: it is rewritten.",
+        ],
         table,
         ["## Stage-1 PSNR", "", *_card_psnr(metrics)],
         ["## Exemplar bank", "", *_card_bank(bank, bank_where)],
-        ["## Use", "", "```python", "import pixelnn", "", 'model = pixelnn.load("THIS_FOLDER")',
-         "result = model.synthesize(x)  # x: an input signal, uint8 (h, w, c)", "```"],
+        [
+            "## Use",
+            "",
+            "```python",
+            "import pixelnn",
+            "",
+            'model = pixelnn.load("THIS_FOLDER")',
+            "result = model.synthesize(x)  # x: an input signal, uint8 (h, w, c)",
+            "```",
+        ],
     ]
     return "\n\n".join("\n".join(p) for p in parts) + "\n"
 

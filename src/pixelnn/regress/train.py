@@ -116,8 +116,18 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, stage1: Stage1Config, cfg
     def save() -> None:
         checkpoint.save(path, model, {**state, "optimizer": opt.state_dict()})
 
-    budget.run(state, len(x), cfg.batch, limits, step, save, desc="training stage 1", rng=rng,
-               save_every_s=cfg.save_every_s, history=path.parent / budget.HISTORY)
+    budget.run(
+        state,
+        len(x),
+        cfg.batch,
+        limits,
+        step,
+        save,
+        desc="training stage 1",
+        rng=rng,
+        save_every_s=cfg.save_every_s,
+        history=path.parent / budget.HISTORY,
+    )
     return model.to(memory_format=torch.contiguous_format).eval()
 
 

@@ -68,5 +68,9 @@ def figure(image: np.ndarray, corr: Correspondence, exemplars: dict[int, np.ndar
     shares = dict(corr.shares())
     for pos, ex in zip(RING, shown):
         r, c = pos
-        draw.text(((2 + c * cell + 4) * scale, (2 + r * cell + 4) * scale), f"#{ex} {100 * shares[ex]:.0f}%", fill=(255, 255, 255))
+        draw.text(
+            ((2 + c * cell + 4) * scale, (2 + r * cell + 4) * scale),
+            f"#{ex} {100 * shares[ex]:.0f}%",
+            fill=(255, 255, 255),
+        )
     return np.asarray(picture)

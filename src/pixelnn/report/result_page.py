@@ -1,11 +1,11 @@
 """Write a synthesis result as files people look at: PNGs, correspondence maps and an HTML page.
 
-    out/<input>/input.png, stage1.png, target.png (when known)
-    out/<input>/cand-00_1-1-1.png            a candidate, named by n-first-window
-    out/<input>/cand-00_1-1-1.corr.npz       its correspondences: exemplar, sy, sx, sim (each (S, S))
-    out/<input>/cand-00_1-1-1.corr.png       the Figure-5 picture
-    out/<input>/index.html                   everything above on one page
-    out/index.html                           links to every input's page
+out/<input>/input.png, stage1.png, target.png (when known)
+out/<input>/cand-00_1-1-1.png            a candidate, named by n-first-window
+out/<input>/cand-00_1-1-1.corr.npz       its correspondences: exemplar, sy, sx, sim (each (S, S))
+out/<input>/cand-00_1-1-1.corr.png       the Figure-5 picture
+out/<input>/index.html                   everything above on one page
+out/index.html                           links to every input's page
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from ..search.pixel_match import WHOLE
 from ..synth.pipeline import Result
 from .correspondence import figure
 
-_ENV = Environment(loader=PackageLoader("pixelnn.report", "templates"), autoescape=select_autoescape(["html"]),
-                   undefined=StrictUndefined, keep_trailing_newline=False)
+_ENV = Environment(
+    loader=PackageLoader("pixelnn.report", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    keep_trailing_newline=False,
+)
 
 
 def render(template: str, **values) -> str:
@@ -71,14 +75,21 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
         if i < 12 or cand.spec.window == WHOLE and cand.spec.n > 1:
             sources.append(cands[-1])
     neighbours = ", ".join(f"#{i} ({s:.3f})" for i, s in zip(result.neighbours, result.neighbour_sims))
-    page = render("result.html", title=title, head=head, width=w, candidates=cands, sources=sources,
-                  neighbours=neighbours)
+    page = render(
+        "result.html", title=title, head=head, width=w, candidates=cands, sources=sources, neighbours=neighbours
+    )
     write_text(folder / "index.html", page)
     return folder / "index.html"
 
 
-def write_index(out: Path, pages: list[Path], title: str = "PixelNN results", intro: str = "",
-                facts: list[tuple[str, str]] = (), warnings: list[str] = ()) -> Path:
+def write_index(
+    out: Path,
+    pages: list[Path],
+    title: str = "PixelNN results",
+    intro: str = "",
+    facts: list[tuple[str, str]] = (),
+    warnings: list[str] = (),
+) -> Path:
     """A page linking every result page, showing each input's first candidates.
 
     intro: a sentence; facts: (name, value) rows of a small table; warnings: shown in red. All plain text.

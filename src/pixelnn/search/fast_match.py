@@ -68,7 +68,9 @@ def _local_geometry(H: int, W: int, B: int, r: int, windows: tuple[int, ...], de
     return nby, nbx, out, qy.to(device), qx.to(device), ((qy < H) & (qx < W)).to(device)
 
 
-def match_local_blocks(q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8, tie: float = 0.0) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def match_local_blocks(
+    q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8, tie: float = 0.0
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Exact best match within each small window, for all K exemplars; see module docstring.
 
     tie: similarities within `tie` of the best count as equal, and the nearest of them wins.
@@ -127,7 +129,9 @@ def _cell_geometry(H: int, W: int, f: int, halo: int, device: str = "cpu"):
     return (h, w, *(t.to(device) for t in tensors))
 
 
-def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4, top: int = 3, halo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def match_whole_coarse_to_fine(
+    q: torch.Tensor, E: torch.Tensor, factor: int = 4, top: int = 3, halo: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate best match over the whole image for all K exemplars: (sim, j), each (K, H, W)."""
     H, W, d = q.shape
     K = E.shape[0]
@@ -155,7 +159,9 @@ def match_whole_coarse_to_fine(q: torch.Tensor, E: torch.Tensor, factor: int = 4
 SEED_WINDOW = 5  # the whole-image search also keeps the exact best of this neighbourhood
 
 
-def match_all(q: torch.Tensor, E: torch.Tensor, windows: list[int], tie: float = 0.0, **whole_options) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def match_all(
+    q: torch.Tensor, E: torch.Tensor, windows: list[int], tie: float = 0.0, **whole_options
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Every window for every exemplar: small windows exactly by blocks, WHOLE coarse-to-fine.
 
     The whole-image answer is the better of coarse-to-fine and the exact 5 x 5 neighbourhood, so

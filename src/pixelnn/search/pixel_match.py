@@ -36,7 +36,10 @@ def match_local(q: torch.Tensor, e: torch.Tensor, windows: list[int]) -> dict[in
     dev = q.device
     ys = torch.arange(H, device=dev).view(H, 1).expand(H, W)
     xs = torch.arange(W, device=dev).view(1, W).expand(H, W)
-    best = {w: (torch.full((H, W), -torch.inf, device=dev), torch.zeros((H, W), dtype=torch.long, device=dev)) for w in windows}
+    best = {
+        w: (torch.full((H, W), -torch.inf, device=dev), torch.zeros((H, W), dtype=torch.long, device=dev))
+        for w in windows
+    }
     for dy, dx in offsets(biggest):
         shifted = ep[:, r + dy : r + dy + H, r + dx : r + dx + W]
         sim = (q * shifted).sum(0)  # (H, W)
@@ -62,7 +65,9 @@ def _window_mask(rows: torch.Tensor, H: int, W: int, window: int) -> torch.Tenso
     return (dy >= lo) & (dy <= hi) & (dx >= lo) & (dx <= hi)
 
 
-def match_dense(q: torch.Tensor, e: torch.Tensor, window: int = WHOLE, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def match_dense(
+    q: torch.Tensor, e: torch.Tensor, window: int = WHOLE, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Best match per pixel by chunked matrix products; exact for any window."""
     D, H, W = q.shape
     P = H * W
@@ -86,7 +91,9 @@ def match_dense(q: torch.Tensor, e: torch.Tensor, window: int = WHOLE, chunk: in
 def match(q: torch.Tensor, e: torch.Tensor, windows: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Best match for each window: small windows share one local pass, others use match_dense."""
     if q.shape != e.shape or q.ndim != 3:
-        raise ValueError(f"query and exemplar descriptors must both be (D, H, W); got {tuple(q.shape)} and {tuple(e.shape)}")
+        raise ValueError(
+            f"query and exemplar descriptors must both be (D, H, W); got {tuple(q.shape)} and {tuple(e.shape)}"
+        )
     small = [w for w in windows if w != WHOLE and w <= LOCAL_MAX]
     out = match_local(q, e, small) if small else {}
     for w in windows:

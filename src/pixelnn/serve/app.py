@@ -62,7 +62,8 @@ class Gate:
         if not self._semaphore.acquire(timeout=self.wait_s):
             raise params.RequestError(
                 f"the server is busy: {self.slots} syntheses are running and none finished within "
-                f"{self.wait_s:g} s; try again in a moment", 503
+                f"{self.wait_s:g} s; try again in a moment",
+                503,
             )
         try:
             yield
@@ -170,7 +171,11 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
             bank_size=len(bank),
             labels=params.label_choices(bank.labels),
             photo_inputs=inputs.makes_inputs_from_photos(model),
-            drawing="edge map" if model.config["signal"] in EDGE_SIGNALS else "photo" if inputs.makes_inputs_from_photos(model) else "input",
+            drawing="edge map"
+            if model.config["signal"] in EDGE_SIGNALS
+            else "photo"
+            if inputs.makes_inputs_from_photos(model)
+            else "input",
             grids=params.GRIDS,
             search=model.search,
             default_grid="paper72" if model.search == "fast" else params.DEFAULT_GRID,  # fast: all 72 in ~0.4 s
@@ -180,7 +185,10 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
 
     @app.get("/api/examples")
     def example_list():
-        items = [{"index": i, "name": e.name, "kind": e.kind, "thumb": f"/api/examples/{i}/thumb.png"} for i, e in enumerate(examples.items)]
+        items = [
+            {"index": i, "name": e.name, "kind": e.kind, "thumb": f"/api/examples/{i}/thumb.png"}
+            for i, e in enumerate(examples.items)
+        ]
         return jsonify(examples=items)
 
     @app.get("/api/examples/<int:i>/thumb.png")
@@ -236,7 +244,12 @@ def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_
             "like_k": params.like_k(form, len(model.bank)),
             "copy": params.copy_mode(form),
         }
-        shown = {"grid": grid_name, "labels": control["labels"], "ids": control["exemplar_ids"], "copy": control["copy"]}
+        shown = {
+            "grid": grid_name,
+            "labels": control["labels"],
+            "ids": control["exemplar_ids"],
+            "copy": control["copy"],
+        }
         shown["like_k"] = control["like_k"] if like is not None else None
         return control, shown
 

@@ -106,4 +106,6 @@ def _from_bank(model, limit: int) -> list[Example]:
     bank = model.bank
     step = max(len(bank) // limit, 1)
     picks = list(range(0, len(bank), step))[:limit]
-    return [Example(f"bank #{i}" + (f" ({bank.labels[i]})" if bank.labels[i] else ""), "bank", bank_id=i) for i in picks]
+    return [
+        Example(f"bank #{i}" + (f" ({bank.labels[i]})" if bank.labels[i] else ""), "bank", bank_id=i) for i in picks
+    ]

@@ -54,7 +54,9 @@ def grid(form) -> tuple[str, list[grids.Spec]]:
     if len(windows) > MAX_WINDOWS:
         raise RequestError(f"the grid uses {len(windows)} window sizes; the server allows {MAX_WINDOWS}")
     if grids.neighbours_needed(specs) > MAX_NEIGHBOURS:
-        raise RequestError(f"the grid reaches neighbour rank {grids.neighbours_needed(specs)}; the server goes to {MAX_NEIGHBOURS}")
+        raise RequestError(
+            f"the grid reaches neighbour rank {grids.neighbours_needed(specs)}; the server goes to {MAX_NEIGHBOURS}"
+        )
     return value, specs
 
 

@@ -36,7 +36,9 @@ def read_file(files, name: str, what: str) -> bytes | None:
     return data
 
 
-def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS, need: int | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS, need: int | None = None
+) -> np.ndarray:
     """Bytes of a PNG/JPEG/WebP/BMP/GIF file -> (H, W, 3) uint8 RGB, upright, alpha over white.
 
     The declared size is checked before decoding; need: the side the caller uses (a JPEG is then

@@ -66,13 +66,24 @@ def _agreement(rank: np.ndarray, j: np.ndarray, owner: np.ndarray, r_opt: np.nda
         ys, xs = slice(max(-dy, 0), H + min(-dy, 0)), slice(max(-dx, 0), W + min(-dx, 0))  # p with p + e inside
         yn, xn = slice(max(dy, 0), H + min(dy, 0)), slice(max(dx, 0), W + min(dx, 0))  # p + e
         inside = (sy[ys, xs] + dy >= 0) & (sy[ys, xs] + dy < H) & (sx[ys, xs] + dx >= 0) & (sx[ys, xs] + dx < W)
-        same = (rank[yn, xn] == r_opt[ys, xs]) & (j[yn, xn] == j_opt[ys, xs] + dy * W + dx) & (owner[yn, xn] == owner[ys, xs])
+        same = (
+            (rank[yn, xn] == r_opt[ys, xs])
+            & (j[yn, xn] == j_opt[ys, xs] + dy * W + dx)
+            & (owner[yn, xn] == owner[ys, xs])
+        )
         count[ys, xs] += inside & same
     return count
 
 
-def coherent(sim: np.ndarray, rank: np.ndarray, j: np.ndarray, owner: np.ndarray, sim_of: SimFn,
-             tau: float = COHERENCE_TAU, passes: int = PASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def coherent(
+    sim: np.ndarray,
+    rank: np.ndarray,
+    j: np.ndarray,
+    owner: np.ndarray,
+    sim_of: SimFn,
+    tau: float = COHERENCE_TAU,
+    passes: int = PASSES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The coherence prior over an Eq. 3 map (sim, rank, j (H, W)); returns the new (sim, rank, j).
 
     Each pixel chooses among its current source and its 4 neighbours' sources continued to it, those

@@ -73,8 +73,14 @@ def rebuild(corr: Correspondence, fq: np.ndarray, f_of, y_of) -> np.ndarray:
     return compose(fq, np.asarray(f_of(ids), np.float32), np.asarray(y_of(ids), np.float32), rank, j, correction)
 
 
-def compose(fq: np.ndarray, f_ex: np.ndarray, y_ex: np.ndarray, rank: np.ndarray, j: np.ndarray,
-            correction: np.ndarray | None = None) -> np.ndarray:
+def compose(
+    fq: np.ndarray,
+    f_ex: np.ndarray,
+    y_ex: np.ndarray,
+    rank: np.ndarray,
+    j: np.ndarray,
+    correction: np.ndarray | None = None,
+) -> np.ndarray:
     """fq (H, W, 3), f_ex and y_ex (K, H, W, 3) float32 in [0, 1]; rank, j (H, W) -> (H, W, 3) in [0, 1].
 
     correction (H, W, 3): added before clipping (patch voting's, synth/coherence.vote_correction)."""

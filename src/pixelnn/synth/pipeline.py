@@ -1,10 +1,10 @@
 """The Python API: load a trained model with its bank and synthesize many outputs for an input.
 
-    model = PixelNN.load("runs/celeba")          # or pixelnn.load("runs/celeba")
-    result = model.synthesize(x)                 # x: the input signal, uint8 (h, w, c)
-    result.candidates[0].image                   # (S, S, 3) float in [0, 1]
-    result.candidates[0].corr.exemplar           # (S, S) bank id each pixel was copied from
-    model.save("models/celeba-copy")             # a model folder that PixelNN.load opens
+model = PixelNN.load("runs/celeba")          # or pixelnn.load("runs/celeba")
+result = model.synthesize(x)                 # x: the input signal, uint8 (h, w, c)
+result.candidates[0].image                   # (S, S, 3) float in [0, 1]
+result.candidates[0].corr.exemplar           # (S, S) bank id each pixel was copied from
+model.save("models/celeba-copy")             # a model folder that PixelNN.load opens
 """
 
 from __future__ import annotations
@@ -185,7 +185,9 @@ class PixelNN:
         if search not in SEARCHES:
             raise ConfigError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         if search == "fast" and not has_desc:
-            raise ConfigError(f"the fast search needs a bank with reduced descriptors; rebuild {bank.root} with --descriptors 64")
+            raise ConfigError(
+                f"the fast search needs a bank with reduced descriptors; rebuild {bank.root} with --descriptors 64"
+            )
         self.search = "fast" if search == "fast" or (search == "auto" and has_desc) else "exact"
         self.basis = torch.from_numpy(self._projection()).to(self.device) if has_desc else None
 
@@ -203,7 +205,9 @@ class PixelNN:
         return basis
 
     @classmethod
-    def load(cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu") -> PixelNN:
+    def load(
+        cls, run: str | Path, bank: str | Path | None = None, search: str = "auto", device: str = "cpu"
+    ) -> PixelNN:
         """Open a model folder (config.json, stage1.safetensors) and its bank (default: run/bank).
 
         device: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' (CUDA when available). The networks and the
@@ -352,8 +356,13 @@ class PixelNN:
         check_mode(copy)
         specs = self.checked_grid(grid)
         if like is not None and like_k < 1:
-            raise ConfigError(f"like_k (how many exemplars like the example image to keep) must be at least 1, got {like_k}")
-        sets = [ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k), *[r.checked(S) for r in regions]]
+            raise ConfigError(
+                f"like_k (how many exemplars like the example image to keep) must be at least 1, got {like_k}"
+            )
+        sets = [
+            ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k),
+            *[r.checked(S) for r in regions],
+        ]
         subsets = [self.restrict(s) for s in sets]  # validate every restriction before any heavy work
         specs, notes = self._reachable(specs, sets, subsets)
         with timed(profile, "stage 1"):
@@ -369,7 +378,9 @@ class PixelNN:
             raise ConfigError("the global search found too few exemplars for any candidate of the grid")
         with timed(profile, "candidates"):
             owner = region_owner([s.mask for s in sets], (S, S))  # (S, S) index of the set each pixel uses
-            stacked = Pool(*(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {})
+            stacked = Pool(
+                *(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {}
+            )
             residual = (stacked.y_ex - stacked.f_ex).reshape(len(stacked.ids), S * S, 3)
             sim_of = self._sim_fn(q, pools) if copy.startswith("coherent") else None
             made = [self._candidate(spec, pools, stacked, residual, owner, fq, copy, sim_of) for spec in specs]
@@ -396,7 +407,9 @@ class PixelNN:
             self._pixel_dim = int(q.shape[-1] if self.search == "fast" else q.shape[0])
         return self._pixel_dim
 
-    def _reachable(self, specs: list[grids.Spec], sets: list[ExemplarSet], subsets: list) -> tuple[list[grids.Spec], list[str]]:
+    def _reachable(
+        self, specs: list[grids.Spec], sets: list[ExemplarSet], subsets: list
+    ) -> tuple[list[grids.Spec], list[str]]:
         """(candidates whose first neighbour rank every exemplar set has, notes): a warning (and a
         note) names those dropped, and a ConfigError says when none is left."""
         sizes = [len(self.bank) if sub is None else len(sub) for sub in subsets]
@@ -428,8 +441,16 @@ class PixelNN:
         q, gq = describe(self.backbone, image)
         return q[0], gq.cpu()
 
-    def _pool(self, q: torch.Tensor, gq: torch.Tensor, K: int, subset, windows: list[int], profile=None,
-              keep_desc: bool = False) -> Pool:
+    def _pool(
+        self,
+        q: torch.Tensor,
+        gq: torch.Tensor,
+        K: int,
+        subset,
+        windows: list[int],
+        profile=None,
+        keep_desc: bool = False,
+    ) -> Pool:
         """Global neighbours within `subset` and their best matches per (window, rank)."""
         with timed(profile, "global search"):
             sims, ids = self.bank.search(gq.numpy(), K, subset)
@@ -439,7 +460,9 @@ class PixelNN:
             f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
             y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
             if self.search == "fast":
-                E = F.normalize(torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)).to(self.device), dim=-1)  # (K, S, S, d)
+                E = F.normalize(
+                    torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)).to(self.device), dim=-1
+                )  # (K, S, S, d)
         with timed(profile, "pixel matching"):
             if self.search == "fast":
                 found = match_all(q, E, windows, tie=FLOAT16_TIE)
@@ -475,8 +498,17 @@ class PixelNN:
 
         return sim_of
 
-    def _candidate(self, spec: grids.Spec, pools: list[Pool], stacked: Pool, residual: np.ndarray, owner: np.ndarray,
-                   fq: np.ndarray, copy: str, sim_of) -> tuple[Candidate, dict[str, float]]:
+    def _candidate(
+        self,
+        spec: grids.Spec,
+        pools: list[Pool],
+        stacked: Pool,
+        residual: np.ndarray,
+        owner: np.ndarray,
+        fq: np.ndarray,
+        copy: str,
+        sim_of,
+    ) -> tuple[Candidate, dict[str, float]]:
         """One candidate: per pixel the best source in its pool(s), made coherent and voted as `copy`
         asks, composed; `stacked` holds every pool's exemplars end to end (ranks of pool p are offset by
         the sizes of pools before it) and `residual` their y - f(x) as (K, S*S, 3). Returns it with the
@@ -485,7 +517,11 @@ class PixelNN:
         if len(pools) == 1:
             sim, rank, j = (t.numpy() for t in choose(pools[0].matches, spec, len(pools[0].ids)))
         else:
-            sim, rank, j = (np.zeros(owner.shape, np.float32), np.zeros(owner.shape, np.int64), np.zeros(owner.shape, np.int64))
+            sim, rank, j = (
+                np.zeros(owner.shape, np.float32),
+                np.zeros(owner.shape, np.int64),
+                np.zeros(owner.shape, np.int64),
+            )
             offset = 0
             for p, pool in enumerate(pools):
                 s, r, jj = (t.numpy() for t in choose(pool.matches, spec, len(pool.ids)))
@@ -495,8 +531,9 @@ class PixelNN:
         if copy.startswith("coherent") and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
             sim, rank, j = coherent(sim, rank, j, owner, sim_of, COHERENCE_TAU)
         weights = vote_weights(j) if copy.endswith("vote") else None
-        corr = Correspondence(stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32),
-                              sim, weights)
+        corr = Correspondence(
+            stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim, weights
+        )
         correction = None if weights is None else vote_correction(rank, j, residual, weights)
         image = compose(fq, stacked.f_ex, stacked.y_ex, rank, j, correction)
         parts = {"seam": -ranking.seam_cost(rank, j, residual), "match": float(sim.mean())}

@@ -40,6 +40,8 @@ def load_generator(path: Path) -> Generator:
         gen = Generator(Pix2PixConfig(**blob["config"]))
         gen.load_state_dict(blob["generator"])
     except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a config or weights that do not fit the network
-        raise ConfigError(f"{path} is damaged: its weights do not fit its configuration ({e.__class__.__name__})") from None
+        raise ConfigError(
+            f"{path} is damaged: its weights do not fit its configuration ({e.__class__.__name__})"
+        ) from None
     gen.requires_grad_(False)
     return gen.eval()

@@ -98,7 +98,9 @@ class Generator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if x.shape[1] != cfg.in_channels or x.shape[-2:] != (cfg.size, cfg.size):
-            raise ValueError(f"the generator expects (B, {cfg.in_channels}, {cfg.size}, {cfg.size}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"the generator expects (B, {cfg.in_channels}, {cfg.size}, {cfg.size}), got {tuple(x.shape)}"
+            )
         skips = []
         h = x
         for block in self.down:

@@ -10,8 +10,9 @@ from .sample import evaluate_psnr
 from .train import Pix2PixTrainConfig, train
 
 
-def train_run(root: Path, x, y, config: dict, train_cfg: Pix2PixTrainConfig, ngf: int = 64, ndf: int = 64,
-              val=None) -> dict:
+def train_run(
+    root: Path, x, y, config: dict, train_cfg: Pix2PixTrainConfig, ngf: int = 64, ndf: int = 64, val=None
+) -> dict:
     """Train (or resume) pix2pix into a folder; returns the metrics written to root/metrics.json.
 
     config: the data description (signal, factor, size, data), written into config.json.

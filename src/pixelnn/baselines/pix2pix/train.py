@@ -50,7 +50,9 @@ def _lr(cfg: Pix2PixTrainConfig, done: float) -> float:
     return cfg.lr * min(1.0, 2.0 * (1.0 - done))
 
 
-def train_step(gen, disc, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor, cfg: Pix2PixTrainConfig, choice: Choice) -> dict[str, float]:
+def train_step(
+    gen, disc, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor, cfg: Pix2PixTrainConfig, choice: Choice
+) -> dict[str, float]:
     """One discriminator and one generator update on x (B, C, S, S), y (B, 3, S, S), both in [-1, 1]."""
     bce = F.binary_cross_entropy_with_logits
     x, y = choice.layout(x), choice.layout(y)
@@ -94,7 +96,9 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
     if path.exists():
         blob = read(path)
         if blob["config"] != model_cfg.to_dict():
-            raise ConfigError(f"{path} holds a pix2pix model with another configuration ({blob['config']}); choose another --out")
+            raise ConfigError(
+                f"{path} holds a pix2pix model with another configuration ({blob['config']}); choose another --out"
+            )
         gen.load_state_dict(blob["generator"])
         disc.load_state_dict(blob["discriminator"])
         opt_g.load_state_dict(blob["opt_g"])
@@ -120,8 +124,18 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
     def checkpoint() -> None:
         save(path, gen, disc, {**state, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
 
-    budget.run(state, len(x), cfg.batch, cfg.limits, step, checkpoint, desc="training pix2pix", rng=rng,
-               save_every_s=cfg.save_every_s, history=path.parent / budget.HISTORY)
+    budget.run(
+        state,
+        len(x),
+        cfg.batch,
+        cfg.limits,
+        step,
+        checkpoint,
+        desc="training pix2pix",
+        rng=rng,
+        save_every_s=cfg.save_every_s,
+        history=path.parent / budget.HISTORY,
+    )
     gen.requires_grad_(False)
     return gen.to(memory_format=torch.contiguous_format).eval()
 
