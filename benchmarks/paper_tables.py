@@ -14,7 +14,8 @@ step writes steps/STEP.json (atomically); a rerun skips finished steps and resum
 redo that step. It can run for hours:
 
     nohup .venv/bin/python benchmarks/paper_tables.py > results/paper_tables.log 2>&1 &
-    .venv/bin/python benchmarks/paper_tables.py --domains faces-lowres edges2shoes --minutes 2 --limit 8   # a quick look
+    .venv/bin/python benchmarks/paper_tables.py --domains faces-lowres edges2shoes --minutes 2 \
+--limit 8   # a quick look
     .venv/bin/python benchmarks/paper_tables.py --table-only        # re-assemble the tables from finished domains
 """
 
@@ -131,7 +132,8 @@ class Runner:
                 log(f"{domain}: {name} already done ({done.get('minutes_taken', 0):.1f} min); skipping")
                 return True
             log(
-                f"{domain}: {name} was done with {done.get('settings')}, now {settings}: running it again (resumes where it can)"
+                f"{domain}: {name} was done with {done.get('settings')}, now {settings}: "
+                "running it again (resumes where it can)"
             )
         log(f"{domain}: {name}: {' '.join(command[2:])}")
         t0 = time.time()
@@ -388,8 +390,14 @@ def render(table: dict, figure_dir: dict | None) -> str:
     lines = [
         "# PixelNN beside pix2pix on real data (the paper's Table 1)",
         "",
-        f"Generated {table['generated']} by `benchmarks/paper_tables.py`. Per domain: stage 1 and pix2pix trained on the",
-        "same training set at the same size with the same wall-clock budget on CPU, the bank built from that training set;",
+        (
+            f"Generated {table['generated']} by `benchmarks/paper_tables.py`. "
+            "Per domain: stage 1 and pix2pix trained on the"
+        ),
+        (
+            "same training set at the same size with the same wall-clock budget on CPU, "
+            "the bank built from that training set;"
+        ),
         "metrics on the first validation inputs. Rand-1: one candidate per input at random (fixed seed); Top-1: the",
         "candidate ranked first by a score from the input alone (agreement with the input and, for PixelNN, the mean",
         "similarity of its copied pixels; never the photo), the same function for every method; Oracle: the best",
@@ -429,7 +437,8 @@ def render(table: dict, figure_dir: dict | None) -> str:
             "",
             f"## {d['title']}",
             "",
-            f"{d['inputs']} validation inputs, signal `{d['signal']}`; full report: `results/paper_tables/{d['report']}`. "
+            f"{d['inputs']} validation inputs, signal `{d['signal']}`; "
+            f"full report: `results/paper_tables/{d['report']}`. "
             "Per-output metrics: Rand-1 / Top-1 / Oracle.",
             "",
             "| method | outputs | "
@@ -497,7 +506,10 @@ def paper_section(domains: dict) -> list[str]:
         "## Beside the paper's Table 1 (edges -> RGB, edge AP, Rand-1 / Oracle)",
         "",
         "The paper's edges come from PixelNet and its pets are Oxford-IIIT head crops; ours are HED edges and whole",
-        "Asirra pet photos, at the size and CPU training minutes given. Compare the gaps between methods, not the values.",
+        (
+            "Asirra pet photos, at the size and CPU training minutes given. "
+            "Compare the gaps between methods, not the values."
+        ),
         "",
         "| domain | method | paper | here | size | train min |",
         "|---|---|---:|---:|---:|---:|",

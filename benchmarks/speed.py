@@ -181,7 +181,8 @@ def main(argv=None) -> int:
     rss_after = rss_gb()
     print(
         f"\nPixelNN search benchmark: bank {n_bank} exemplars, {model.model.cfg.size}x{model.model.cfg.size}, "
-        f"descriptors d={model.bank.manifest['descriptors']['dim']}, {torch.get_num_threads()} threads, {args.inputs} inputs\n"
+        f"descriptors d={model.bank.manifest['descriptors']['dim']}, {torch.get_num_threads()} threads, "
+        f"{args.inputs} inputs\n"
     )
     print("| step | 72 candidates (ms) | 1 candidate K=5 T=5 (ms) |\n|---|---:|---:|")
     for step in prof72:
@@ -210,7 +211,8 @@ def main(argv=None) -> int:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\npeer reference: {gen_name} forward {gen_ms:.1f} ms per input (one output)")
     print(
-        f"resident memory: {rss0:.2f} GB before loading, {rss_after:.2f} GB after loading the bank and timing; peak {maxrss:.2f} GB"
+        f"resident memory: {rss0:.2f} GB before loading, {rss_after:.2f} GB after loading the bank and timing; "
+        f"peak {maxrss:.2f} GB"
     )
     d_used = model.bank.manifest["descriptors"]["dim"]
     whole_fast = [

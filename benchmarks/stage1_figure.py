@@ -1,6 +1,7 @@
 """A picture of what stage 1 learned: per validation photo, the input, its baselines, f(x) and the photo.
 
-    .venv/bin/python benchmarks/stage1_figure.py --model runs/celeba-10 --val ../shared/data/celeba/val --out docs/results/stage1-celeba.png
+    .venv/bin/python benchmarks/stage1_figure.py --model runs/celeba-10 --val ../shared/data/celeba/val \
+--out docs/results/stage1-celeba.png
 
 Columns: the input signal (enlarged, nearest), the baseline stage 1 starts from (bicubic
 upsampling for low-resolution inputs, otherwise the mean training image as stored in the model),

@@ -61,7 +61,8 @@ elif pause != "-":
 print("ready", flush=True)
 while not Path(go).exists():
     time.sleep(0.005)
-m = index_arrays(run, x, y, [f"w{k}/{i}.png" for i in range(n)], [f"w{k}"] * n, bank=bank, descriptors=descriptors, progress=False)
+m = index_arrays(run, x, y, [f"w{k}/{i}.png" for i in range(n)], [f"w{k}"] * n, \
+bank=bank, descriptors=descriptors, progress=False)
 print(json.dumps({"count": m["count"]}), flush=True)
 """
 

@@ -1,4 +1,8 @@
-"""Ruff's lint rules (configured in pyproject.toml's [tool.ruff]) hold over the library, the tests and the benchmarks."""
+"""Ruff (configured in pyproject.toml's [tool.ruff]) holds over the library, the tests and the benchmarks:
+its lint rules find nothing and `ruff format` would change nothing.
+
+ruff is pinned in requirements-test.lock, so a missing ruff fails these tests rather than skipping them.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +25,38 @@ def ruff_executable() -> str | None:
     return shutil.which("ruff")
 
 
-def test_ruff_check_finds_nothing():
+def run_ruff(*args: str) -> subprocess.CompletedProcess:
+    """Run `ruff ARGS src tests benchmarks` from the repository root; fails the test if ruff is not installed."""
     ruff = ruff_executable()
     if ruff is None:
-        pytest.skip("ruff is not installed: `pip install ruff` in the virtual environment to run the lint check")
-    done = subprocess.run(
-        [ruff, "check", "--no-cache", "--output-format", "concise", *CHECKED],
+        pytest.fail(
+            "ruff is not installed (it is pinned in requirements-test.lock): install the test tools: make setup-test",
+            pytrace=False,
+        )
+    return subprocess.run(
+        [ruff, *args, *CHECKED],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_ruff_check_finds_nothing():
+    done = run_ruff("check", "--no-cache", "--output-format", "concise")
     if done.returncode != 0:
         pytest.fail(
             f"`ruff check {' '.join(CHECKED)}` found problems (`ruff check --fix` mends some):\n"
             f"{done.stdout}{done.stderr}",
+            pytrace=False,
+        )
+
+
+def test_ruff_format_changes_nothing():
+    done = run_ruff("format", "--check", "--no-cache")
+    if done.returncode != 0:
+        pytest.fail(
+            f"`ruff format --check {' '.join(CHECKED)}` would reformat files (`ruff format {' '.join(CHECKED)}` "
+            f"does it):\n{done.stdout}{done.stderr}",
             pytrace=False,
         )

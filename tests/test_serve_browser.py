@@ -86,7 +86,8 @@ def shots(tmp_path_factory):
 def wait_for_result(page, count: int | None = None, labels=None) -> dict:
     """Wait until the page shows a finished synthesis (with `labels`, if given); returns its JSON."""
     page.wait_for_function(
-        "([labels]) => !state.busy && state.result && JSON.stringify(state.result.request.labels) === JSON.stringify(labels)",
+        "([labels]) => !state.busy && state.result && "
+        "JSON.stringify(state.result.request.labels) === JSON.stringify(labels)",
         arg=[labels],
     )
     result = page.evaluate("state.result")
@@ -116,7 +117,8 @@ def hover_pixel(page, index: int, px: int, py: int, size: int) -> dict:
     box = page.locator(f'.cand[data-index="{index}"] img').bounding_box()
     page.mouse.move(box["x"] + (px + 0.5) * box["width"] / size, box["y"] + (py + 0.5) * box["height"] / size)
     page.wait_for_function(
-        "([i, x, y]) => { const d = document.getElementById('inspector').dataset; return d.candidate == i && d.px == x && d.py == y; }",
+        "([i, x, y]) => { const d = document.getElementById('inspector').dataset; "
+        "return d.candidate == i && d.px == x && d.py == y; }",
         arg=[index, px, py],
     )
     return page.evaluate("({...document.getElementById('inspector').dataset})")

@@ -25,7 +25,8 @@ TRAIN_EXAMPLES = f"""examples:
   # your own signal: matching file names in two folders
   pixelnn train --data my/normals --targets my/photos --out runs/normals
   # 3000 steps whatever the machine (repeatable), at most 30 minutes; float32 forced
-  pixelnn train --data {DATA}/edges2shoes/train --pairs BtoA --out runs/shoes-3k --steps 3000 --minutes 30 --precision fp32
+  pixelnn train --data {DATA}/edges2shoes/train --pairs BtoA --out runs/shoes-3k --steps 3000 --minutes 30 \
+--precision fp32
 Training resumes where it stopped when run again with the same --out. It prints steps, epochs,
 the precision chosen for this CPU, and stage-1 PSNR beside its baselines (bicubic, mean image)."""
 
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-duplicates",
         action="store_true",
-        help="add exemplars even if the bank already holds the same input and target (default: skip them, so a rerun adds nothing twice)",
+        help="add exemplars even if the bank already holds the same input and target "
+        "(default: skip them, so a rerun adds nothing twice)",
     )
 
     p = verbs.add_parser(
@@ -249,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--region",
         action="append",
         metavar="MASK.png:RULE",
-        help="inside the white pixels of MASK.png copy only from exemplars given by RULE: ids=1,2,3 | label=NAME | like=PHOTO (repeatable; later regions win)",
+        help="inside the white pixels of MASK.png copy only from exemplars given by RULE: "
+        "ids=1,2,3 | label=NAME | like=PHOTO (repeatable; later regions win)",
     )
 
     p = verbs.add_parser(

@@ -81,7 +81,8 @@ def _train_data(args, opts: DataOptions, cache: Path) -> tuple[Prepared, Prepare
     data = load_data(opts, opts.data, opts.labels, cache)
     val = load_data(opts, args.val, None, cache) if args.val else None
     log.info(
-        f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  ({time.time() - t0:.0f} s)"
+        f"data: {len(data.y)} training pairs, input {data.x.shape[1:]} -> output {data.y.shape[1:]}  "
+        f"({time.time() - t0:.0f} s)"
     )
     return data, val
 
@@ -142,7 +143,8 @@ def index(args) -> None:
         allow_duplicates=args.allow_duplicates,
     )
     log.info(
-        f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) at {args.bank or own_bank(args.model)}"
+        f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) "
+        f"at {args.bank or own_bank(args.model)}"
     )
 
 

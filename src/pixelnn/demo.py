@@ -89,7 +89,8 @@ def run_demo(
         out / "results",
         pages,
         title="PixelNN demo",
-        intro=f"Fashion-MNIST shoes and bags, HED edges to image at {SIZE}x{SIZE}; bank of {len(y)} exemplars; 72 candidates each.",
+        intro=f"Fashion-MNIST shoes and bags, HED edges to image at {SIZE}x{SIZE}; "
+        f"bank of {len(y)} exemplars; 72 candidates each.",
         facts=_facts(metrics),
         warnings=[line for line in report if line.startswith("warning")],
     )

@@ -583,7 +583,8 @@ def verify_bank(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
                 problems.append(f"{path}: recorded in meta.json but missing")
             elif (actual := file_sha256(path)) != digest:
                 problems.append(
-                    f"{path}: sha256 is {actual[:16]}..., meta.json recorded {digest[:16]}... when the shard was written"
+                    f"{path}: sha256 is {actual[:16]}..., "
+                    f"meta.json recorded {digest[:16]}... when the shard was written"
                 )
     return problems, unhashed
 

@@ -104,6 +104,7 @@ def check_inputs(model, generator, x: np.ndarray, y: np.ndarray, names: list[str
         gcfg = generator.cfg
         if (gcfg.input_size, gcfg.input_size, gcfg.in_channels) != model.input_shape or gcfg.size != S:
             raise ConfigError(
-                f"the pix2pix model takes {gcfg.input_size}x{gcfg.input_size}x{gcfg.in_channels} inputs to {gcfg.size}x{gcfg.size} "
+                f"the pix2pix model takes {gcfg.input_size}x{gcfg.input_size}x{gcfg.in_channels} inputs "
+                f"to {gcfg.size}x{gcfg.size} "
                 f"outputs; the PixelNN model {model.input_shape} to {S}x{S}: train both on the same data"
             )

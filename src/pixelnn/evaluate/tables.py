@@ -17,25 +17,28 @@ PER_OUTPUT = {
     "psnr": (
         "PSNR",
         "dB",
-        "10 log10(1 / MSE) against the real photo, over all pixels and channels of the uint8 output / 255; MSE floored at 1e-10 (100 dB).",
+        "10 log10(1 / MSE) against the real photo, over all pixels and "
+        "channels of the uint8 output / 255; MSE floored at 1e-10 (100 dB).",
     ),
     "ssim": (
         "SSIM",
         "",
-        "skimage.metrics.structural_similarity(output, photo, channel_axis=-1, data_range=1), default 7x7 uniform window.",
+        "skimage.metrics.structural_similarity(output, photo, "
+        "channel_axis=-1, data_range=1), default 7x7 uniform window.",
     ),
     "consistency_psnr": (
         "input consistency",
         "dB",
-        "PSNR of the output downsampled by the factor (PIL bicubic, exactly as the 12x12 inputs are made) against the input.",
+        "PSNR of the output downsampled by the factor (PIL bicubic, "
+        "exactly as the 12x12 inputs are made) against the input.",
     ),
     "edge_ap": (
         "edge AP",
         "",
-        "HED edge probabilities of the output (scores) against HED edges of the real photo thresholded at 0.5 (labels), "
-        "no non-maximum suppression, every pixel a sample; average precision = sum over distinct score thresholds of "
-        "(R_k - R_{k-1}) P_k (the mean precision at each true positive when scores are distinct). Inputs whose photo "
-        "has no edge pixel are left out.",
+        "HED edge probabilities of the output (scores) against HED edges of the real photo thresholded "
+        "at 0.5 (labels), no non-maximum suppression, every pixel a sample; average precision = sum "
+        "over distinct score thresholds of (R_k - R_{k-1}) P_k (the mean precision at each true "
+        "positive when scores are distinct). Inputs whose photo has no edge pixel are left out.",
     ),
     "spectrum_dist": (
         "spectrum dist",
@@ -46,27 +49,29 @@ PER_OUTPUT = {
     "seam": (
         "seam",
         "",
-        "over all right and down neighbour pairs of output pixels, the mean of max(0, |RGB step in the output| - |RGB step "
-        "between the same pixels of the photo|) (L1, images in [0, 1]), counted only where the two pixels were copied "
-        "from different sources (another exemplar or another offset); 0 for a coherent copy. Methods that copy only.",
+        "over all right and down neighbour pairs of output pixels, the mean of max(0, |RGB "
+        "step in the output| - |RGB step between the same pixels of the photo|) (L1, images "
+        "in [0, 1]), counted only where the two pixels were copied from different sources "
+        "(another exemplar or another offset); 0 for a coherent copy. Methods that copy only.",
     ),
 }
 SET = {
     "diversity_l1": (
         "diversity L1",
-        "mean over pairs of an input's candidates of their mean absolute pixel difference (images in [0, 1]), averaged over inputs; 0 for one output.",
+        "mean over pairs of an input's candidates of their mean absolute pixel "
+        "difference (images in [0, 1]), averaged over inputs; 0 for one output.",
     ),
     "diversity_deep": (
         "diversity deep",
-        "mean over pairs of candidates of the mean over pixels of 1 - cosine between their VGG-16 (HED weights) hypercolumn "
-        "descriptors (conv1_2..conv5_3 upsampled, each layer L2-normalised, concatenated); pairs among a random subset of "
-        "10 candidates per input (fixed seed); averaged over inputs.",
+        "mean over pairs of candidates of the mean over pixels of 1 - cosine between their VGG-16 (HED weights) "
+        "hypercolumn descriptors (conv1_2..conv5_3 upsampled, each layer L2-normalised, concatenated); pairs "
+        "among a random subset of 10 candidates per input (fixed seed); averaged over inputs.",
     ),
     "spectrum_gap": (
         "spectrum gap",
-        "mean over radii of |mean log10 spectrum of the method's outputs (all candidates of all inputs) - mean log10 "
-        "spectrum of the real photos|; spectrum: grayscale (ITU-R 601 luma) minus its mean, |FFT|^2 / (H W), averaged over "
-        "rings of integer radius r cycles per image, log10, averaged over images in the log domain.",
+        "mean over radii of |mean log10 spectrum of the method's outputs (all candidates of all inputs) - mean "
+        "log10 spectrum of the real photos|; spectrum: grayscale (ITU-R 601 luma) minus its mean, |FFT|^2 / (H W), "
+        "averaged over rings of integer radius r cycles per image, log10, averaged over images in the log domain.",
     ),
     "diversity_l1_top10": (
         "diversity L1, top 10",
@@ -74,13 +79,14 @@ SET = {
     ),
     "frechet_top1": (
         "Fréchet (EffNet), Top-1",
-        "the Fréchet distance below, of the Top-1 outputs (the best-ranked candidate per input) instead of the Rand-1 ones.",
+        "the Fréchet distance below, of the Top-1 outputs (the "
+        "best-ranked candidate per input) instead of the Rand-1 ones.",
     ),
     "frechet": (
         "Fréchet (EffNet)",
-        "Fréchet distance between Gaussians fitted to EfficientNet-Lite0 (ImageNet) pooled head features (1280-d) of the "
-        "Rand-1 outputs and of the real photos (one image per input each); scipy.linalg.sqrtm. NOT comparable to published "
-        "FID (another network, other sizes, few samples: strongly biased upwards for small sets).",
+        "Fréchet distance between Gaussians fitted to EfficientNet-Lite0 (ImageNet) pooled head features (1280-d) of "
+        "the Rand-1 outputs and of the real photos (one image per input each); scipy.linalg.sqrtm. NOT comparable to "
+        "published FID (another network, other sizes, few samples: strongly biased upwards for small sets).",
     ),
 }
 SET_BETTER = {
@@ -141,8 +147,14 @@ def build(
             "pix2pix_samples": n_samples if "pix2pix" in methods else None,
             "meta": meta,
             "selection": {
-                "rand1": "one candidate per input drawn at random (numpy default_rng([seed, crc32(method), input index])), the same draw for every metric",
-                "top1": "per input the candidate ranked first by its score from the input alone (synth/rank.py; never the photo), the same for every metric",
+                "rand1": (
+                    "one candidate per input drawn at random (numpy default_rng([seed, crc32(method), input index])), "
+                    "the same draw for every metric"
+                ),
+                "top1": (
+                    "per input the candidate ranked first by its score from the input alone (synth/rank.py; "
+                    "never the photo), the same for every metric"
+                ),
                 "oracle": "per input the best candidate for THAT metric (highest, or lowest where lower is better)",
             },
             "metrics": definitions,

@@ -179,7 +179,8 @@ class EfficientNetLite0Taps(nn.Module):
 
 @lru_cache(maxsize=1)
 def pretrained() -> EfficientNetLite0Taps:
-    """EfficientNet-Lite0 with the ImageNet weights (converted once into the cache), eval mode, no gradients (cached)."""
+    """EfficientNet-Lite0 with the ImageNet weights (converted once into the cache), eval mode,
+    no gradients (cached)."""
     model = EfficientNetLite0Taps()
     model.net.load_state_dict(weights.load(weights.EFFICIENTNET.name, EfficientNetLite0), strict=True)
     model.eval().requires_grad_(False)

@@ -112,7 +112,8 @@ def _card_training(config: dict, metrics: dict) -> list[str]:
     precision = (t.get("precision") or {}).get("precision", "?")
     pairs = f" over {t['pairs']} training pairs" if t.get("pairs") else ""
     rows = [
-        f"| training | {t['steps']} steps, {t['epochs']:g} epochs{pairs}, {t['minutes']:.1f} min, precision {precision} |"
+        f"| training | {t['steps']} steps, {t['epochs']:g} epochs{pairs}, {t['minutes']:.1f} min, "
+        f"precision {precision} |"
     ]
     if asked:
         limits = ", ".join(f"{k} {asked[k]}" for k in ("steps", "epochs", "minutes") if asked.get(k))

@@ -252,7 +252,8 @@ class PixelNN:
         return path
 
     def _write_folder(self, root: Path, bank: str) -> None:
-        """Fill the empty folder `root` with config.json, stage1.safetensors, the bank or its reference, metrics, card."""
+        """Fill the empty folder `root` with config.json, stage1.safetensors, the bank or its reference,
+        metrics, card."""
         write_json(root / RUN_CONFIG, {**self.config, "stage1": self.model.cfg.to_dict()})
         checkpoint.save(root / checkpoint.FILENAME, self.model, {"done": True})
         if bank == "copy":
