@@ -372,7 +372,18 @@ def help_examples(text: str) -> list[list[str]]:
 
 
 def test_every_verb_is_checked():
-    assert VERBS == ["demo", "evaluate", "index", "serve", "synthesize", "train", "train-pix2pix", "verify"]
+    assert VERBS == [
+        "convert",
+        "demo",
+        "evaluate",
+        "index",
+        "serve",
+        "setup-weights",
+        "synthesize",
+        "train",
+        "train-pix2pix",
+        "verify",
+    ]
 
 
 @pytest.mark.parametrize("verb", VERBS)

