@@ -290,6 +290,6 @@ def test_fingerprint_changes_with_one_weight_and_survives_save_and_load(tmp_path
     assert checkpoint.fingerprint(loaded) != fp
     # same weights, other configuration -> another fingerprint
     torch.manual_seed(0)
-    other = UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=False, mean_base=False))
+    other = UNet(Stage1Config(3, 8, 32, width=8, levels=2, residual=False, mean_base=False, norm="group"))
     assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), model.state_dict().values()))
     assert checkpoint.fingerprint(other) != fp

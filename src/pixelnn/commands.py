@@ -175,7 +175,7 @@ def setup_weights(args) -> None:
     from .features.backbones import setup_weights
 
     for line in setup_weights():
-        print(f"setup-weights: {line}")
+        log.info(f"setup-weights: {line}")
 
 
 def convert(args) -> None:
@@ -183,7 +183,7 @@ def convert(args) -> None:
     from .regress.convert import convert_folder
 
     for line in convert_folder(args.folder, keep_old=args.keep_old, trust_pickle=args.trust_pickle):
-        print(f"convert: {line}")
+        log.info(f"convert: {line}")
 
 
 def _image_files(paths: list[Path]) -> list[Path]:
