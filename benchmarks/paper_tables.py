@@ -242,6 +242,16 @@ class Runner:
                 reports[name] = json.loads(path.read_text())
         return reports
 
+    def stage1_facts(self, name: str) -> dict:
+        """The stage 1 behind a domain's rows: its normalisation, steps and validation PSNR."""
+        run = self.folder(name) / "pixelnn"
+        config, metrics = _read(run / "config.json") or {}, _read(run / "metrics.json") or {}
+        return {
+            "norm": config.get("stage1", {}).get("norm", "batch"),  # configs without the key were BatchNorm
+            "steps": metrics.get("training", {}).get("steps"),
+            "val_psnr": metrics.get("val", {}).get("stage1_psnr"),
+        }
+
     def tables(self) -> None:
         reports = self.finished()
         if not reports:
@@ -268,6 +278,7 @@ class Runner:
                     "metrics": rep["metrics"],
                     "methods": rep["methods"],
                     "versus": rep.get("versus"),
+                    "stage1": self.stage1_facts(n),
                 }
                 for n, rep in reports.items()
             },
@@ -287,6 +298,13 @@ class Runner:
         write_text(docs / "results.md", render(table, figure_dir=plots))
         write_json(docs / "results.json", results_json(table))
         log(f"tables: {out / 'table.md'}, {out / 'table.json'}, {docs / 'results.md'} ({len(reports)} domains)")
+
+
+def _stage1_cell(domain: dict) -> str:
+    facts = domain.get("stage1") or {}
+    names = {"batch": "BatchNorm", "group": "GroupNorm", "none": "none"}
+    steps = facts.get("steps")
+    return f"{names.get(facts.get('norm'), '?')}, {steps if steps is not None else '?'}"
 
 
 def _command(domain: str, settings: dict) -> str:
@@ -405,6 +423,9 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "coherence prior, `--copy coherent`), pix2pix 72 samples",
         "with dropout active, global NN the 10 nearest exemplars (Eq. 2), stage 1 one output. Budgets are far smaller",
         "than the paper's, so absolute numbers are not the paper's; the comparison is between methods.",
+        "The stage-1 column gives each domain's normalisation and the steps its budget allowed. Edge inputs get",
+        'BatchNorm since the comparison in docs/benchmarks.md ("Stage-1 normalisation"); a GroupNorm row on edge',
+        "inputs was trained before that change.",
         "",
         "Made by (one line per domain; each resumes or skips what is finished):",
         "",
@@ -414,8 +435,10 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "",
         "## Edge AP, Rand-1 / Top-1 / Oracle (the paper's Table 1 metric; Top-1 is the best-ranked candidate)",
         "",
-        "| domain | size | inputs | train min | " + " | ".join(LABELS[m] for m in METHOD_ORDER) + " |",
-        "|---|---:|---:|---:|" + "---:|" * len(METHOD_ORDER),
+        "| domain | size | inputs | train min | stage 1 (norm, steps) | "
+        + " | ".join(LABELS[m] for m in METHOD_ORDER)
+        + " |",
+        "|---|---:|---:|---:|---|" + "---:|" * len(METHOD_ORDER),
     ]
     for d in domains.values():
         cells = []
@@ -423,7 +446,9 @@ def render(table: dict, figure_dir: dict | None) -> str:
             row = d["methods"].get(m)
             cells.append(triple(row, "edge_ap"))
         lines.append(
-            f"| {d['title']} | {d.get('size')} | {d['inputs']} | {d['training_minutes']} | " + " | ".join(cells) + " |"
+            f"| {d['title']} | {d.get('size')} | {d['inputs']} | {d['training_minutes']} | {_stage1_cell(d)} | "
+            + " | ".join(cells)
+            + " |"
         )
     lines += targets_section(domains)
     lines += paper_section(domains)
