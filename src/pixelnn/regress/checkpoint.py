@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigError
 from ..fileio import atomic_path
+from ..hashing import add_weights
 from .unet import Stage1Config, UNet
 
 FORMAT = "pixelnn-stage1"
@@ -226,7 +227,5 @@ def fingerprint(model: UNet) -> str:
     if cfg["norm"] == "batch" and not cfg["mean_base"]:  # saved before these keys existed: hash as then
         del cfg["norm"], cfg["mean_base"]
     h = hashlib.sha256(repr(sorted(cfg.items())).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    add_weights(h, model)
     return h.hexdigest()[:16]
