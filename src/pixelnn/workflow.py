@@ -81,12 +81,16 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
                 allow_duplicates: bool = False) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
-    Exemplars already in the bank are skipped unless `allow_duplicates`."""
+    Exemplars already in the bank are skipped unless `allow_duplicates`. A bank larger than
+    global_index.FLAT_LIMIT then has its global index saved (bank/global_index_build.py)."""
+    from .bank.global_index_build import save_global_index
+
     root = Path(root)
     config = read_run_config(root)
     model = checkpoint.load_model(root / checkpoint.FILENAME)
-    return add_exemplars(
-        Path(bank) if bank else root / "bank",
+    bank = Path(bank) if bank else root / "bank"
+    manifest = add_exemplars(
+        bank,
         model,
         backbone or config.get("backbone", backbones.DEFAULT),
         config["signal"],
@@ -98,6 +102,8 @@ def index_arrays(root: Path, x, y, names, labels, backbone: str | None = None, b
         progress=progress,
         allow_duplicates=allow_duplicates,
     )
+    save_global_index(bank)
+    return manifest
 
 
 def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=None, **control) -> list[Path]:

@@ -242,7 +242,7 @@ def _is_leftover(path: Path, listed: set[str]) -> bool:
         return path.is_dir() and _staging_is_dead(path)
     if name.startswith(".shard-"):  # shard folders of older versions were made as .shard-NNN.*
         return True
-    if name.startswith((f".{MANIFEST}.", ".projection.npy.")) and name.endswith(".tmp"):
+    if name.startswith((f".{MANIFEST}.", ".projection.npy.", ".global-")) and name.endswith(".tmp"):
         return True
     return name.startswith("shard-") and path.is_dir() and name not in listed  # renamed in, never listed
 
