@@ -90,6 +90,11 @@ class GlobalIndex:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def ntotal(self) -> int:
+        """Exemplars searched, named as FAISS names it (the bank's index was a FAISS index before)."""
+        return len(self)
+
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Global descriptors of the given exemplar ids (any order), read from the shards."""
         ids = np.asarray(ids, dtype=np.int64)

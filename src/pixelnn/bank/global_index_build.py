@@ -30,7 +30,7 @@ from . import store
 log = logging.getLogger("pixelnn.bank")
 
 PCA_DIM = 256
-PCA_SAMPLE = 20_000
+PCA_SAMPLE = 10_000
 TRAIN_SAMPLE = 100_000
 CHUNK = 10_000
 NPROBES = (8, 16, 32, 64, 128, 256)
@@ -49,22 +49,36 @@ def _sample(n: int, m: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=min(n, m), replace=False))
 
 
+def fit_pca(x: np.ndarray, dim: int, iters: int = 2, seed: int = 0) -> faiss.LinearTransform:
+    """y = A (x - mean): the top `dim` principal axes of the rows x, by a randomized range finder
+    (seconds where faiss.PCAMatrix's full eigendecomposition of a 4,608-d covariance takes minutes,
+    and stores only the (dim, D) matrix it needs)."""
+    mean = x.mean(axis=0)
+    xc = x - mean
+    y = xc @ np.random.default_rng(seed).standard_normal((x.shape[1], min(dim + 16, *x.shape))).astype(np.float32)
+    for _ in range(iters):  # power iterations sharpen the leading axes
+        y = xc @ (xc.T @ np.linalg.qr(y)[0])
+    q = np.linalg.qr(y)[0]
+    a = np.linalg.svd(q.T @ xc, full_matrices=False)[2][:dim].astype(np.float32)
+    lt = faiss.LinearTransform(x.shape[1], dim, True)
+    faiss.copy_array_to_vector(a.ravel(), lt.A)
+    faiss.copy_array_to_vector((-a @ mean).astype(np.float32), lt.b)
+    lt.is_trained = True
+    return lt
+
+
 def train_index(gx: gi.GlobalIndex, pca_dim: int = PCA_DIM) -> faiss.Index:
-    """An empty trained IVF index for the bank's global descriptors (PCA first when G > pca_dim)."""
+    """An empty trained IVF index for the bank's global descriptors (PCA first when G > pca_dim).
+    Training rows are read CHUNK at a time and reduced before k-means sees them."""
     n, dim = len(gx), gx.blocks[0].shape[1]
-    nlist = nlist_for(n)
-    sample = gx.rows(_sample(n, TRAIN_SAMPLE, 1))
-    ivf = faiss.index_factory(min(dim, pca_dim), f"IVF{nlist},SQ8", faiss.METRIC_L2)  # unit vectors: L2 ranks as cosine
-    if dim <= pca_dim:
-        ivf.train(sample)
+    ivf = faiss.index_factory(min(dim, pca_dim), f"IVF{nlist_for(n)},SQ8", faiss.METRIC_L2)  # unit vectors: L2 ranks as cosine
+    pca = fit_pca(gx.rows(_sample(n, PCA_SAMPLE, 1)), pca_dim) if dim > pca_dim else None
+    ids = _sample(n, TRAIN_SAMPLE, 2)
+    reduce = pca.apply if pca is not None else (lambda rows: rows)
+    ivf.train(np.concatenate([reduce(gx.rows(ids[i : i + CHUNK])) for i in range(0, len(ids), CHUNK)]))
+    if pca is None:
         return ivf
-    pca = faiss.PCAMatrix(dim, pca_dim)
-    pca.train(sample[: PCA_SAMPLE])
-    reduced = np.concatenate([pca.apply(sample[i : i + CHUNK]) for i in range(0, len(sample), CHUNK)])
-    del sample
-    ivf.train(reduced)
-    index = faiss.IndexPreTransform(pca, ivf)
-    index.own_fields = False  # `pca` and `ivf` stay referenced by the Python wrapper until written
+    index = faiss.IndexPreTransform(pca, ivf)  # the Python wrapper keeps `pca` and `ivf` alive
     return index
 
 
@@ -74,23 +88,23 @@ def add_rows(index: faiss.Index, gx: gi.GlobalIndex, start: int) -> None:
         index.add(gx.rows(np.arange(i, min(i + CHUNK, len(gx)))))
 
 
-def recall_at(gx: gi.GlobalIndex, k: int = 10, m: int = CALIBRATION) -> float:
-    """Mean recall@k of gx's index against exact search, for m bank rows as queries (each left out)."""
-    ids = _sample(len(gx), m, 2)
-    xq = gx.rows(ids)
-    _, truth = gx.exact(xq, k + 1)
-    _, found = gx.search(xq, k + 1)
+def recall_at(gx: gi.GlobalIndex, ids: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    """Mean recall@k of gx's search against `truth` (exact top k+1) for bank rows `ids` as queries,
+    each left out of its own answer."""
+    _, found = gx.search(gx.rows(ids), k + 1)
     hits = [len((set(t) - {i}) & (set(f) - {i})) / k for i, t, f in zip(ids, truth, found)]
     return float(np.mean(hits))
 
 
-def calibrate(gx: gi.GlobalIndex) -> tuple[int, float]:
-    """The smallest nprobe of NPROBES reaching TARGET_RECALL (else the largest), and its recall@10."""
+def calibrate(gx: gi.GlobalIndex, k: int = 10) -> tuple[int, float]:
+    """The smallest nprobe of NPROBES reaching TARGET_RECALL (else all cells), and its recall@10."""
     nlist = gx.index_nlist
+    ids = _sample(len(gx), CALIBRATION, 3)
+    _, truth = gx.exact(gx.rows(ids), k + 1)
     recall = 0.0
     for nprobe in [p for p in NPROBES if p < nlist] + [nlist]:
         gx.nprobe = nprobe
-        recall = recall_at(gx)
+        recall = recall_at(gx, ids, truth, k)
         if recall >= TARGET_RECALL:
             break
     return gx.nprobe, recall
