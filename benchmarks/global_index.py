@@ -47,16 +47,24 @@ def real_rows(source: Path) -> np.ndarray:
     return np.concatenate([np.asarray(store.read_shard(source, e).global_) for e in manifest["shards"]])
 
 
-def padded(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """n made-up unit rows, each mixing two rows of `pool` plus noise."""
+def padded(pool: np.ndarray, n: int, seed: int, padding: str) -> np.ndarray:
+    """n made-up unit rows, each mixing two rows a, b of `pool`, plus a perturbation: 'span' adds
+    0.15 (c - d) for two more real rows (it stays in the span of real descriptors), 'noise' adds
+    isotropic Gaussian noise of norm about 0.3 (spread evenly over all 4,608 axes, unlike real
+    descriptors, 99% of whose variance lies on 256 principal axes)."""
     rng = np.random.default_rng(seed)
-    a, b = pool[rng.integers(0, len(pool), n)], pool[rng.integers(0, len(pool), n)]
+    pick = lambda: pool[rng.integers(0, len(pool), n)]  # noqa: E731
+    a, b = pick(), pick()
     w = rng.uniform(0.5, 0.9, (n, 1)).astype(np.float32)
-    x = w * a + (1 - w) * b + rng.normal(0, 0.3 / np.sqrt(pool.shape[1]), a.shape).astype(np.float32)
+    if padding == "span":
+        e = 0.15 * (pick() - pick())
+    else:
+        e = rng.normal(0, 0.3 / np.sqrt(pool.shape[1]), a.shape).astype(np.float32)
+    x = w * a + (1 - w) * b + e
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def write_bank(root: Path, pool: np.ndarray, n: int) -> None:
+def write_bank(root: Path, pool: np.ndarray, n: int, padding: str) -> None:
     """A bank of n exemplars: the pool's rows, then padded rows; tiny images."""
     if (root / store.MANIFEST).exists() and store.read_manifest(root)["count"] == n:
         return
@@ -66,7 +74,7 @@ def write_bank(root: Path, pool: np.ndarray, n: int) -> None:
         g = pool[start : start + m] if start + m <= len(pool) else None
         if g is None:
             real = pool[start : min(start + m, len(pool))]
-            g = np.concatenate([real, padded(pool, m - len(real), seed=start)])
+            g = np.concatenate([real, padded(pool, m - len(real), start, padding)])
         z = np.zeros((m, 1, 1, 3), np.uint8)
         shard = store.Shard(z.astype(np.float16), z, z, g, [f"{start + i}" for i in range(m)], [None] * m,
                             hashes=[f"{start + i}" for i in range(m)])
@@ -78,14 +86,18 @@ def open_index(root: Path) -> gi.GlobalIndex:
     return gi.open_global_index(root, manifest, [store.read_shard(root, e) for e in manifest["shards"]])
 
 
+def flat_index(root: Path) -> gi.GlobalIndex:
+    """Exact search over the memory-mapped global.npy files, whatever index the bank has saved."""
+    manifest = store.read_manifest(root)
+    return gi.GlobalIndex([store.read_shard(root, e).global_ for e in manifest["shards"]])
+
+
 def measure(root: Path, kind: str, queries: Path, truth: Path, limit: int) -> dict:
     """In a fresh process: open, answer queries one by one, report time, recall and memory."""
     xq, truth_ids = np.load(queries)[:limit], np.load(truth)[:limit]
     before = status_mb()
     t0 = time.perf_counter()
-    index = open_index(root)
-    if kind == "flat":
-        index.index = None  # search the memory-mapped global.npy files exactly
+    index = open_index(root) if kind == "ivf" else flat_index(root)
     load_s = time.perf_counter() - t0
     found, times = [], []
     for q in xq:
@@ -99,43 +111,46 @@ def measure(root: Path, kind: str, queries: Path, truth: Path, limit: int) -> di
             "file_mb": after["RssFile"] - before["RssFile"], "queries": len(xq)}
 
 
-def run_size(work: Path, pool: np.ndarray, xq: np.ndarray, n: int, pca_dim: int, flat_queries: int) -> list[dict]:
+def run_size(work: Path, pool: np.ndarray, xq: np.ndarray, n: int, args) -> list[dict]:
     from pixelnn.bank.global_index_build import save_global_index
 
-    root = work / f"bank-{n}"
-    write_bank(root, pool, n)
+    root = work / f"bank-{n}-{args.padding}"
+    write_bank(root, pool, n, args.padding)
     np.save(work / "queries.npy", xq)
     _, truth = _exact(root, xq)
     np.save(work / f"truth-{n}.npy", truth)
     for old in [root / gi.META, *root.glob(f"{gi.INDEX_PREFIX}*.faiss")]:
         old.unlink(missing_ok=True)  # timed from scratch
     t0 = time.perf_counter()
-    meta = save_global_index(root, flat_limit=0, pca_dim=pca_dim)
+    meta = save_global_index(root, flat_limit=0, pca_dim=args.pca)
     build_s = time.perf_counter() - t0
     rows = []
     for kind in ("flat", "ivf"):
-        limit = flat_queries if kind == "flat" else len(xq)
+        limit = args.flat_queries if kind == "flat" else len(xq)
         cmd = [sys.executable, __file__, "--measure", str(root), kind, str(work / "queries.npy"),
                str(work / f"truth-{n}.npy"), str(limit)]
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         size_mb = (root / meta["file"]).stat().st_size / 1e6 if kind == "ivf" else n * xq.shape[1] * 4 / 1e6
         rows.append({"exemplars": n, "kind": "flat" if kind == "flat" else meta["description"],
-                     "nprobe": meta["nprobe"] if kind == "ivf" else None, "build_s": build_s if kind == "ivf" else 0.0,
+                     "nprobe": meta["nprobe"] if kind == "ivf" else None,
+                     "rerank": meta["rerank"] if kind == "ivf" else None, "build_s": build_s if kind == "ivf" else 0.0,
                      "index_mb": size_mb, **res})
     return rows
 
 
 def _exact(root: Path, xq: np.ndarray):
-    index = open_index(root)
-    index.index = None
-    return index.exact(xq, 10)
+    return flat_index(root).exact(xq, 10)
+
+
+def _reranked(r: dict) -> str:
+    return f"{r['rerank'] * 10 + gi.RERANK_EXTRA}" if r["rerank"] else "-"
 
 
 def table(rows: list[dict]) -> str:
-    head = "| exemplars | index | nprobe | build s | load s | search ms/query | recall@10 | index file MB | resident MB (anon + file) |"
-    lines = [head, "|" + "---|" * 9]
+    head = "| exemplars | index | nprobe | re-ranked | build s | load s | search ms/query | recall@10 | index file MB | resident MB (anon + file) |"
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
-        lines.append(f"| {r['exemplars']:,} | {r['kind']} | {r['nprobe'] or '-'} | {r['build_s']:.1f} | {r['load_s']:.2f} | "
+        lines.append(f"| {r['exemplars']:,} | {r['kind']} | {r['nprobe'] or '-'} | {_reranked(r)} | {r['build_s']:.1f} | {r['load_s']:.2f} | "
                      f"{r['search_ms']:.1f} | {r['recall_at_10']:.3f} | {r['index_mb']:.0f} | "
                      f"{r['rss_mb']:.0f} ({r['anon_mb']:.0f} + {r['file_mb']:.0f}) |")
     return "\n".join(lines)
@@ -151,6 +166,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True, help="folder for the generated banks (several GB at 200k)")
     ap.add_argument("--sizes", default="8000,50000,200000", help="bank sizes; the first at most the source's rows")
     ap.add_argument("--pca", type=int, default=256, help="PCA dimension of the IVF index")
+    ap.add_argument("--padding", choices=("span", "noise"), default="span", help="how made-up rows are perturbed")
     ap.add_argument("--flat-queries", type=int, default=50, help="queries timed for exact search (recall is 1)")
     args = ap.parse_args()
     real = real_rows(args.source)
@@ -158,10 +174,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        rows += run_size(args.work, pool, xq, min(n, len(pool)) if n <= len(real) else n, args.pca, args.flat_queries)
+        rows += run_size(args.work, pool, xq, min(n, len(pool)) if n <= len(real) else n, args)
         print(table(rows[-2:]).splitlines()[-2:], flush=True, file=sys.stderr)
     print(table(rows))
-    print(json.dumps({"benchmark": "global_index", "pca": args.pca, "rows": rows}))
+    print(json.dumps({"benchmark": "global_index", "pca": args.pca, "padding": args.padding, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 from pathlib import Path
 
@@ -37,7 +38,7 @@ INDEX_PREFIX = "global-"  # index files are global-<kind>-<count>-<token>.faiss
 FLAT_LIMIT = 50_000  # banks up to this many exemplars are searched exactly (docs/benchmarks.md)
 EXACT_SUBSET = 20_000  # a restriction to at most this many exemplars is searched exactly
 CHUNK = 8192  # rows gathered at once for an exact search over a subset
-RERANK_EXTRA = 32  # the IVF index proposes 2k + RERANK_EXTRA candidates, re-ranked exactly
+RERANK_EXTRA = 32  # the IVF index proposes rerank * k + RERANK_EXTRA candidates, re-ranked exactly
 
 
 def _merge(parts: list[tuple[np.ndarray, np.ndarray]], nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +61,14 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]], nq: int, k: int) -> tuple
     return D, I
 
 
+def _read_randomly(block: np.ndarray) -> None:
+    """Tell the kernel not to read ahead around the rows a re-ranking reads from a memory-mapped
+    global.npy: read-ahead would soon bring the whole file into memory."""
+    mapped = getattr(block, "_mmap", None)  # np.memmap's mapping (numpy keeps it on the memmap)
+    if mapped is not None and hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mapped.madvise(mmap.MADV_RANDOM)
+
+
 def _knn(xq: np.ndarray, rows: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product k-NN of xq among `rows` (whose exemplar ids are `ids`)."""
     kk = min(k, len(rows))
@@ -72,16 +81,21 @@ def _knn(xq: np.ndarray, rows: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.
 class GlobalIndex:
     """Global k-NN over the bank's shards: `blocks` are their (n_i, G) global descriptors in id
     order (memory-mapped); `index`, when given, is a saved FAISS index holding the first
-    `covered` exemplars, searched with `nprobe` cells."""
+    `covered` exemplars, searched with `nprobe` cells, its rerank * k + RERANK_EXTRA best
+    candidates re-ranked exactly."""
 
     def __init__(self, blocks: list[np.ndarray], index: faiss.Index | None = None, covered: int = 0,
-                 nprobe: int = 1, path: Path | None = None) -> None:
+                 nprobe: int = 1, rerank: int = 4, path: Path | None = None) -> None:
         self.blocks = blocks
         self.offsets = np.cumsum([0] + [len(b) for b in blocks])
         self.index = index
         self.covered = covered if index is not None else 0
         self.nprobe = nprobe
+        self.rerank = rerank
         self.path = path
+        if index is not None:
+            for block in blocks:
+                _read_randomly(block)
 
     @property
     def kind(self) -> str:
@@ -145,14 +159,14 @@ class GlobalIndex:
             selector = faiss.IDSelectorBatch(inside)  # SWIG keeps no reference: it must outlive the search
             nprobe = int(min(self.index_nlist, np.ceil(nprobe * self.covered / len(inside))))
         params, _keep = self._params(nprobe, selector)
-        _, cand = self.index.search(xq, min(2 * k + RERANK_EXTRA, self.covered), params=params)
-        return self.rerank(xq, cand, k)
+        _, cand = self.index.search(xq, min(self.rerank * k + RERANK_EXTRA, self.covered), params=params)
+        return self.best_of(xq, cand, k)
 
     @property
     def index_nlist(self) -> int:
         return int(faiss.extract_index_ivf(self.index).nlist)
 
-    def rerank(self, xq: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def best_of(self, xq: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best of each query's candidate ids by exact cosine similarity."""
         parts = []
         for q in range(len(xq)):
@@ -246,4 +260,4 @@ def open_global_index(root: Path, manifest: dict, shards: list[store.Shard]) -> 
     if covered < manifest["count"]:
         log.warning("bank %s: its global index holds %d of %d exemplars, the rest are searched exactly; "
                     "`pixelnn index` on the bank brings it up to date", root, covered, manifest["count"])
-    return GlobalIndex(blocks, index, covered, meta["nprobe"], path)
+    return GlobalIndex(blocks, index, covered, meta["nprobe"], meta.get("rerank", 4), path)
