@@ -183,3 +183,36 @@ def test_nlist_keeps_39_training_rows_per_cell():
     from pixelnn.bank.global_index_build import nlist_for
 
     assert nlist_for(3000) == 64 and nlist_for(200_000) == 2048 and nlist_for(50_000) == 1024
+
+
+def test_verify_names_an_index_file_that_changed(ivf_bank, tmp_path):
+    import shutil
+
+    root = tmp_path / "b"
+    shutil.copytree(ivf_bank[0], root)
+    assert gi.verify_index(root) == []
+    path = root / ivf_bank[1]["file"]
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    (problem,) = gi.verify_index(root)
+    assert str(path) in problem and "rerun `pixelnn index`" in problem
+
+
+def test_pixelnn_index_saves_the_index_and_synthesis_uses_it(tiny_run, tmp_path, monkeypatch):
+    """index_arrays (what `pixelnn index` runs) saves an IVF index above the limit; a bank exemplar
+    given as a query still finds itself first, within a label restriction too."""
+    from pixelnn.synth.grid import Spec
+    from pixelnn.synth.pipeline import PixelNN
+    from pixelnn.workflow import index_arrays
+
+    run, x, y, labels = tiny_run
+    monkeypatch.setattr(gi, "FLAT_LIMIT", 2)
+    bank = tmp_path / "bank"
+    index_arrays(run, x, y, [f"im{i}.png" for i in range(len(y))], labels, bank=bank, progress=False)
+    assert json.loads((bank / gi.META).read_text())["count"] == 6
+    model = PixelNN.load(run, bank=bank)
+    assert model.bank.index.kind == "ivf"
+    for n in (0, 3):
+        assert model.synthesize(x[n], grid=[Spec(1, 1, 1)]).neighbours[0] == n
+    assert model.synthesize(x[3], grid=[Spec(1, 1, 1)], labels=["dog"]).neighbours[0] == 3

@@ -114,11 +114,13 @@ def verify(args) -> None:
     """Open the model's bank (every check of loading) and recompute each array file's sha256."""
     from .bank import store
     from .bank.bank import Bank
+    from .bank.global_index import verify_index
 
     read_run_config(args.model)
     root = args.bank or args.model / "bank"
     bank = Bank.open(root)
     problems, unhashed = store.verify_bank(root, bank.manifest)
+    problems += verify_index(root)
     if unhashed:
         print(f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "
               f"so only their sizes, shapes and types were checked: {', '.join(unhashed)}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mmap
 import os
 from pathlib import Path
 
@@ -35,7 +34,7 @@ log = logging.getLogger("pixelnn.bank")
 
 META = "global-index.json"
 INDEX_PREFIX = "global-"  # index files are global-<kind>-<count>-<token>.faiss
-FLAT_LIMIT = 50_000  # banks up to this many exemplars are searched exactly (docs/benchmarks.md)
+FLAT_LIMIT = 20_000  # banks up to this many exemplars are searched exactly (docs/benchmarks.md)
 EXACT_SUBSET = 20_000  # a restriction to at most this many exemplars is searched exactly
 CHUNK = 8192  # rows gathered at once for an exact search over a subset
 RERANK_EXTRA = 32  # the IVF index proposes rerank * k + RERANK_EXTRA candidates, re-ranked exactly
@@ -61,12 +60,24 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]], nq: int, k: int) -> tuple
     return D, I
 
 
-def _read_randomly(block: np.ndarray) -> None:
-    """Tell the kernel not to read ahead around the rows a re-ranking reads from a memory-mapped
-    global.npy: read-ahead would soon bring the whole file into memory."""
-    mapped = getattr(block, "_mmap", None)  # np.memmap's mapping (numpy keeps it on the memmap)
-    if mapped is not None and hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        mapped.madvise(mmap.MADV_RANDOM)
+def _file_of(block: np.ndarray) -> tuple[str, int] | None:
+    """(path, data offset) of a memory-mapped .npy block, None for an array in memory."""
+    if isinstance(block, np.memmap) and block.filename and block.flags["C_CONTIGUOUS"]:
+        return str(block.filename), int(block.offset)
+    return None
+
+
+def _pread_rows(path: str, offset: int, rowbytes: int, local: np.ndarray, out: np.ndarray) -> None:
+    """Read rows `local` of a .npy file into `out` with plain reads: mapping them instead would
+    leave every touched page (and its neighbours, read ahead) counted in the process's memory, and
+    a few thousand re-rankings would bring a whole 3.7 GB global.npy in."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for j, i in enumerate(local):
+            if os.preadv(fd, [memoryview(out[j]).cast("B")], offset + int(i) * rowbytes) != rowbytes:
+                raise BankError(f"bank file {path} is shorter than its header says; rebuild the bank with `pixelnn index`")
+    finally:
+        os.close(fd)
 
 
 def _knn(xq: np.ndarray, rows: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +104,7 @@ class GlobalIndex:
         self.nprobe = nprobe
         self.rerank = rerank
         self.path = path
-        if index is not None:
-            for block in blocks:
-                _read_randomly(block)
+        self.files = [_file_of(b) for b in blocks]
 
     @property
     def kind(self) -> str:
@@ -117,8 +126,13 @@ class GlobalIndex:
         for s in np.unique(shard):
             at = np.flatnonzero(shard == s)
             local = ids[at] - self.offsets[s]
-            order = np.argsort(local)  # memory-mapped rows read in file order
-            out[at[order]] = self.blocks[s][local[order]]
+            order = np.argsort(local)  # rows read in file order
+            if self.files[s] is None:
+                out[at[order]] = self.blocks[s][local[order]]
+                continue
+            rows = np.empty((len(local), out.shape[1]), np.float32)
+            _pread_rows(*self.files[s], out.shape[1] * 4, local[order], rows)
+            out[at[order]] = rows
         return out
 
     def exact(self, xq: np.ndarray, k: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -261,3 +275,21 @@ def open_global_index(root: Path, manifest: dict, shards: list[store.Shard]) -> 
         log.warning("bank %s: its global index holds %d of %d exemplars, the rest are searched exactly; "
                     "`pixelnn index` on the bank brings it up to date", root, covered, manifest["count"])
     return GlobalIndex(blocks, index, covered, meta["nprobe"], meta.get("rerank", 4), path)
+
+
+def verify_index(root: Path) -> list[str]:
+    """Problems with the bank's saved global index file (its sha256 against global-index.json), one
+    line each; none when it has no index. For `pixelnn verify`."""
+    try:
+        meta = read_meta(root)
+    except BankError as e:
+        return [str(e)]
+    if meta is None:
+        return []
+    path = Path(root) / meta["file"]
+    if not path.is_file():
+        return [f"{path}: named by {META} but missing; rerun `pixelnn index` on the bank"]
+    if meta.get("sha256") and (actual := store.file_sha256(path)) != meta["sha256"]:
+        return [f"{path}: sha256 is {actual[:16]}..., {META} recorded {meta['sha256'][:16]}...; "
+                "rerun `pixelnn index` on the bank to rebuild it"]
+    return []

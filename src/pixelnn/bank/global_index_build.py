@@ -69,18 +69,22 @@ def fit_pca(x: np.ndarray, dim: int, iters: int = 2, seed: int = 0) -> faiss.Lin
 
 
 def train_index(gx: gi.GlobalIndex, pca_dim: int = PCA_DIM) -> faiss.Index:
-    """An empty trained IVF index for the bank's global descriptors (PCA first when G > pca_dim).
-    Training rows are read CHUNK at a time and reduced before k-means sees them."""
+    """An empty trained IVF index for the bank's global descriptors (PCA first when G > pca_dim;
+    never to more dimensions than PCA_SAMPLE rows give). Training rows are read CHUNK at a time and
+    reduced before k-means sees them."""
     n, dim = len(gx), gx.blocks[0].shape[1]
-    ivf = faiss.index_factory(min(dim, pca_dim), f"IVF{nlist_for(n)},SQ8", faiss.METRIC_L2)  # unit vectors: L2 ranks as cosine
-    pca = fit_pca(gx.rows(_sample(n, PCA_SAMPLE, 1)), pca_dim) if dim > pca_dim else None
-    ids = _sample(n, TRAIN_SAMPLE, 2)
+    pca = None
+    if dim > pca_dim:
+        sample = gx.rows(_sample(n, PCA_SAMPLE, 1))
+        pca = fit_pca(sample, min(pca_dim, len(sample)))
+        del sample
     reduce = pca.apply if pca is not None else (lambda rows: rows)
+    ivf = faiss.index_factory(pca.d_out if pca else dim, f"IVF{nlist_for(n)},SQ8", faiss.METRIC_L2)  # unit vectors: L2 ranks as cosine
+    ids = _sample(n, TRAIN_SAMPLE, 2)
     ivf.train(np.concatenate([reduce(gx.rows(ids[i : i + CHUNK])) for i in range(0, len(ids), CHUNK)]))
     if pca is None:
         return ivf
-    index = faiss.IndexPreTransform(pca, ivf)  # the Python wrapper keeps `pca` and `ivf` alive
-    return index
+    return faiss.IndexPreTransform(pca, ivf)  # the Python wrapper keeps `pca` and `ivf` alive
 
 
 def add_rows(index: faiss.Index, gx: gi.GlobalIndex, start: int) -> None:
@@ -150,10 +154,12 @@ def _write(root: Path, index: faiss.Index, meta: dict) -> dict:
     return meta
 
 
-def save_global_index(root: Path, flat_limit: int = gi.FLAT_LIMIT, pca_dim: int = PCA_DIM) -> dict | None:
+def save_global_index(root: Path, flat_limit: int | None = None, pca_dim: int = PCA_DIM) -> dict | None:
     """Bring the bank's saved global index up to date; returns its global-index.json content, or
-    None for a bank small enough for exact search (nothing saved)."""
+    None for a bank of at most `flat_limit` (default global_index.FLAT_LIMIT) exemplars, small
+    enough for exact search (nothing saved)."""
     root = Path(root)
+    flat_limit = gi.FLAT_LIMIT if flat_limit is None else flat_limit
     manifest = store.read_manifest(root)
     if manifest["count"] <= flat_limit:
         return None
