@@ -75,7 +75,8 @@ def _pread_rows(path: str, offset: int, rowbytes: int, local: np.ndarray, out: n
     try:
         for j, i in enumerate(local):
             if os.preadv(fd, [memoryview(out[j]).cast("B")], offset + int(i) * rowbytes) != rowbytes:
-                raise BankError(f"bank file {path} is shorter than its header says; rebuild the bank with `pixelnn index`")
+                raise BankError(f"bank file {path} is shorter than its header says; "
+                                "rebuild the bank with `pixelnn index`")
     finally:
         os.close(fd)
 
@@ -156,8 +157,12 @@ class GlobalIndex:
             parts = [_merge(parts, len(xq), k)]
         return _merge(parts, len(xq), k)
 
-    def _params(self, nprobe: int, selector=None):
-        ivf = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector) if selector else faiss.SearchParametersIVF(nprobe=nprobe)
+    def _params(self, nprobe: int, selector=None) -> tuple:
+        """Search parameters for the saved index, and the IVF ones inside them (SWIG keeps no
+        reference from the outer to the inner: the caller holds both until the search is done)."""
+        ivf = faiss.SearchParametersIVF(nprobe=nprobe)
+        if selector is not None:
+            ivf.sel = selector
         if isinstance(self.index, faiss.IndexPreTransform):
             return faiss.SearchParametersPreTransform(index_params=ivf), ivf
         return ivf, ivf
@@ -181,13 +186,12 @@ class GlobalIndex:
         return int(faiss.extract_index_ivf(self.index).nlist)
 
     def best_of(self, xq: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best of each query's candidate ids by exact cosine similarity."""
-        parts = []
-        for q in range(len(xq)):
-            ids = cand[q][cand[q] >= 0]
-            sims = self.rows(ids) @ xq[q] if len(ids) else np.zeros(0, np.float32)
-            parts.append(_merge([(sims[None].astype(np.float32), ids[None])], 1, k))
-        return np.concatenate([d for d, _ in parts]), np.concatenate([i for _, i in parts])
+        """The k best of each query's candidate ids (-1: none) by exact cosine similarity."""
+        valid = cand >= 0
+        ids, where = np.unique(cand[valid], return_inverse=True)
+        sims = np.full(cand.shape, -np.inf, np.float32)
+        sims[valid] = (self.rows(ids) @ xq.T)[where, np.nonzero(valid)[0]]
+        return _merge([(sims, np.where(valid, cand, -1))], len(xq), k)
 
     def search(self, xq: np.ndarray, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """xq (Q, G) unit-norm float32 -> D (Q, k) cosine similarities, I (Q, k) exemplar ids, best

@@ -6,8 +6,9 @@ global.npy files is fast enough. A larger one gets an IVF index: descriptors red
 rows), 8-bit scalar-quantised codes, vectors added CHUNK rows at a time, so the raw descriptors never
 sit in memory together. nprobe and the re-ranking depth are then the cheapest of NPROBES x RERANKS
 whose recall@10 against exact search, measured on CALIBRATION bank rows used as queries (each left
-out of its own answer), reaches TARGET_RECALL. An index that holds a prefix of the bank is extended with the new shards, unless
-the bank has grown to more than RETRAIN times what its cells were trained on.
+out of its own answer), reaches TARGET_RECALL. An index that holds a prefix of the bank is extended
+with the new shards, unless the bank has grown to more than RETRAIN times what its cells were
+trained on.
 
 The file is written atomically under a fresh name, then global-index.json (atomically) names it;
 older index files are removed after. Readers that opened the old file keep their mapping.
@@ -79,7 +80,8 @@ def train_index(gx: gi.GlobalIndex, pca_dim: int = PCA_DIM) -> faiss.Index:
         pca = fit_pca(sample, min(pca_dim, len(sample)))
         del sample
     reduce = pca.apply if pca is not None else (lambda rows: rows)
-    ivf = faiss.index_factory(pca.d_out if pca else dim, f"IVF{nlist_for(n)},SQ8", faiss.METRIC_L2)  # unit vectors: L2 ranks as cosine
+    # L2 on unit vectors ranks as cosine does, and stays meaningful after PCA centres them
+    ivf = faiss.index_factory(pca.d_out if pca else dim, f"IVF{nlist_for(n)},SQ8", faiss.METRIC_L2)
     ids = _sample(n, TRAIN_SAMPLE, 2)
     ivf.train(np.concatenate([reduce(gx.rows(ids[i : i + CHUNK])) for i in range(0, len(ids), CHUNK)]))
     if pca is None:
