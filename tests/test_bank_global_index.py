@@ -216,3 +216,23 @@ def test_pixelnn_index_saves_the_index_and_synthesis_uses_it(tiny_run, tmp_path,
     for n in (0, 3):
         assert model.synthesize(x[n], grid=[Spec(1, 1, 1)]).neighbours[0] == n
     assert model.synthesize(x[3], grid=[Spec(1, 1, 1)], labels=["dog"]).neighbours[0] == 3
+
+
+def test_an_index_replaced_while_a_reader_opens_it_is_read_again(ivf_bank, tmp_path, monkeypatch):
+    """A writer renames a new index in and removes the old file between a reader's reading of
+    global-index.json and its opening of the file: the reader reads global-index.json again."""
+    import shutil
+
+    root = tmp_path / "b"
+    shutil.copytree(ivf_bank[0], root)
+    meta = json.loads((root / gi.META).read_text())
+    opened = gi._open_saved
+
+    def writer_came_first(root_, meta_, manifest):
+        if meta_["file"] == meta["file"]:
+            (root / meta["file"]).rename(root / "global-ivf-3000-newer.faiss")
+            (root / gi.META).write_text(json.dumps({**meta, "file": "global-ivf-3000-newer.faiss"}))
+        return opened(root_, meta_, manifest)
+
+    monkeypatch.setattr(gi, "_open_saved", writer_came_first)
+    assert Bank.open(root).index.path == root / "global-ivf-3000-newer.faiss"

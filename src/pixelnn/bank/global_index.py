@@ -270,15 +270,27 @@ def open_global_index(root: Path, manifest: dict, shards: list[store.Shard]) -> 
             log.warning("bank %s: %d exemplars and no saved global index, so every query scans them all; "
                         "`pixelnn index` on the bank saves one", root, manifest["count"])
         return GlobalIndex(blocks)
-    path = root / meta["file"]
-    covered = covered_count(meta, manifest, root / META)
-    if os.path.getsize(path) != meta["bytes"] if path.is_file() else False:
-        raise _damaged(path, f"its size is {os.path.getsize(path)} bytes, {META} says {meta['bytes']}")
-    index = read_index(path, covered, manifest["global_dim"])
+    try:
+        index, covered = _open_saved(root, meta, manifest)
+    except BankError:
+        newer = read_meta(root)  # a writer may have replaced the index (and removed its file) meanwhile
+        if newer is None or newer["file"] == meta["file"]:
+            raise
+        meta = newer
+        index, covered = _open_saved(root, meta, manifest)
     if covered < manifest["count"]:
         log.warning("bank %s: its global index holds %d of %d exemplars, the rest are searched exactly; "
                     "`pixelnn index` on the bank brings it up to date", root, covered, manifest["count"])
-    return GlobalIndex(blocks, index, covered, meta["nprobe"], meta.get("rerank", 4), path)
+    return GlobalIndex(blocks, index, covered, meta["nprobe"], meta.get("rerank", 4), root / meta["file"])
+
+
+def _open_saved(root: Path, meta: dict, manifest: dict) -> tuple[faiss.Index, int]:
+    """The index file global-index.json names, memory-mapped, and how many exemplars it holds."""
+    path = root / meta["file"]
+    covered = covered_count(meta, manifest, root / META)
+    if path.is_file() and (size := os.path.getsize(path)) != meta["bytes"]:
+        raise _damaged(path, f"its size is {size} bytes, {META} says {meta['bytes']}")
+    return read_index(path, covered, manifest["global_dim"]), covered
 
 
 def verify_index(root: Path) -> list[str]:
