@@ -236,3 +236,15 @@ def test_an_index_replaced_while_a_reader_opens_it_is_read_again(ivf_bank, tmp_p
 
     monkeypatch.setattr(gi, "_open_saved", writer_came_first)
     assert Bank.open(root).index.path == root / "global-ivf-3000-newer.faiss"
+
+
+def test_rows_come_from_the_files_opened_even_after_the_bank_folder_is_replaced(ivf_bank, tmp_path):
+    import shutil
+
+    root = tmp_path / "b"
+    shutil.copytree(ivf_bank[0], root)
+    bank = Bank.open(root)
+    before = bank.index.rows(np.array([5, 2500]))
+    root.rename(tmp_path / "old")
+    add_shard(root, clustered(3000, 11))  # another bank now at the same path
+    np.testing.assert_array_equal(bank.index.rows(np.array([5, 2500])), before)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import faiss
@@ -60,25 +61,29 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]], nq: int, k: int) -> tuple
     return D, I
 
 
-def _file_of(block: np.ndarray) -> tuple[str, int] | None:
-    """(path, data offset) of a memory-mapped .npy block, None for an array in memory."""
+def _open_file(block: np.ndarray) -> tuple[int, int, str] | None:
+    """(descriptor, data offset, path) of the .npy file a memory-mapped block maps, opened now so that
+    rows are read from the same file even if the bank's folder is renamed or replaced later;
+    None for an array in memory."""
     if isinstance(block, np.memmap) and block.filename and block.flags["C_CONTIGUOUS"]:
-        return str(block.filename), int(block.offset)
+        return os.open(block.filename, os.O_RDONLY), int(block.offset), str(block.filename)
     return None
 
 
-def _pread_rows(path: str, offset: int, rowbytes: int, local: np.ndarray, out: np.ndarray) -> None:
+def _close_files(files: list[tuple[int, int, str] | None]) -> None:
+    for entry in files:
+        if entry is not None:
+            os.close(entry[0])
+
+
+def _pread_rows(file: tuple[int, int, str], rowbytes: int, local: np.ndarray, out: np.ndarray) -> None:
     """Read rows `local` of a .npy file into `out` with plain reads: mapping them instead would
     leave every touched page (and its neighbours, read ahead) counted in the process's memory, and
     a few thousand re-rankings would bring a whole 3.7 GB global.npy in."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        for j, i in enumerate(local):
-            if os.preadv(fd, [memoryview(out[j]).cast("B")], offset + int(i) * rowbytes) != rowbytes:
-                raise BankError(f"bank file {path} is shorter than its header says; "
-                                "rebuild the bank with `pixelnn index`")
-    finally:
-        os.close(fd)
+    fd, offset, path = file
+    for j, i in enumerate(local):
+        if os.preadv(fd, [memoryview(out[j]).cast("B")], offset + int(i) * rowbytes) != rowbytes:
+            raise BankError(f"bank file {path} is shorter than its header says; rebuild the bank with `pixelnn index`")
 
 
 def _knn(xq: np.ndarray, rows: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +110,8 @@ class GlobalIndex:
         self.nprobe = nprobe
         self.rerank = rerank
         self.path = path
-        self.files = [_file_of(b) for b in blocks]
+        self.files = [_open_file(b) for b in blocks]
+        weakref.finalize(self, _close_files, self.files)
 
     @property
     def kind(self) -> str:
@@ -132,7 +138,7 @@ class GlobalIndex:
                 out[at[order]] = self.blocks[s][local[order]]
                 continue
             rows = np.empty((len(local), out.shape[1]), np.float32)
-            _pread_rows(*self.files[s], out.shape[1] * 4, local[order], rows)
+            _pread_rows(self.files[s], out.shape[1] * 4, local[order], rows)
             out[at[order]] = rows
         return out
 
