@@ -147,10 +147,12 @@ def _reranked(r: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = "| exemplars | index | nprobe | re-ranked | build s | load s | search ms/query | recall@10 | index file MB | resident MB (anon + file) |"
+    head = ("| exemplars | index | nprobe | re-ranked | build s | load s | search ms/query | recall@10 "
+            "| index file MB | resident MB (anon + file) |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
-        lines.append(f"| {r['exemplars']:,} | {r['kind']} | {r['nprobe'] or '-'} | {_reranked(r)} | {r['build_s']:.1f} | {r['load_s']:.2f} | "
+        lines.append(f"| {r['exemplars']:,} | {r['kind']} | {r['nprobe'] or '-'} | {_reranked(r)} | "
+                     f"{r['build_s']:.1f} | {r['load_s']:.2f} | "
                      f"{r['search_ms']:.1f} | {r['recall_at_10']:.3f} | {r['index_mb']:.0f} | "
                      f"{r['rss_mb']:.0f} ({r['anon_mb']:.0f} + {r['file_mb']:.0f}) |")
     return "\n".join(lines)
