@@ -65,7 +65,7 @@ def _open_file(block: np.ndarray) -> tuple[int, int, str] | None:
     """(descriptor, data offset, path) of the .npy file a memory-mapped block maps, opened now so that
     rows are read from the same file even if the bank's folder is renamed or replaced later;
     None for an array in memory."""
-    if isinstance(block, np.memmap) and block.filename and block.flags["C_CONTIGUOUS"]:
+    if isinstance(block, np.memmap) and block.filename and block.flags["C_CONTIGUOUS"] and block.dtype == np.float32:
         return os.open(block.filename, os.O_RDONLY), int(block.offset), str(block.filename)
     return None
 
