@@ -152,11 +152,13 @@ def verify(args) -> None:
     """Open the model's bank (every check of loading) and recompute each array file's sha256."""
     from .bank import store
     from .bank.bank import Bank
+    from .bank.global_index import verify_index
 
     read_run_config(args.model)
     root = args.bank or own_bank(args.model)
     bank = Bank.open(root)
     problems, unhashed = store.verify_bank(root, bank.manifest)
+    problems += verify_index(root)
     if unhashed:
         log.info(
             f"verify: {len(unhashed)} shard(s) have no stored sha256 sums (written by an older PixelNN), "

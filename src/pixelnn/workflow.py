@@ -108,8 +108,11 @@ def index_arrays(
 ) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
-    Exemplars already in the bank are skipped unless `allow_duplicates`. The model card (README.md) is
-    updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
+    Exemplars already in the bank are skipped unless `allow_duplicates`. A bank larger than
+    global_index.FLAT_LIMIT then has its global index saved (bank/global_index_build.py). The model card
+    (README.md) is updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
+    from .bank.global_index_build import save_global_index
+
     root = Path(root)
     config = read_run_config(root)
     model = checkpoint.load_model(root / checkpoint.FILENAME)
@@ -128,6 +131,7 @@ def index_arrays(
         progress=progress,
         allow_duplicates=allow_duplicates,
     )
+    save_global_index(bank)
     if bank.resolve() == own.resolve():
         update_model_card(root)
     return manifest

@@ -1,14 +1,14 @@
-"""An opened exemplar bank: exemplars addressed by id across shards, plus the FAISS global index."""
+"""An opened exemplar bank: exemplars addressed by id across shards, plus its global index."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from ..errors import BankError, ConfigError
 from . import store
+from .global_index import open_global_index
 
 
 class Bank:
@@ -19,14 +19,7 @@ class Bank:
         self.offsets = np.cumsum([0] + [len(s) for s in shards])  # shard i holds ids offsets[i]..offsets[i+1]-1
         self.names: list[str] = [n for s in shards for n in s.names]
         self.labels: list[str | None] = [lab for s in shards for lab in s.labels]
-        xb = (
-            np.concatenate([np.asarray(s.global_, dtype=np.float32) for s in shards])
-            if shards
-            else np.zeros((0, 1), np.float32)
-        )
-        self.index = faiss.IndexFlatIP(manifest["global_dim"])  # cosine: descriptors are unit norm
-        if len(xb):
-            self.index.add(np.ascontiguousarray(xb))
+        self.index = open_global_index(self.root, manifest, shards)  # memory-mapped: nothing is built here
 
     @classmethod
     def open(cls, root: Path) -> Bank:
@@ -74,14 +67,11 @@ class Bank:
         """Global k-NN by cosine similarity: xq (Q, G) -> D (Q, k) similarities, I (Q, k) ids.
 
         With `subset`, only those exemplar ids are searched. Fewer than k exemplars give -1 ids.
+        Exact for a small bank or a small subset; above that, see bank/global_index.py.
         """
         if len(self) == 0:
             raise BankError(f"bank {self.root} is empty")
         xq = np.ascontiguousarray(xq, dtype=np.float32)
-        if subset is None:
-            return self.index.search(xq, k)
-        if len(subset) == 0:
+        if subset is not None and len(subset) == 0:
             raise ConfigError("the exemplar restriction leaves no exemplar to copy from")
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
-        params = faiss.SearchParameters(sel=selector)  # SWIG keeps no reference: `selector` must outlive the search
-        return self.index.search(xq, k, params=params)
+        return self.index.search(xq, k, subset)

@@ -15,6 +15,8 @@ Layout (format "pixelnn-bank", version 1)::
                            when unknown; hashes: sha1 of each exemplar's x and y bytes; sha256: of each
                            .npy file, by name, checked by `pixelnn verify`; both absent in older banks)
       projection.npy       optional: (d, D) float32 basis that reduces D-dim hypercolumns to d
+      global-index.json    optional: the saved global index (kind, file, shards it holds, nprobe, sha256)
+      global-*.faiss       optional: that index, memory-mapped when the bank opens (bank/global_index.py)
       bank.lock            the writers' lock (fcntl.flock): held while a writer commits a shard
       .staging-*/          a running writer's work folder (its owner.lock held while it runs)
 
@@ -260,7 +262,7 @@ def _is_leftover(path: Path, listed: set[str]) -> bool:
         return path.is_dir() and _staging_is_dead(path)
     if name.startswith(".shard-"):  # shard folders of older versions were made as .shard-NNN.*
         return True
-    if name.startswith((f".{MANIFEST}.", ".projection.npy.")) and name.endswith(".tmp"):
+    if name.startswith((f".{MANIFEST}.", ".projection.npy.", ".global-")) and name.endswith(".tmp"):
         return True
     return name.startswith("shard-") and path.is_dir() and name not in listed  # renamed in, never listed
 
