@@ -318,3 +318,18 @@ def test_a_shard_write_is_flushed_to_disk_before_and_after_its_rename(tmp_path, 
     assert staged_dir and root_after and staged_dir[0] < root_after[0]  # the folder, then the rename
     assert any(p.name.startswith(".bank.json.") for p, _ in synced)  # the manifest too
     assert shard.is_dir()
+
+
+def test_finite_check_reads_a_mapped_file_in_chunks_and_names_the_bad_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "FINITE_CHECK_ROWS", 3)  # several chunks, the last one short
+    g = np.ones((10, 4), np.float32)
+    g[4, 1], g[9, 0] = np.nan, np.inf  # one bad row in the second chunk, one in the last
+    path = tmp_path / "global.npy"
+    np.save(path, g)
+    mapped = np.load(path, mmap_mode="r")
+    with pytest.raises(BankError, match=r"NaN or infinite values in 2 row\(s\) \(first: 4\)"):
+        store._check_finite(path, mapped)
+    with pytest.raises(BankError, match=r"in 2 row\(s\) \(first: 4\)"):
+        store._check_finite(path, g)  # the same answer for an array in memory
+    np.save(path, np.ones((10, 4), np.float32))
+    store._check_finite(path, np.load(path, mmap_mode="r"))  # finite: no error
