@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BankError
-from ..fileio import open_locked, replace_durably, write_json
+from ..fileio import file_sha256, open_locked, replace_durably, write_json
 
 log = logging.getLogger(__name__)
 
@@ -297,14 +297,6 @@ def stage_shard(folder: Path, shard: Shard) -> None:
 
 
 SUMS = "sha256"  # meta.json key: {"f.npy": hexdigest, ...} of the shard's array files (absent in older banks)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def array_sums(folder: Path) -> dict[str, str]:

@@ -18,7 +18,6 @@ After that neither h5py nor the weight packages are needed, and no pickle is eve
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, file_sha256
 from ..regress.checkpoint import tensor_checksum
 
 CACHE_ENV = "PIXELNN_CACHE"
@@ -98,14 +97,6 @@ def source_path(source: Source) -> Path:
             f"`{source.install} --force-reinstall`"
         )
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- the two conversions
