@@ -23,7 +23,7 @@ from .numbers import strict_int
 from .regress.train import TrainConfig
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, own_bank, read_run_config
-from .workflow import index_arrays, report_training, synthesize_to_folder, train_run, update_model_card
+from .workflow import index_arrays, index_samples, report_training, synthesize_to_folder, train_run, update_model_card
 
 log = logging.getLogger(__name__)  # the CLI shows INFO on stdout (cli.main, logs.console)
 
@@ -126,21 +126,25 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
 
 
 def index(args) -> None:
+    """Add a data folder's samples to the bank, read and computed one chunk at a time (never all of them
+    in memory: index keeps no prepared-data cache), on this machine or with --ray on a Ray cluster."""
     config = read_run_config(args.model)
     opts = DataOptions.from_args(args)
     opts = opts.for_model(config, config.get("size", opts.size))  # inputs must fit the model
     _check_kind(opts, config)
-    data = load_data(opts, opts.data, opts.labels)
-    manifest = index_arrays(
+    samples = _samples(opts, opts.data, opts.labels)[: opts.limit]
+    manifest = index_samples(
         args.model,
-        data.x,
-        data.y,
-        data.names,
-        data.labels,
+        samples,
+        opts.size,
+        None if opts.kind in ("pairs", "folders") else opts.kind,
+        opts.factor,
         backbone=args.backbone,
         bank=args.bank,
         descriptors=args.descriptors,
         allow_duplicates=args.allow_duplicates,
+        chunk=args.chunk,
+        ray=args.ray,
     )
     log.info(
         f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) "
