@@ -56,7 +56,10 @@ SYNTH_EXAMPLES = f"""examples:
   # outputs that look like an example photo; the eyes (white in eyes.png) from exemplars 12 and 40 only
   pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --limit 1 --like me.jpg \\
       --region eyes.png:ids=12,40 --out out/control
-Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids."""
+  # a folder of many inputs on a Ray cluster; a rerun skips the inputs already done
+  pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --out out/val --ray HEAD:6379
+Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids.
+Each input's folder is written whole or not at all; inputs done with the same settings are skipped."""
 
 SERVE_EXAMPLES = f"""examples:
   # the demo's model on http://127.0.0.1:8000/ (inputs listed from its bank)
@@ -253,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device_arg(p)
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     _copy_arg(p)
+    _ray_arg(p)
     p.add_argument(
         "--restrict",
         dest="restrict_labels",

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .bank import store
 from .bank.build import CHUNK, PROJECTION_IMAGES, Exemplars, add_chunks
@@ -23,6 +22,7 @@ from .regress import checkpoint, run_folder
 from .regress.precision import cpu_summary
 from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
+from .report.batch import Batch, Job, folder_names, run_batch, settings_key
 from .synth.pipeline import BANK, own_bank, read_run_config
 
 
@@ -234,27 +234,26 @@ class IndexJob:
         return manifest
 
 
-def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=None, **control) -> list[Path]:
-    """Synthesize every input and write its folder of PNGs, correspondences and an HTML page.
+def synthesize_to_folder(
+    model, inputs, names, out: Path, grid=None, targets=None, ray: str | None = None, **control
+) -> list[Path]:
+    """Synthesize every input (arrays) and write its folder of PNGs, correspondences and an HTML page, then
+    out/index.html; a rerun skips the inputs already done with the same settings (report/batch.py).
 
     control: the exemplar restrictions of PixelNN.synthesize (labels, exemplar_ids, like, like_k, regions).
+    ray: an address, or 'auto', to synthesize on a Ray cluster (the model must be loaded from a folder).
     """
-    from .report.result_page import write_index, write_result
-
-    out = Path(out)
-    pages, used = [], set()
-    for i, (x, name) in enumerate(tqdm(list(zip(inputs, names)), desc="synthesizing", unit="input")):
-        result = model.synthesize(x, grid=grid, **control)
-        target = None if targets is None else targets[i]
-        folder, k = _safe(name), 1
-        while folder in used:  # 'a b/c.png' and 'a_b/c.png' (or c.png, c.jpg) must not share a folder
-            folder, k = f"{_safe(name)}-{k + 1}", k + 1
-        used.add(folder)
-        pages.append(write_result(out / folder, result, model.bank, target=target, title=name))
-    write_index(out, pages)
-    return pages
+    folders = folder_names(list(names))
+    target = (lambda i: None) if targets is None else (lambda i: targets[i])
+    jobs = [Job(f, n, x=np.asarray(x), target=target(i)) for i, (f, n, x) in enumerate(zip(folders, names, inputs))]
+    batch = Batch(Path(out), settings_key(model, grid, control, None, False), grid, control)
+    return synthesize_batch(model, batch, jobs, ray)
 
 
-def _safe(name: str) -> str:
-    stem = Path(name).with_suffix("").as_posix()
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "input"
+def synthesize_batch(model, batch: Batch, jobs: list[Job], ray: str | None = None, progress: bool = True) -> list[Path]:
+    """Run a batch of jobs (report/batch.py) here, or with `ray` on a Ray cluster; returns the pages."""
+    if ray:
+        from .distributed.ray_synth import synthesize_on_ray
+
+        return synthesize_on_ray(ray, model, batch, jobs, progress)
+    return run_batch(model, batch, jobs, progress)

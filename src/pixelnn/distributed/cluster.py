@@ -67,17 +67,19 @@ def results(ray, refs: list, what: str, progress: bool, sizes: list[int] | None 
             except Exception as exc:
                 for ref in pending:
                     ray.cancel(ref)
-                raise _user_error(ray, exc, what, i) from None
+                raise user_error(ray, exc, what, i) from None
             bar.update(sizes[i] if sizes else 1)
             yield i, value
 
 
-def _user_error(ray, exc: Exception, what: str, i: int) -> Exception:
+def user_error(ray, exc: Exception, what: str, i: int | None = None) -> Exception:
+    """What a failed task raised, as the error to show: its own PixelNNError, or a ClusterError."""
     cause = getattr(exc, "cause", None)
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, PixelNNError):
         return cause
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ClusterError(f"{what}: task {i} failed after its retries ({type(exc).__name__}: {first}); rerun to finish")
+    task = "a task" if i is None else f"task {i}"
+    return ClusterError(f"{what}: {task} failed after its retries ({type(exc).__name__}: {first}); rerun to finish")
 
 
 def absolute(path: Path | None) -> Path | None:
