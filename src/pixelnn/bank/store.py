@@ -5,7 +5,7 @@ Layout (format "pixelnn-bank", version 1)::
     bank/
       bank.json            manifest: format, version, model fingerprint, backbone, size, signal,
                            input shape, global descriptor size, and the list of shards in order
-      shard-000/           one shard per `pixelnn index` run, written to a temporary folder and renamed
+      shard-000/           one shard per chunk of a `pixelnn index` run, written to a temporary folder and renamed
         f.npy              (n, S, S, 3) float16  stage-1 outputs f(x_n) in [0, 1]
         y.npy              (n, S, S, 3) uint8    target photos y_n
         x.npy              (n, h, w, c) uint8    input signals x_n (for display)
