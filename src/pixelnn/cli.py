@@ -35,6 +35,8 @@ INDEX_EXAMPLES = f"""examples:
   pixelnn index --model runs/zap --data {DATA}/ut-zap50k/train --signal edges --labels path:2
   # add more exemplars to an existing bank (no retraining)
   pixelnn index --model runs/celeba-lowres --data more/faces --signal lowres
+  # on a Ray cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on the others)
+  pixelnn index --model runs/celeba-lowres --data {DATA}/celeba/train --signal lowres --ray HEAD:6379
 The bank is versioned and refuses a model other than the one that built it."""
 
 VERIFY_EXAMPLES = """examples:
@@ -54,7 +56,10 @@ SYNTH_EXAMPLES = f"""examples:
   # outputs that look like an example photo; the eyes (white in eyes.png) from exemplars 12 and 40 only
   pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --limit 1 --like me.jpg \\
       --region eyes.png:ids=12,40 --out out/control
-Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids."""
+  # a folder of many inputs on a Ray cluster; a rerun skips the inputs already done
+  pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --out out/val --ray HEAD:6379
+Grid items are n:first:window (window an odd or even size, or 'whole'); 'paper72' and 'global' are named grids.
+Each input's folder is written whole or not at all; inputs done with the same settings are skipped."""
 
 SERVE_EXAMPLES = f"""examples:
   # the demo's model on http://127.0.0.1:8000/ (inputs listed from its bank)
@@ -183,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="add exemplars even if the bank already holds the same input and target "
         "(default: skip them, so a rerun adds nothing twice)",
     )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        metavar="N",
+        help="exemplars computed and committed at once, one shard each (default 1024; with --ray, about one "
+        "chunk per worker up to 1024): memory grows with N, not with the number of images",
+    )
+    _ray_arg(p)
 
     p = verbs.add_parser(
         "verify",
@@ -243,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device_arg(p)
     p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
     _copy_arg(p)
+    _ray_arg(p)
     p.add_argument(
         "--restrict",
         dest="restrict_labels",
@@ -356,6 +370,15 @@ def log_level(args: argparse.Namespace) -> int:
     return logging.WARNING if getattr(args, "quiet", False) else logging.INFO
 
 
+def _ray_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: 'auto' (the cluster of this machine, or a new one on it) or HEAD:PORT "
+        "(needs `pip install 'pixelnn[ray]'`; every machine needs the same model and data paths)",
+    )
+
+
 def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
@@ -378,6 +401,7 @@ def _copy_arg(p) -> None:
 
 AT_LEAST_1 = (
     "limit",
+    "chunk",
     "like_k",
     "batch",
     "width",

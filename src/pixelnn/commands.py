@@ -8,10 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .data.images import fit_square, load_rgb
-from .data.notice import warn_data
 from .data.options import DataOptions
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
@@ -21,9 +18,10 @@ from .fileio import fsync_path
 from .hashing import json_hash
 from .numbers import strict_int
 from .regress.train import TrainConfig
+from .report.batch import Batch, Job, folder_names, settings_key
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, own_bank, read_run_config
-from .workflow import index_arrays, report_training, synthesize_to_folder, train_run, update_model_card
+from .workflow import index_arrays, index_samples, report_training, synthesize_batch, train_run, update_model_card
 
 log = logging.getLogger(__name__)  # the CLI shows INFO on stdout (cli.main, logs.console)
 
@@ -126,21 +124,25 @@ def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> N
 
 
 def index(args) -> None:
+    """Add a data folder's samples to the bank, read and computed one chunk at a time (never all of them
+    in memory: index keeps no prepared-data cache), on this machine or with --ray on a Ray cluster."""
     config = read_run_config(args.model)
     opts = DataOptions.from_args(args)
     opts = opts.for_model(config, config.get("size", opts.size))  # inputs must fit the model
     _check_kind(opts, config)
-    data = load_data(opts, opts.data, opts.labels)
-    manifest = index_arrays(
+    samples = _samples(opts, opts.data, opts.labels)[: opts.limit]
+    manifest = index_samples(
         args.model,
-        data.x,
-        data.y,
-        data.names,
-        data.labels,
+        samples,
+        opts.size,
+        None if opts.kind in ("pairs", "folders") else opts.kind,
+        opts.factor,
         backbone=args.backbone,
         bank=args.bank,
         descriptors=args.descriptors,
         allow_duplicates=args.allow_duplicates,
+        chunk=args.chunk,
+        ray=args.ray,
     )
     log.info(
         f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) "
@@ -203,25 +205,6 @@ def _image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _readable(files: list[Path], load) -> tuple[list[Path], list]:
-    """(files that `load` reads, what it made of them); unreadable ones are skipped and counted
-    in a warning, and none readable is a DataError."""
-    kept, made, skipped = [], [], []
-    for f in files:
-        try:
-            made.append(load(f))
-        except DataError as exc:
-            skipped.append(f"{f.name} ({exc})")
-            continue
-        kept.append(f)
-    if skipped:
-        listed = ", ".join(skipped[:3]) + (f", ... (+{len(skipped) - 3} more)" if len(skipped) > 3 else "")
-        if not kept:
-            raise DataError(f"none of the {len(files)} input images could be read: {listed}")
-        warn_data(f"skipped {len(skipped)} of {len(files)} input images that could not be read: {listed}")
-    return kept, made
-
-
 def _output_folder(out: Path) -> None:
     """Make sure `out` is (or can become) a writable folder, before any work."""
     if out.exists() and not out.is_dir():
@@ -234,31 +217,21 @@ def _output_folder(out: Path) -> None:
         raise ConfigError(f"--out {out}: the folder is not writable")
 
 
-def _signal_from_file(model: PixelNN, path: Path) -> np.ndarray:
-    """A user's input image fitted to the model's input shape (size and channels)."""
-    h, _, c = model.input_shape
-    x = fit_square(load_rgb(path), h)
-    return x.mean(axis=2, keepdims=True).round().astype(np.uint8) if c == 1 else x
-
-
 def synthesize(args) -> None:
+    """Synthesize input files or a data folder's samples into --out, here or with --ray on a Ray cluster;
+    inputs whose result folder is complete (same settings, same input) are skipped (report/batch.py)."""
     _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank, search=args.search, device=args.device)
     model.checked_grid(args.grid)  # a ConfigError now, before any input is read
-    targets = None
+    prep = None
     if args.data:
         opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)
-        data = load_data(opts, opts.data)
-        inputs, names, targets = list(data.x), data.names, list(data.y)
+        samples = _samples(opts, opts.data, None)[: opts.limit]
+        prep = (opts.size, None if opts.kind in ("pairs", "folders") else opts.kind, opts.factor)
+        jobs = [Job(f, s.name, sample=s) for f, s in zip(folder_names([s.name for s in samples]), samples)]
     elif args.inputs:
         files = _image_files(args.inputs)[: args.limit]
-        if args.from_photo:
-            files, photos = _readable(files, load_rgb)
-            inputs = [model.input_from_photo(p) for p in photos]
-            targets = [fit_square(p, model.model.cfg.size) for p in photos]
-        else:
-            files, inputs = _readable(files, lambda f: _signal_from_file(model, f))
-        names = [f.name for f in files]
+        jobs = [Job(f, p.name, file=p) for f, p in zip(folder_names([p.name for p in files]), files)]
     else:
         raise ConfigError("give input images, or --data with a folder of validation data")
     control = {
@@ -269,7 +242,10 @@ def synthesize(args) -> None:
         "regions": [_region(text, model.model.cfg.size) for text in args.region or []],
         "copy": args.copy,
     }
-    pages = synthesize_to_folder(model, inputs, names, args.out, grid=args.grid, targets=targets, **control)
+    from_photo = bool(args.from_photo) and not args.data
+    key = settings_key(model, args.grid, control, prep, from_photo)
+    batch = Batch(args.out, key, args.grid, control, prep, from_photo)
+    pages = synthesize_batch(model, batch, jobs, ray=args.ray)
     log.info(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
 
 

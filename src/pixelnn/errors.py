@@ -15,3 +15,7 @@ class BankError(PixelNNError):
 
 class ConfigError(PixelNNError):
     """An option or a combination of options cannot be used."""
+
+
+class ClusterError(PixelNNError):
+    """A Ray cluster cannot be reached, or one of its tasks failed for good (its retries spent)."""

@@ -5,20 +5,24 @@ A model folder holds config.json (the resolved configuration), stage1.safetensor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .bank import store
-from .bank.build import add_exemplars
-from .errors import ConfigError
+from .bank.build import CHUNK, PROJECTION_IMAGES, Exemplars, add_chunks
+from .data.notice import warn_data
+from .data.prepare import prepare
+from .data.sources import Sample
+from .errors import ConfigError, DataError
 from .features import backbones
 from .fileio import write_json
 from .regress import checkpoint, run_folder
 from .regress.precision import cpu_summary
 from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
+from .report.batch import Batch, Job, folder_names, run_batch, settings_key
 from .synth.pipeline import BANK, own_bank, read_run_config
 
 
@@ -105,59 +109,151 @@ def index_arrays(
     descriptors: int | None = None,
     progress=True,
     allow_duplicates: bool = False,
+    chunk: int | None = None,
+    ray: str | None = None,
 ) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
+    The exemplars are computed and committed `chunk` at a time (default build.CHUNK), one shard each,
+    so memory does not grow with their number; with `ray` (an address, or 'auto') the chunks are
+    computed by tasks on a Ray cluster and committed together (distributed/ray_index.py).
     Exemplars already in the bank are skipped unless `allow_duplicates`. A bank larger than
     global_index.FLAT_LIMIT then has its global index saved (bank/global_index_build.py). The model card
     (README.md) is updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
-    from .bank.global_index_build import save_global_index
+    exemplars = Exemplars(x, y, names, labels)
+    job = IndexJob.of(root, bank, backbone, descriptors, allow_duplicates, progress)
+    if ray:
+        from .distributed.ray_index import index_on_ray
 
-    root = Path(root)
-    config = read_run_config(root)
-    model = checkpoint.load_model(root / checkpoint.FILENAME)
-    own = own_bank(root)
-    bank = Path(bank) if bank else own
-    manifest = add_exemplars(
-        bank,
-        model,
-        backbone or config.get("backbone", backbones.DEFAULT),
-        config["signal"],
-        x,
-        y,
-        names,
-        labels,
-        descriptors=descriptors,
-        progress=progress,
-        allow_duplicates=allow_duplicates,
-    )
-    save_global_index(bank)
-    if bank.resolve() == own.resolve():
-        update_model_card(root)
-    return manifest
+        pieces = lambda n: list(exemplars.chunks(n))  # noqa: E731
+        return job.finish(index_on_ray(ray, job, pieces, lambda: exemplars.x, len(exemplars), chunk))
+    chunks = exemplars.chunks(chunk or CHUNK)
+    return job.finish(add_chunks(job.bank, job.model, job.backbone, job.signal, chunks, *job.options, len(exemplars)))
 
 
-def synthesize_to_folder(model, inputs, names, out: Path, grid=None, targets=None, **control) -> list[Path]:
-    """Synthesize every input and write its folder of PNGs, correspondences and an HTML page.
+def index_samples(
+    root: Path,
+    samples: list[Sample],
+    size: int,
+    signal: str | None,
+    factor: int,
+    backbone: str | None = None,
+    bank: Path | None = None,
+    descriptors: int | None = None,
+    progress=True,
+    allow_duplicates: bool = False,
+    chunk: int | None = None,
+    ray: str | None = None,
+) -> dict:
+    """index_arrays for the samples of a data folder, read and prepared (data/prepare.py) one chunk at a
+    time, so that neither the images nor the bank's arrays are ever all in memory; on Ray each task
+    reads its own chunk's files (every machine must see the same data paths)."""
+    job = IndexJob.of(root, bank, backbone, descriptors, allow_duplicates, progress)
+
+    def pieces(n: int) -> list[SampleChunk]:
+        return [SampleChunk(samples[i : i + n], size, signal, factor) for i in range(0, len(samples), n)]
+
+    if ray:
+        from .distributed.ray_index import index_on_ray
+
+        samples = [s.absolute() for s in samples]  # a Ray worker's working folder is not this one
+        first = lambda: pieces(PROJECTION_IMAGES)[0].loaded().x  # noqa: E731
+        return job.finish(index_on_ray(ray, job, pieces, first, len(samples), chunk))
+    chunks = (c for c in map(SampleChunk.load, pieces(chunk or CHUNK)) if c is not None)
+    return job.finish(add_chunks(job.bank, job.model, job.backbone, job.signal, chunks, *job.options, len(samples)))
+
+
+@dataclass(frozen=True)
+class SampleChunk:
+    """Samples of a data folder that one chunk of an indexing run reads and prepares itself."""
+
+    samples: list[Sample]
+    size: int
+    signal: str | None  # the input made from photos, or None for pair files and paired folders
+    factor: int
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self) -> Exemplars | None:
+        """The chunk's exemplars; None (after a warning) when none of its images can be read."""
+        try:
+            prepared, _ = prepare(self.samples, self.size, self.signal, self.factor, progress=False)
+        except DataError as exc:
+            warn_data(str(exc))
+            return None
+        return Exemplars(prepared.x, prepared.y, prepared.names, prepared.labels)
+
+    def loaded(self) -> Exemplars:
+        """load, with none readable an error."""
+        chunk = self.load()
+        if chunk is None:
+            raise DataError(f"none of the {len(self.samples)} images of this chunk could be read")
+        return chunk
+
+
+@dataclass(frozen=True)
+class IndexJob:
+    """A model folder and the bank an indexing run adds to, with the run's options."""
+
+    root: Path  # the model folder
+    bank: Path
+    own: bool  # the bank is the folder's own (its model card lists it)
+    model: UNet
+    checkpoint: Path
+    backbone: str
+    signal: str
+    descriptors: int | None
+    allow_duplicates: bool
+    progress: bool
+
+    @classmethod
+    def of(cls, root, bank, backbone, descriptors, allow_duplicates, progress) -> IndexJob:
+        root = Path(root)
+        config = read_run_config(root)
+        path = checkpoint.locate(root / checkpoint.FILENAME)
+        own = own_bank(root)
+        bank = Path(bank) if bank else own
+        backbone = backbone or config.get("backbone", backbones.DEFAULT)
+        model = checkpoint.load_model(path)
+        same = bank.resolve() == own.resolve()
+        return cls(root, bank, same, model, path, backbone, config["signal"], descriptors, allow_duplicates, progress)
+
+    @property
+    def options(self) -> tuple:
+        """add_chunks' descriptors, progress and allow_duplicates."""
+        return self.descriptors, self.progress, self.allow_duplicates
+
+    def finish(self, manifest: dict) -> dict:
+        """Save the global index the bank's size calls for, and update the model card of the folder's own bank."""
+        from .bank.global_index_build import save_global_index
+
+        save_global_index(self.bank)
+        if self.own:
+            update_model_card(self.root)
+        return manifest
+
+
+def synthesize_to_folder(
+    model, inputs, names, out: Path, grid=None, targets=None, ray: str | None = None, **control
+) -> list[Path]:
+    """Synthesize every input (arrays) and write its folder of PNGs, correspondences and an HTML page, then
+    out/index.html; a rerun skips the inputs already done with the same settings (report/batch.py).
 
     control: the exemplar restrictions of PixelNN.synthesize (labels, exemplar_ids, like, like_k, regions).
+    ray: an address, or 'auto', to synthesize on a Ray cluster (the model must be loaded from a folder).
     """
-    from .report.result_page import write_index, write_result
-
-    out = Path(out)
-    pages, used = [], set()
-    for i, (x, name) in enumerate(tqdm(list(zip(inputs, names)), desc="synthesizing", unit="input")):
-        result = model.synthesize(x, grid=grid, **control)
-        target = None if targets is None else targets[i]
-        folder, k = _safe(name), 1
-        while folder in used:  # 'a b/c.png' and 'a_b/c.png' (or c.png, c.jpg) must not share a folder
-            folder, k = f"{_safe(name)}-{k + 1}", k + 1
-        used.add(folder)
-        pages.append(write_result(out / folder, result, model.bank, target=target, title=name))
-    write_index(out, pages)
-    return pages
+    folders = folder_names(list(names))
+    target = (lambda i: None) if targets is None else (lambda i: targets[i])
+    jobs = [Job(f, n, x=np.asarray(x), target=target(i)) for i, (f, n, x) in enumerate(zip(folders, names, inputs))]
+    batch = Batch(Path(out), settings_key(model, grid, control, None, False), grid, control)
+    return synthesize_batch(model, batch, jobs, ray)
 
 
-def _safe(name: str) -> str:
-    stem = Path(name).with_suffix("").as_posix()
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "input"
+def synthesize_batch(model, batch: Batch, jobs: list[Job], ray: str | None = None, progress: bool = True) -> list[Path]:
+    """Run a batch of jobs (report/batch.py) here, or with `ray` on a Ray cluster; returns the pages."""
+    if ray:
+        from .distributed.ray_synth import synthesize_on_ray
+
+        return synthesize_on_ray(ray, model, batch, jobs, progress)
+    return run_batch(model, batch, jobs, progress)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +49,20 @@ def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progre
     return np.concatenate(outs)
 
 
+FIT_BATCH = 4
+
+
 def fit_bank_projection(
     backbone_model, f: np.ndarray, dim: int, n_images: int = 256, per_image: int = 128
 ) -> np.ndarray:
-    """Uncentred PCA basis (dim, D) fitted on random pixels of the first n_images exemplars."""
+    """Uncentred PCA basis (dim, D) fitted on random pixels of the first n_images exemplars.
+
+    Images go through in batches of FIT_BATCH: each holds its full (B, D, S, S) float32 hypercolumns
+    (217 MB an image at 96x96), so 16 at once made this the build's peak (4.05 GB resident), 4 about 1.3 GB."""
     gen = torch.Generator().manual_seed(0)
     samples = []
-    for i in range(0, min(len(f), n_images), 16):
-        imgs = torch.from_numpy(np.asarray(f[i : i + 16], dtype=np.float32)).permute(0, 3, 1, 2)
+    for i in range(0, min(len(f), n_images), FIT_BATCH):
+        imgs = torch.from_numpy(np.asarray(f[i : i + FIT_BATCH], dtype=np.float32)).permute(0, 3, 1, 2)
         with torch.no_grad():
             pix = pixel_descriptors(backbone_model(imgs), imgs.shape[-2:], normalize_first=True)
         samples.append(sample_pixels(pix, per_image, gen))
@@ -88,12 +99,6 @@ def describe_exemplars(
     return np.concatenate(glob)
 
 
-def _new_only(root: Path, manifest: dict, hashes: list[str]) -> np.ndarray:
-    """Boolean mask of the inputs whose content is not in the bank yet."""
-    known = store.bank_hashes(root, manifest)
-    return np.array([h not in known for h in hashes], dtype=bool)
-
-
 def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, basis, progress) -> int:
     """Compute the descriptors of f with `basis` and write the shard into staging/shard."""
     desc_file = staging / "desc.npy" if basis is not None else None
@@ -113,6 +118,239 @@ def _check_descriptors(existing: dict, descriptors: int | None, root: Path) -> N
         )
 
 
+CHUNK = 1024  # exemplars computed, staged and committed at once; a multiple of STAGE1_BATCH, so no batch changes
+PROJECTION_IMAGES = 256  # a new bank's projection is fitted on its first exemplars (fit_bank_projection)
+
+
+@dataclass
+class Exemplars:
+    """Input/target pairs to add to a bank, with their names and labels (one chunk, or all of them)."""
+
+    x: np.ndarray  # (n, h, w, c) uint8 input signals
+    y: np.ndarray  # (n, S, S, 3) uint8 targets
+    names: list[str]
+    labels: list[str | None]
+
+    def __post_init__(self) -> None:
+        if not len(self.x) == len(self.y) == len(self.names) == len(self.labels):
+            raise ValueError("x, y, names and labels must have the same length")
+        self.x, self.y = np.asarray(self.x, np.uint8), np.asarray(self.y, np.uint8)
+        self.names, self.labels = list(self.names), list(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, rows) -> Exemplars:
+        rows = list(rows)
+        return Exemplars(self.x[rows], self.y[rows], [self.names[i] for i in rows], [self.labels[i] for i in rows])
+
+    def chunks(self, size: int) -> Iterator[Exemplars]:
+        """Consecutive pieces of `size` exemplars (the last may be shorter)."""
+        for start in range(0, len(self), size):
+            yield self.take(range(start, min(start + size, len(self))))
+
+
+@dataclass(frozen=True)
+class BankPlan:
+    """What every chunk of one indexing run shares: the bank, its backbone, signal and projection, and
+    the exemplars the chunks are deduplicated against. Small enough to send to other processes."""
+
+    root: Path
+    backbone: str
+    signal: str
+    basis: np.ndarray | None  # (d, D) float32: the bank's projection, or the one fitted for a new bank
+    known: frozenset[str] | None  # content hashes already in the bank; None: add duplicates too
+    checked: frozenset[str] | None  # the names of the shards `known` was read from
+
+    def template(self, model: UNet, global_dim: int) -> dict:
+        return expected_manifest(model, self.backbone, self.signal, global_dim)
+
+    def after(self, manifest: dict, hashes: list[str]) -> BankPlan:
+        """The plan once `manifest` lists a chunk whose exemplars have `hashes`: the bank's projection is now
+        fixed, and those exemplars are in the bank."""
+        basis = self.basis if manifest.get("descriptors") else None
+        if self.known is None:
+            return replace(self, basis=basis)
+        names = frozenset(s["name"] for s in manifest["shards"])
+        return replace(self, basis=basis, known=self.known | set(hashes), checked=names)
+
+
+@dataclass
+class Staged:
+    """One chunk computed into folder/shard: `count` exemplars staged, `skipped` already in the bank."""
+
+    folder: Path  # holds the staged shard in folder/shard (when count > 0)
+    count: int
+    skipped: int
+    global_dim: int
+    hashes: list[str]  # of every exemplar of the chunk, staged or skipped
+
+    @property
+    def shard(self) -> Path:
+        return self.folder / "shard"
+
+
+@functools.cache
+def network(backbone: str):
+    """The descriptor network of that name, loaded once per process (each Ray worker keeps its own)."""
+    return load_backbone(backbone)
+
+
+def new_bank_projection(model: UNet, backbone_model, x: np.ndarray, dim: int) -> np.ndarray:
+    """Set up a new bank's reduced descriptors: the (dim, D) projection fitted on f(x) of the first
+    PROJECTION_IMAGES inputs, fitted once before any chunk is described."""
+    f = stage1_outputs(model, x[:PROJECTION_IMAGES], progress=False)
+    return fit_bank_projection(backbone_model, f, dim, n_images=PROJECTION_IMAGES)
+
+
+def plan_bank(
+    root: Path,
+    model: UNet,
+    backbone: str,
+    signal: str,
+    descriptors: int | None = None,
+    allow_duplicates: bool = False,
+    first_x: np.ndarray | None = None,
+) -> BankPlan:
+    """The plan of a run that adds to the bank at `root` (made by the first commit if missing).
+
+    An existing bank must have been built with the same model weights, backbone, size and signal; its
+    projection (if any) is kept. A new bank with `descriptors` d gets a projection fitted on `first_x`,
+    the first inputs of the run (at least PROJECTION_IMAGES of them when there are that many)."""
+    root = Path(root)
+    existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
+    if existing is None:
+        basis = None
+        if descriptors:
+            if first_x is None or not len(first_x):
+                raise BankError(f"no exemplars to fit the projection of the new bank {root} on")
+            basis = new_bank_projection(model, network(backbone), first_x, descriptors)
+        known = None if allow_duplicates else frozenset()
+        return BankPlan(root, backbone, signal, basis, known, None if allow_duplicates else frozenset())
+    backbone = existing["backbone"]
+    store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
+    _check_descriptors(existing, descriptors, root)
+    basis = store.read_projection(root) if existing.get("descriptors") else None
+    if allow_duplicates:
+        return BankPlan(root, backbone, signal, basis, None, None)
+    names = frozenset(s["name"] for s in existing["shards"])
+    return BankPlan(root, backbone, signal, basis, frozenset(store.bank_hashes(root, existing)), names)
+
+
+def stage_chunk(
+    folder: Path, plan: BankPlan, model: UNet, backbone: Callable, chunk: Exemplars, progress=True
+) -> Staged:
+    """Compute one chunk (stage 1, then descriptors with the plan's projection) and stage it as a shard in
+    folder/shard, leaving out exemplars the plan knows to be in the bank. `backbone()` returns the
+    descriptor network (called only when the chunk has new exemplars). Both the single-process build and
+    the distributed one (distributed/ray_index.py) stage every chunk with this."""
+    hashes = store.exemplar_hashes(chunk.x, chunk.y)
+    keep = [i for i, h in enumerate(hashes) if plan.known is None or h not in plan.known]
+    if not keep:
+        return Staged(folder, 0, len(chunk), 0, hashes)
+    new = chunk.take(keep) if len(keep) < len(chunk) else chunk
+    shutil.rmtree(folder / "shard", ignore_errors=True)  # what an attempt killed before this one left
+    f = stage1_outputs(model, new.x, progress=progress)
+    kept = [hashes[i] for i in keep]
+    dim = _stage(folder, backbone(), f, new.x, new.y, new.names, new.labels, kept, plan.basis, progress)
+    return Staged(folder, len(new), len(chunk) - len(new), dim, hashes)
+
+
+def commit_chunks(plan: BankPlan, model: UNet, staged: list[Staged]) -> dict | None:
+    """List the staged chunks (those with exemplars) in the bank in ONE manifest write; returns the
+    manifest, or None when no chunk staged anything. Raises store.ProjectionChanged when another writer
+    created the bank with another projection meanwhile (the chunks must then be staged again)."""
+    full = [s for s in staged if s.count]
+    if not full:
+        return None
+    dims = {s.global_dim for s in full}
+    if len(dims) != 1:
+        raise BankError(f"bank {plan.root}: the chunks made global descriptors of different sizes {sorted(dims)}")
+    checked = None if plan.checked is None else set(plan.checked)
+    return store.commit_staged_many(
+        plan.root, plan.template(model, dims.pop()), [(s.shard, s.count) for s in full], plan.basis, checked
+    )
+
+
+def _add_chunk(
+    plan: BankPlan, model: UNet, backbone: Callable, chunk: Exemplars, progress
+) -> tuple[dict | None, BankPlan, int]:
+    """Stage and commit one chunk (the single-process build): the new manifest (None: nothing new), the
+    plan for the next chunk, and how many of the chunk's exemplars were in the bank already."""
+    with store.staging_folder(plan.root) as staging:
+        for _ in range(3):
+            staged = stage_chunk(staging, plan, model, backbone, chunk, progress)
+            if not staged.count:
+                return None, plan, staged.skipped
+            template = plan.template(model, staged.global_dim)
+            checked = None if plan.checked is None else set(plan.checked)
+            try:
+                manifest = store.commit_staged(plan.root, template, staged.shard, staged.count, plan.basis, checked)
+            except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
+                plan = replace(plan, basis=changed.basis)
+                continue
+            return manifest, plan.after(manifest, staged.hashes), staged.skipped
+        raise BankError(f"bank {plan.root}: its projection kept changing while this run added to it; run it again")
+
+
+def peek(chunks: Iterable[Exemplars], n: int) -> tuple[np.ndarray, Iterator[Exemplars]]:
+    """The inputs x of the first `n` exemplars of `chunks`, and an iterator over all the chunks still."""
+    chunks = iter(chunks)
+    head: list[Exemplars] = []
+    while sum(len(c) for c in head) < n:
+        nxt = next(chunks, None)
+        if nxt is None:
+            break
+        head.append(nxt)
+    x = np.concatenate([c.x for c in head])[:n] if head else np.zeros((0, 0, 0, 0), np.uint8)
+    return x, itertools.chain(head, chunks)
+
+
+def add_chunks(
+    root: Path,
+    model: UNet,
+    backbone: str,
+    signal: str,
+    chunks: Iterable[Exemplars],
+    descriptors: int | None = None,
+    progress: bool = True,
+    allow_duplicates: bool = False,
+    total: int | None = None,
+) -> dict:
+    """Create the bank at `root` or add to it chunk by chunk, each chunk computed, staged and committed
+    as its own shard, so that memory does not grow with the number of exemplars; returns the manifest.
+
+    A new bank's projection is fitted once, on the first PROJECTION_IMAGES exemplars, before any chunk
+    is written. Inputs whose content (x and y bytes) is already in the bank are skipped unless
+    `allow_duplicates`, so a rerun adds nothing twice, and a run that was stopped midway adds only the
+    chunks it had not committed. Several writers may add to one bank at once (see store).
+    """
+    root = Path(root)
+    first_x, chunks = peek(chunks, PROJECTION_IMAGES) if descriptors else (None, iter(chunks))
+    plan = plan_bank(root, model, backbone, signal, descriptors, allow_duplicates, first_x)
+    manifest = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
+    backbone_model, seen, skipped = functools.partial(network, plan.backbone), 0, 0
+    with tqdm(total=total, desc="indexing", unit="exemplar", disable=not progress) as bar:
+        for chunk in chunks:
+            made, plan, old = _add_chunk(plan, model, backbone_model, chunk, progress)
+            manifest, seen, skipped = made or manifest, seen + len(chunk), skipped + old
+            bar.update(len(chunk))
+    log_skipped(root, skipped, seen)
+    if manifest is None:
+        raise BankError(f"no exemplars to add to the bank {root}")
+    return manifest
+
+
+def log_skipped(root: Path, skipped: int, seen: int) -> None:
+    if skipped:
+        log.info(
+            "index: skipped %d of %d exemplars already in the bank %s (--allow-duplicates adds them again)",
+            skipped,
+            seen,
+            root,
+        )
+
+
 def add_exemplars(
     root: Path,
     model: UNet,
@@ -125,52 +363,10 @@ def add_exemplars(
     descriptors: int | None = None,
     progress: bool = True,
     allow_duplicates: bool = False,
+    chunk: int = CHUNK,
 ) -> dict:
-    """Create the bank at `root` or append a shard to it; returns the new manifest.
-
-    An existing bank must have been built with the same model weights, backbone, size and signal;
-    its reduced descriptors (if any) are extended with its own projection. `descriptors` d, for a
-    new bank, stores d-dimensional pixel descriptors for the fast search. Inputs whose content
-    (x and y bytes) is already in the bank are skipped unless `allow_duplicates`, so a rerun adds
-    nothing twice. Several writers may add to one bank at once (see store).
-    """
-    if len(x) != len(y) or len(x) != len(names) or len(x) != len(labels):
-        raise ValueError("x, y, names and labels must have the same length")
-    root = Path(root)
-    x, y, names, labels = np.asarray(x, np.uint8), np.asarray(y, np.uint8), list(names), list(labels)
-    hashes = store.exemplar_hashes(x, y)
-    existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
-    checked = None if allow_duplicates else {s["name"] for s in existing["shards"]} if existing else set()
-    if existing is not None:
-        backbone = existing["backbone"]
-        store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
-        _check_descriptors(existing, descriptors, root)
-        if not allow_duplicates:
-            new = _new_only(root, existing, hashes)
-            if not new.all():
-                log.info(
-                    "index: skipped %d of %d exemplars already in the bank %s (--allow-duplicates adds them again)",
-                    int((~new).sum()),
-                    len(new),
-                    root,
-                )
-            if not new.any():
-                return existing
-            keep = np.flatnonzero(new)
-            x, y, hashes = x[keep], y[keep], [hashes[i] for i in keep]
-            names, labels = [names[i] for i in keep], [labels[i] for i in keep]
-    backbone_model = load_backbone(backbone)
-    f = stage1_outputs(model, x, progress=progress)
-    if existing is not None:
-        basis = store.read_projection(root) if existing.get("descriptors") else None
-    else:
-        basis = fit_bank_projection(backbone_model, f, descriptors) if descriptors else None
-    with store.staging_folder(root) as staging:
-        for _ in range(3):
-            global_dim = _stage(staging, backbone_model, f, x, y, names, labels, hashes, basis, progress)
-            template = expected_manifest(model, backbone, signal, global_dim)
-            try:
-                return store.commit_staged(root, template, staging / "shard", len(x), basis, checked)
-            except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
-                basis = changed.basis
-        raise BankError(f"bank {root}: its projection kept changing while this run added to it; run it again")
+    """add_chunks for exemplars given as arrays, `chunk` exemplars at a time; returns the manifest."""
+    exemplars = Exemplars(x, y, names, labels)
+    return add_chunks(
+        root, model, backbone, signal, exemplars.chunks(chunk), descriptors, progress, allow_duplicates, len(exemplars)
+    )

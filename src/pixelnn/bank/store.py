@@ -5,7 +5,7 @@ Layout (format "pixelnn-bank", version 1)::
     bank/
       bank.json            manifest: format, version, model fingerprint, backbone, size, signal,
                            input shape, global descriptor size, and the list of shards in order
-      shard-000/           one shard per `pixelnn index` run, written to a temporary folder and renamed
+      shard-000/           one shard per chunk of a `pixelnn index` run, written to a temporary folder and renamed
         f.npy              (n, S, S, 3) float16  stage-1 outputs f(x_n) in [0, 1]
         y.npy              (n, S, S, 3) uint8    target photos y_n
         x.npy              (n, h, w, c) uint8    input signals x_n (for display)
@@ -375,6 +375,21 @@ def commit_staged(
 
     With `checked` (the names of the shards the staged exemplars were already deduplicated
     against), exemplars that shards listed since then hold are dropped first."""
+    return commit_staged_many(root, template, [(staged, count)], basis, checked)
+
+
+def commit_staged_many(
+    root: Path,
+    template: dict,
+    staged: list[tuple[Path, int]],
+    basis: np.ndarray | None = None,
+    checked: set[str] | None = None,
+) -> dict:
+    """commit_staged for several staged shards (folder, count) at once: under one hold of the bank
+    lock they are renamed in, in order, and listed by ONE manifest write, so the bank gains all of
+    them or none (a crash before that write leaves shard folders that no manifest lists, which the
+    next writer removes as leftovers). Exemplars that an earlier shard of the same call holds are
+    dropped too when `checked` is given."""
     root = Path(root)
     with bank_lock(root):
         current = read_manifest(root) if (root / MANIFEST).exists() else None
@@ -385,16 +400,20 @@ def commit_staged(
                 write_projection(root, basis)
         else:
             check_compatible(current, template, root)
-            _check_projection(root, current, staged, basis)
-            if checked is not None:
-                count = _skip_added_meanwhile(root, current, staged, checked)
-                if count == 0:
-                    return current
-        name = _next_name(current)
-        replace_durably(staged, root / name)
-        entry = {"name": name, "count": count, "desc": (root / name / "desc.npy").exists()}
-        manifest = {**current, "shards": [*current["shards"], entry]}
-        manifest["count"] = sum(s["count"] for s in manifest["shards"])
+            for folder, _ in staged:
+                _check_projection(root, current, folder, basis)
+        shards = list(current["shards"])
+        for folder, count in staged:
+            if checked is not None and shards:
+                count = _skip_added_meanwhile(root, {**current, "shards": shards}, folder, checked)
+            if count == 0:
+                continue
+            name = _next_name({"shards": shards})
+            replace_durably(folder, root / name)
+            shards.append({"name": name, "count": count, "desc": (root / name / "desc.npy").exists()})
+        if len(shards) == len(current["shards"]):
+            return current
+        manifest = {**current, "shards": shards, "count": sum(s["count"] for s in shards)}
         write_json(root / MANIFEST, manifest)
         return manifest
 

@@ -26,6 +26,11 @@ class Sample:
     half: str | None = None  # A|B pair files: 'left' or 'right' = which half is the TARGET photo
     label: str | None = None
 
+    def absolute(self) -> Sample:
+        """This sample with absolute file paths (for a process whose working folder differs)."""
+        source = None if self.input is None else self.input.absolute()
+        return replace(self, target=self.target.absolute(), input=source)
+
 
 def _looked_for() -> str:
     return "image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ", any case, in any sub-folder)"
