@@ -28,6 +28,9 @@ def expected_manifest(model: UNet, backbone: str, signal: str, global_dim: int) 
 
 
 STAGE1_BATCH = 16  # fastest of 1, 8, 16, 32 on 2 cores (docs/benchmarks.md)
+# Images projected at a time: the full-resolution temporaries of a chunk (2.4 MB per image each) stay in
+# cache and below glibc's mmap threshold; a batch of 16 at once was 2.5x slower (docs/benchmarks.md).
+PROJECT_CHUNK = 2
 
 
 def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progress: bool = True) -> np.ndarray:
@@ -62,6 +65,14 @@ def _images(f: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(f, dtype=np.float32)).permute(0, 3, 1, 2)
 
 
+def reduced_descriptors(taps: list[torch.Tensor], basis: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """project_taps of a batch's taps as stored, (B, S, S, d) float16, computed PROJECT_CHUNK images at a time."""
+    chunks = []
+    for j in range(0, len(taps[0]), PROJECT_CHUNK):
+        chunks.append(project_taps([t[j : j + PROJECT_CHUNK] for t in taps], basis, size).half())
+    return torch.cat(chunks).numpy()
+
+
 def describe_exemplars(
     backbone_model,
     f: np.ndarray,
@@ -86,7 +97,7 @@ def describe_exemplars(
             taps = run_backbone(backbone_model, imgs, choice)
             glob.append(global_descriptor(taps).numpy())
             if out is not None:
-                out[i : i + batch] = project_taps(taps, basis_t, imgs.shape[-2:]).half().numpy()
+                out[i : i + batch] = reduced_descriptors(taps, basis_t, imgs.shape[-2:])
     if out is not None:
         out.flush()
     return np.concatenate(glob)
