@@ -15,9 +15,10 @@ import torch
 from tqdm import tqdm
 
 from ..errors import BankError
-from ..features.backbones import describe_global, load_backbone
-from ..features.hypercolumn import global_descriptor, pixel_descriptors
-from ..features.projection import fit_projection, project_taps, sample_pixels
+from ..features.backbones import load_backbone
+from ..features.hypercolumn import global_descriptor
+from ..features.inference import FP32, pass_arithmetic, run_backbone
+from ..features.projection import fit_projection, project_taps, sample_hypercolumns
 from ..regress.checkpoint import fingerprint
 from ..regress.unet import UNet, predict
 from . import store
@@ -32,6 +33,9 @@ def expected_manifest(model: UNet, backbone: str, signal: str, global_dim: int) 
 
 
 STAGE1_BATCH = 16  # fastest of 1, 8, 16, 32 on 2 cores (docs/benchmarks.md)
+# Images projected at a time: the full-resolution temporaries of a chunk (2.4 MB per image each) stay in
+# cache and below glibc's mmap threshold; a batch of 16 at once was 2.5x slower (docs/benchmarks.md).
+PROJECT_CHUNK = 2
 
 
 def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progress: bool = True) -> np.ndarray:
@@ -45,28 +49,33 @@ def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progre
     """
     outs = []
     for i in tqdm(range(0, len(x), batch), desc="stage 1", disable=not progress, leave=False, unit_scale=batch):
-        outs.append(predict(model, x[i : i + batch], batch=batch).permute(0, 2, 3, 1).numpy().astype(np.float16))
+        outs.append(predict(model, x[i : i + batch], batch=batch).permute(0, 2, 3, 1).half().numpy())
     return np.concatenate(outs)
-
-
-FIT_BATCH = 4
 
 
 def fit_bank_projection(
     backbone_model, f: np.ndarray, dim: int, n_images: int = 256, per_image: int = 128
 ) -> np.ndarray:
-    """Uncentred PCA basis (dim, D) fitted on random pixels of the first n_images exemplars.
-
-    Images go through in batches of FIT_BATCH: each holds its full (B, D, S, S) float32 hypercolumns
-    (217 MB an image at 96x96), so 16 at once made this the build's peak (4.05 GB resident), 4 about 1.3 GB."""
+    """Uncentred PCA basis (dim, D) fitted on random pixels of the first n_images exemplars (float32 taps)."""
     gen = torch.Generator().manual_seed(0)
     samples = []
-    for i in range(0, min(len(f), n_images), FIT_BATCH):
-        imgs = torch.from_numpy(np.asarray(f[i : i + FIT_BATCH], dtype=np.float32)).permute(0, 3, 1, 2)
-        with torch.no_grad():
-            pix = pixel_descriptors(backbone_model(imgs), imgs.shape[-2:], normalize_first=True)
-        samples.append(sample_pixels(pix, per_image, gen))
+    for i in range(0, min(len(f), n_images), 16):
+        imgs = _images(f[i : i + 16])
+        samples.append(sample_hypercolumns(run_backbone(backbone_model, imgs, FP32), imgs.shape[-2:], per_image, gen))
     return fit_projection(torch.cat(samples), dim).numpy()
+
+
+def _images(f: np.ndarray) -> torch.Tensor:
+    """Stored f(x) (B, S, S, 3) float16 -> (B, 3, S, S) float32, channels_last in memory (a free view)."""
+    return torch.from_numpy(np.asarray(f, dtype=np.float32)).permute(0, 3, 1, 2)
+
+
+def reduced_descriptors(taps: list[torch.Tensor], basis: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """project_taps of a batch's taps as stored, (B, S, S, d) float16, computed PROJECT_CHUNK images at a time."""
+    chunks = []
+    for j in range(0, len(taps[0]), PROJECT_CHUNK):
+        chunks.append(project_taps([t[j : j + PROJECT_CHUNK] for t in taps], basis, size).half())
+    return torch.cat(chunks).numpy()
 
 
 def describe_exemplars(
@@ -84,16 +93,16 @@ def describe_exemplars(
         N, S = len(f), f.shape[1]
         out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=np.float16, shape=(N, S, S, basis.shape[0]))
         basis_t = torch.from_numpy(basis)
+    choice = pass_arithmetic(backbone_model, f.shape[1], batch, len(f))
+    log.info("exemplar descriptors: %s", choice.note)
     glob = []
     for i in tqdm(range(0, len(f), batch), desc="exemplar descriptors", disable=not progress, leave=False):
-        imgs = torch.from_numpy(np.asarray(f[i : i + batch], dtype=np.float32)).permute(0, 3, 1, 2)
-        if out is None:
-            glob.append(describe_global(backbone_model, imgs).numpy())
-            continue
-        with torch.no_grad():
-            taps = backbone_model(imgs)
+        imgs = _images(f[i : i + batch])
+        with torch.inference_mode():
+            taps = run_backbone(backbone_model, imgs, choice)
             glob.append(global_descriptor(taps).numpy())
-            out[i : i + batch] = project_taps(taps, basis_t, imgs.shape[-2:]).numpy().astype(np.float16)
+            if out is not None:
+                out[i : i + batch] = reduced_descriptors(taps, basis_t, imgs.shape[-2:])
     if out is not None:
         out.flush()
     return np.concatenate(glob)
