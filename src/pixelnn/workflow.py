@@ -105,10 +105,12 @@ def index_arrays(
     descriptors: int | None = None,
     progress=True,
     allow_duplicates: bool = False,
+    version: int | None = None,
 ) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
-    Exemplars already in the bank are skipped unless `allow_duplicates`. A bank larger than
+    Exemplars already in the bank are skipped unless `allow_duplicates`; `version`: the format of a
+    new bank (default: the current, see bank/store.py). A bank larger than
     global_index.FLAT_LIMIT then has its global index saved (bank/global_index_build.py). The model card
     (README.md) is updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
     from .bank.global_index_build import save_global_index
@@ -130,6 +132,7 @@ def index_arrays(
         descriptors=descriptors,
         progress=progress,
         allow_duplicates=allow_duplicates,
+        **({} if version is None else {"version": version}),
     )
     save_global_index(bank)
     if bank.resolve() == own.resolve():

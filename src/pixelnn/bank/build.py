@@ -58,31 +58,59 @@ def fit_bank_projection(
     return fit_projection(torch.cat(samples), dim).numpy()
 
 
+CODEC_IMAGES = 64  # exemplars whose reduced descriptor maps train a new bank's codec (150 MB of float32)
+
+
+def fit_bank_encoding(backbone_model, f: np.ndarray, dim: int | None, version: int = store.VERSION) -> store.Encoding:
+    """The encoding of a new bank, from its first exemplars' stage-1 outputs f (N, S, S, 3) float in
+    [0, 1]: with `dim`, the projection basis (fit_bank_projection), and in version 2 that basis
+    rotated so that the codec's sub-vectors balance (codec.fit_rotation) and the codec, trained on
+    the reduced descriptor maps of the first CODEC_IMAGES exemplars (a second backbone pass over them)."""
+    if not dim:
+        return store.Encoding(version)
+    basis = fit_bank_projection(backbone_model, f, dim)
+    if version == 1:
+        return store.Encoding(version, basis)
+    return store.Encoding.trained(basis, reduced_maps(backbone_model, f[:CODEC_IMAGES], basis))
+
+
+def reduced_maps(backbone_model, f: np.ndarray, basis: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Reduced pixel descriptors (N, S, S, d) float32 of stage-1 outputs f (N, S, S, 3) float in [0, 1]."""
+    basis_t = torch.from_numpy(basis)
+    out = []
+    for i in range(0, len(f), batch):
+        imgs = torch.from_numpy(np.asarray(f[i : i + batch], dtype=np.float32)).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            out.append(project_taps(backbone_model(imgs), basis_t, imgs.shape[-2:]).numpy())
+    return np.concatenate(out)
+
+
 def describe_exemplars(
     backbone_model,
     f: np.ndarray,
-    basis: np.ndarray | None,
+    encoding: store.Encoding,
     desc_file: Path | None,
     batch: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
-    """Global descriptors (N, G) of f(x_n); with a basis, also write reduced pixel descriptors
-    (N, S, S, d) float16 to desc_file (a memory-mapped .npy, so a large bank never sits in RAM)."""
+    """Global descriptors (N, G) float32 of stored stage-1 outputs f (as `encoding` stores them);
+    with the encoding's basis, also write reduced pixel descriptors as it stores them to desc_file
+    (a memory-mapped .npy, so a large bank never sits in RAM)."""
     out = None
-    if basis is not None:
-        N, S = len(f), f.shape[1]
-        out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=np.float16, shape=(N, S, S, basis.shape[0]))
-        basis_t = torch.from_numpy(basis)
+    if encoding.basis is not None:
+        shape, dtype = encoding.desc_array(len(f), f.shape[1])
+        out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=dtype, shape=shape)
+        basis_t = torch.from_numpy(encoding.basis)
     glob = []
     for i in tqdm(range(0, len(f), batch), desc="exemplar descriptors", disable=not progress, leave=False):
-        imgs = torch.from_numpy(np.asarray(f[i : i + batch], dtype=np.float32)).permute(0, 3, 1, 2)
+        imgs = torch.from_numpy(encoding.f_values(f[i : i + batch])).permute(0, 3, 1, 2)
         if out is None:
             glob.append(describe_global(backbone_model, imgs).numpy())
             continue
         with torch.no_grad():
             taps = backbone_model(imgs)
             glob.append(global_descriptor(taps).numpy())
-            out[i : i + batch] = project_taps(taps, basis_t, imgs.shape[-2:]).numpy().astype(np.float16)
+            out[i : i + batch] = encoding.store_desc(project_taps(taps, basis_t, imgs.shape[-2:]))
     if out is not None:
         out.flush()
     return np.concatenate(glob)
@@ -94,11 +122,13 @@ def _new_only(root: Path, manifest: dict, hashes: list[str]) -> np.ndarray:
     return np.array([h not in known for h in hashes], dtype=bool)
 
 
-def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, basis, progress) -> int:
-    """Compute the descriptors of f with `basis` and write the shard into staging/shard."""
-    desc_file = staging / "desc.npy" if basis is not None else None
-    g = describe_exemplars(backbone_model, f, basis, desc_file, progress=progress)
-    store.stage_shard(staging / "shard", store.Shard(f, y, x, g.astype(np.float32), names, labels, desc_file, hashes))
+def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, encoding: store.Encoding, progress) -> int:
+    """Store stage-1 outputs f (float, in [0, 1]) as `encoding` says, describe them (global and, with
+    its basis, pixel descriptors) and write the shard into staging/shard; returns the global size."""
+    f = encoding.store_f(f)  # descriptors are computed from f as stored, as a query's are (PixelNN.stage1)
+    desc_file = staging / "desc.npy" if encoding.basis is not None else None
+    g = describe_exemplars(backbone_model, f, encoding, desc_file, progress=progress).astype(encoding.global_dtype)
+    store.stage_shard(staging / "shard", store.Shard(f, y, x, g, names, labels, desc_file, hashes))
     return g.shape[1]
 
 
@@ -125,6 +155,7 @@ def add_exemplars(
     descriptors: int | None = None,
     progress: bool = True,
     allow_duplicates: bool = False,
+    version: int = store.VERSION,
 ) -> dict:
     """Create the bank at `root` or append a shard to it; returns the new manifest.
 
@@ -132,7 +163,9 @@ def add_exemplars(
     its reduced descriptors (if any) are extended with its own projection. `descriptors` d, for a
     new bank, stores d-dimensional pixel descriptors for the fast search. Inputs whose content
     (x and y bytes) is already in the bank are skipped unless `allow_duplicates`, so a rerun adds
-    nothing twice. Several writers may add to one bank at once (see store).
+    nothing twice. Several writers may add to one bank at once (see store). `version` is the format
+    of a new bank (store: 2 is compact; 1, uncompressed, is there to compare with and to test the
+    reading of older banks); an existing bank keeps its own.
     """
     if len(x) != len(y) or len(x) != len(names) or len(x) != len(labels):
         raise ValueError("x, y, names and labels must have the same length")
@@ -162,15 +195,15 @@ def add_exemplars(
     backbone_model = load_backbone(backbone)
     f = stage1_outputs(model, x, progress=progress)
     if existing is not None:
-        basis = store.read_projection(root) if existing.get("descriptors") else None
+        encoding = store.read_encoding(root, existing)
     else:
-        basis = fit_bank_projection(backbone_model, f, descriptors) if descriptors else None
+        encoding = fit_bank_encoding(backbone_model, f, descriptors, version)
     with store.staging_folder(root) as staging:
         for _ in range(3):
-            global_dim = _stage(staging, backbone_model, f, x, y, names, labels, hashes, basis, progress)
+            global_dim = _stage(staging, backbone_model, f, x, y, names, labels, hashes, encoding, progress)
             template = expected_manifest(model, backbone, signal, global_dim)
             try:
-                return store.commit_staged(root, template, staging / "shard", len(x), basis, checked)
+                return store.commit_staged(root, template, staging / "shard", len(x), encoding, checked)
             except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
-                basis = changed.basis
-        raise BankError(f"bank {root}: its projection kept changing while this run added to it; run it again")
+                encoding = changed.encoding
+        raise BankError(f"bank {root}: its encoding kept changing while this run added to it; run it again")
