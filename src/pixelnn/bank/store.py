@@ -652,6 +652,13 @@ def expected_arrays(manifest: dict, count: int) -> dict[str, tuple[tuple, np.dty
     return out
 
 
+def bytes_per_exemplar(manifest: dict) -> int:
+    """Bytes of array data one exemplar takes in a bank of this manifest (f, y, x, global and
+    descriptors; not counting .npy headers, meta.json or the bank's shared files)."""
+    arrays = expected_arrays(manifest, 1).values()
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in arrays)
+
+
 def _read_meta(folder: Path) -> dict:
     path = folder / "meta.json"
     try:
