@@ -40,8 +40,9 @@ def test_batched_stage1_matches_one_at_a_time_within_one_float16_step():
     )
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("descriptors", [None, 16])
-def test_a_bank_exemplar_given_as_a_query_still_copies_itself(tmp_path, descriptors):
+def test_a_bank_exemplar_given_as_a_query_still_copies_itself(tmp_path, descriptors, version):
     from pixelnn.synth.pipeline import PixelNN
     from pixelnn.workflow import index_arrays, write_run
 
@@ -49,9 +50,13 @@ def test_a_bank_exemplar_given_as_a_query_still_copies_itself(tmp_path, descript
     write_run(tmp_path, model, {"signal": "lowres", "factor": 4, "size": 48, "backbone": "vgg16-hed"})
     y = smooth_textures(8, 48, seed=3)
     x = lowres(y, 4)
-    index_arrays(tmp_path, x, y, [f"im{i}.png" for i in range(8)], [None] * 8, descriptors=descriptors, progress=False)
+    names = [f"im{i}.png" for i in range(8)]
+    index_arrays(tmp_path, x, y, names, [None] * 8, descriptors=descriptors, progress=False, version=version)
     pixelnn = PixelNN.load(tmp_path)
+    assert pixelnn.bank.manifest["version"] == version
     assert pixelnn.search == ("fast" if descriptors else "exact")
+    # the step of f(x) as stored: the bank's batch may round one value of f(x_i) the other way
+    step = FLOAT16_STEP if version == 1 else 1 / 255
     rows, cols = np.mgrid[0:48, 0:48]
     for i in (0, 5):
         result = pixelnn.synthesize(x[i], grid="1:1:1,1:1:5")
@@ -59,8 +64,8 @@ def test_a_bank_exemplar_given_as_a_query_still_copies_itself(tmp_path, descript
         for cand in result.candidates:
             assert (cand.corr.exemplar == i).all()
             assert (cand.corr.sy == rows).all() and (cand.corr.sx == cols).all()
-            # out = y + f(x) - f(x_i): y itself, up to the float16 step the bank's batch may add
-            assert np.abs(cand.image - y[i] / 255.0).max() <= FLOAT16_STEP * 1.0001
+            # out = y + f(x) - f(x_i): y itself, up to that step
+            assert np.abs(cand.image - y[i] / 255.0).max() <= step * 1.0001
 
 
 def _reference_descriptors(backbone, f: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,12 +88,13 @@ def _reference_descriptors(backbone, f: np.ndarray, basis: np.ndarray) -> tuple[
 @pytest.mark.parametrize("batch", [3, 16])
 def test_exemplar_descriptors_match_a_plain_reference(tmp_path, batch):
     from pixelnn.bank.build import describe_exemplars
+    from pixelnn.bank.store import Encoding
     from pixelnn.features.backbones import load_backbone
 
     backbone = load_backbone("vgg16-hed")
     f = (smooth_textures(5, 32, seed=4) / 255.0).astype(np.float16)  # as stored: (N, S, S, 3) float16
     basis = fit_projection(torch.randn(3000, 1472, generator=torch.Generator().manual_seed(0)), 16).numpy()
-    glob = describe_exemplars(backbone, f, basis, tmp_path / "desc.npy", batch=batch, progress=False)
+    glob = describe_exemplars(backbone, f, Encoding(1, basis), tmp_path / "desc.npy", batch=batch, progress=False)
     desc = np.load(tmp_path / "desc.npy")
     ref_desc, ref_glob = _reference_descriptors(backbone, f, basis)
     assert desc.shape == ref_desc.shape == (5, 32, 32, 16) and desc.dtype == np.float16
@@ -97,7 +103,7 @@ def test_exemplar_descriptors_match_a_plain_reference(tmp_path, batch):
     assert cos.min() >= 0.999
     assert glob.shape == ref_glob.shape and np.abs(glob - ref_glob).max() <= 1e-5
     # without a basis: the same global descriptors, nothing written
-    assert np.abs(describe_exemplars(backbone, f, None, None, batch=batch, progress=False) - glob).max() <= 1e-6
+    assert np.abs(describe_exemplars(backbone, f, Encoding(1), None, batch=batch, progress=False) - glob).max() <= 1e-6
 
 
 def test_the_projection_is_fitted_on_the_same_hypercolumn_pixels_as_before():

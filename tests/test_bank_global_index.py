@@ -29,19 +29,21 @@ def clustered(n: int, seed: int, centres: int = 40) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def add_shard(root, g: np.ndarray, labels=None) -> dict:
+def add_shard(root, g: np.ndarray, labels=None, version: int = store.VERSION) -> dict:
+    """A shard of global descriptors g (stored as float16, or float32 in version 1) and blank images."""
     n = len(g)
     manifest = store.new_manifest("fp", "vgg16-hed", 4, "lowres", (1, 1, 3), G)
+    encoding = store.Encoding(version)
     shard = store.Shard(
-        np.zeros((n, 4, 4, 3), np.float16),
+        np.zeros((n, 4, 4, 3), encoding.f_dtype),
         np.zeros((n, 4, 4, 3), np.uint8),
         np.zeros((n, 1, 1, 3), np.uint8),
-        g,
+        g.astype(encoding.global_dtype),
         [f"{i}.png" for i in range(n)],
         labels or [None] * n,
         hashes=[f"{root.name}-{len(g)}-{i}-{g[i, 0]}" for i in range(n)],
     )
-    return store.write_shard(root, manifest, shard)
+    return store.write_shard(root, manifest, shard, encoding)
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +60,21 @@ def recall(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean([len(set(t) & set(f)) / len(t) for t, f in zip(truth, found)]))
 
 
-def test_a_small_bank_saves_nothing_and_searches_exactly(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_small_bank_saves_nothing_and_searches_exactly(tmp_path, version, monkeypatch):
+    monkeypatch.setattr(gi, "CHUNK", 128)  # float16 descriptors are searched CHUNK rows at a time
     root = tmp_path / "b"
     g = clustered(300, 0)
-    add_shard(root, g)
+    add_shard(root, g, version=version)
     assert save_global_index(root, flat_limit=LIMIT) is None
     assert not (root / gi.META).exists()
     bank = Bank.open(root)
+    assert bank.index.blocks[0].dtype == (np.float32 if version == 1 else np.float16)
     sims, ids = bank.search(g[:5], 3)
     assert bank.index.kind == "flat" and ids[:, 0].tolist() == [0, 1, 2, 3, 4]
-    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5 if version == 1 else 1e-3)  # float16: 3 digits
+    truth = np.argsort(-(g[:5] @ g.astype(bank.index.blocks[0].dtype).astype(np.float32).T), axis=1)[:, :3]
+    np.testing.assert_array_equal(ids, truth)  # across chunks of 128 rows too
 
 
 def test_a_large_bank_saves_an_ivf_index_with_recall_at_10_of_at_least_095(ivf_bank):

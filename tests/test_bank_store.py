@@ -105,7 +105,7 @@ def test_a_bank_opens_from_its_own_folder_alone(grown, pairs, tmp_path):
     assert np.array_equal(opened.gather("y", np.arange(7)), y)
     assert np.array_equal(opened.gather("x", np.arange(7)), x)
     f = opened.gather("f", np.arange(7))
-    assert f.dtype == np.float16 and f.shape == (7, 32, 32, 3)
+    assert f.dtype == np.uint8 and f.shape == (7, 32, 32, 3)  # version 2: f(x_n) in 8 bits
     # and it still works with its model
     result = PixelNN.load(run, bank=moved).synthesize(x[5], grid="1:1:1")
     assert np.array_equal(result.candidates[0].image, y[5].astype(np.float32) / 255.0)
@@ -242,9 +242,9 @@ def _memory_bank(tmp_path, labels):
     """A bank on disk with arbitrary arrays: enough for the label and id bookkeeping."""
     n = len(labels)
     manifest = store.new_manifest("fp", "vgg16-hed", 4, "lowres", (1, 1, 3), 2)
-    g = np.tile(np.array([[1.0, 0.0]], np.float32), (n, 1))
+    g = np.tile(np.array([[1.0, 0.0]], np.float16), (n, 1))
     shard = store.Shard(
-        np.zeros((n, 4, 4, 3), np.float16),
+        np.zeros((n, 4, 4, 3), np.uint8),
         np.zeros((n, 4, 4, 3), np.uint8),
         np.zeros((n, 1, 1, 3), np.uint8),
         g,
@@ -278,21 +278,30 @@ def test_ids_with_labels_on_a_bank_without_labels(tmp_path):
         bank.ids_with_labels(["dog"])
 
 
-def test_a_bank_with_reduced_descriptors_grows_with_its_own_projection(tiny_run, pairs, tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_bank_with_reduced_descriptors_grows_with_its_own_projection(tiny_run, pairs, tmp_path, version):
     from pixelnn.synth.pipeline import PixelNN
     from pixelnn.workflow import index_arrays
 
     run = tiny_run[0]
     x, y = pairs
     bank = tmp_path / "bank"
-    index_arrays(run, x[:4], y[:4], NAMES[:4], LABELS[:4], bank=bank, descriptors=8, progress=False)
-    basis = np.load(bank / "projection.npy")
+    index_arrays(run, x[:4], y[:4], NAMES[:4], LABELS[:4], bank=bank, descriptors=8, progress=False, version=version)
+    files = {name: np.load(bank / name) for name in store.encoding_files(store.read_manifest(bank))}
     with pytest.raises(BankError, match="stores 8-d reduced descriptors"):  # fixed when the bank was made
         index_arrays(run, x[4:], y[4:], NAMES[4:], LABELS[4:], bank=bank, descriptors=99, progress=False)
     manifest = index_arrays(run, x[4:], y[4:], NAMES[4:], LABELS[4:], bank=bank, progress=False)
-    assert np.array_equal(np.load(bank / "projection.npy"), basis)  # the bank's projection, not a new one
-    assert manifest["descriptors"] == {"dim": 8, "dtype": "float16"} and all(s["desc"] for s in manifest["shards"])
-    assert Bank.open(bank).gather("desc", [0, 6]).shape == (2, 32, 32, 8)
+    for name, array in files.items():  # the bank's projection (and codebooks), not new ones
+        assert np.array_equal(np.load(bank / name), array)
+    assert manifest["version"] == version and all(s["desc"] for s in manifest["shards"])
+    opened = Bank.open(bank)
+    if version == 1:
+        assert manifest["descriptors"] == {"dim": 8, "dtype": "float16"}
+        assert opened.gather("desc", [0, 6]).shape == (2, 32, 32, 8)
+    else:
+        assert manifest["descriptors"]["dtype"] == "pq" and manifest["descriptors"]["pixel_bytes"] == 4
+        assert opened.gather("desc", [0, 6]).shape == (2, 32 * 32 * 4 + 8 * 8 * 8)  # 4 bytes a pixel, 8 a block
+    assert opened.descriptors([0, 6]).shape == (2, 32, 32, 8)
     model = PixelNN.load(run, bank=bank)
     assert model.search == "fast"
     for n in (1, 5):

@@ -126,10 +126,11 @@ def test_four_concurrent_writers_create_one_bank_with_descriptors(tiny_run, tmp_
     counts = run_writers(run, bank, sizes, tmp_path, descriptors=8)
     assert max(counts) == sum(sizes) and len(set(counts)) == 4  # each saw the bank as it made it
     opened = check_every_writer_present(bank, sizes)
-    assert opened.manifest["descriptors"] == {"dim": 8, "dtype": "float16"}
+    setting = opened.manifest["descriptors"]
+    assert (setting["dim"], setting["dtype"]) == (8, "pq")
     assert all(s["desc"] for s in opened.manifest["shards"])
     assert leftovers(bank) == []
-    # every writer's descriptors were made with the one projection the bank kept: the fast search
+    # every writer's descriptors were made with the one projection and codec the bank kept: the fast search
     # copies each exemplar from itself
     model = PixelNN.load(run, bank=bank)
     for k, n in enumerate(sizes):

@@ -373,6 +373,7 @@ def help_examples(text: str) -> list[list[str]]:
 
 def test_every_verb_is_checked():
     assert VERBS == [
+        "compact",
         "convert",
         "demo",
         "evaluate",

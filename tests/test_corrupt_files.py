@@ -24,16 +24,19 @@ DIM = 16  # reduced descriptors of the fast bank
 
 @pytest.fixture(scope="module")
 def runs(tiny_run, tmp_path_factory):
-    """Two model folders of the tiny model: 'exact' (tiny_run's bank) and 'fast' (a bank with DIM-dim descriptors)."""
+    """Model folders of the tiny model: 'exact' (tiny_run's bank), 'fast' (a bank with DIM-dim coded
+    descriptors) and 'fast1' (a version-1 bank with DIM-dim float16 descriptors)."""
     run, x, y, labels = tiny_run
     base = tmp_path_factory.mktemp("corrupt")
-    exact = shutil.copytree(run, base / "exact")
-    fast = base / "fast"
-    fast.mkdir()
-    for name in ("config.json", checkpoint.FILENAME):
-        shutil.copy(run / name, fast / name)
-    index_arrays(fast, x, y, [f"im{i}.png" for i in range(6)], labels, descriptors=DIM, progress=False)
-    return {"exact": exact, "fast": fast}
+    out = {"exact": shutil.copytree(run, base / "exact")}
+    for kind, version in (("fast", 2), ("fast1", 1)):
+        out[kind] = base / kind
+        out[kind].mkdir()
+        for name in ("config.json", checkpoint.FILENAME):
+            shutil.copy(run / name, out[kind] / name)
+        names = [f"im{i}.png" for i in range(6)]
+        index_arrays(out[kind], x, y, names, labels, descriptors=DIM, progress=False, version=version)
+    return out
 
 
 @pytest.fixture
@@ -304,6 +307,14 @@ CASES = [
         array("f.npy", lambda a: a.astype(np.float32)),
         BankError,
         "f.npy",
+        "float32 data, the bank stores uint8",
+    ),
+    (
+        "f-wrong-dtype-v1",
+        "fast1",
+        array("f.npy", lambda a: a.astype(np.float32)),
+        BankError,
+        "f.npy",
         "float32 data, the bank stores float16",
     ),
     ("x-wrong-shape", "exact", array("x.npy", lambda a: a[..., :1]), BankError, "x.npy", r"shape \(6, 8, 8, 1\)"),
@@ -378,7 +389,7 @@ CASES = [
     ),
     (
         "desc-wrong-dim",
-        "fast",
+        "fast1",
         array("desc.npy", lambda a: a[..., :8]),
         BankError,
         "desc.npy",
@@ -394,7 +405,7 @@ CASES = [
     ),
     (
         "descriptors-dim-wrong",
-        "fast",
+        "fast1",
         manifest(set_key("descriptors", {"dim": 8, "dtype": "float16"})),
         BankError,
         "desc.npy",
@@ -411,7 +422,7 @@ CASES = [
     ("descriptors-dropped", "fast", manifest(set_key("descriptors", None)), BankError, "bank.json", "desc flag"),
     (
         "projection-rows",
-        "fast",
+        "fast1",
         lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:8]),
         BankError,
         "projection.npy",
@@ -419,7 +430,7 @@ CASES = [
     ),
     (
         "projection-columns",
-        "fast",
+        "fast1",
         lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:, :-5]),
         BankError,
         "projection.npy",
@@ -427,7 +438,7 @@ CASES = [
     ),
     (
         "projection-truncated",
-        "fast",
+        "fast1",
         lambda r: truncate(r / "bank" / "projection.npy"),
         BankError,
         "projection.npy",
@@ -435,11 +446,111 @@ CASES = [
     ),
     (
         "projection-nan",
-        "fast",
+        "fast1",
         lambda r: edit_array(r / "bank" / "projection.npy", with_nan(np.nan)),
         BankError,
         "projection.npy",
         "NaN or infinite",
+    ),
+    # version 2: codes, codebooks, and the sha256 of the projection and codebooks in bank.json
+    ("codes-short", "fast", array("desc.npy", lambda a: a[:, :-16]), BankError, "desc.npy", r"asks for \(6, 5120\)"),
+    (
+        "codes-wrong-dtype",
+        "fast",
+        array("desc.npy", lambda a: a.astype(np.int16)),
+        BankError,
+        "desc.npy",
+        "int16 data, the bank stores uint8",
+    ),
+    (
+        "projection-rows-v2",
+        "fast",
+        lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[:8]),
+        BankError,
+        "projection.npy",
+        "projects to 8 dimensions",
+    ),
+    (
+        "projection-changed-v2",
+        "fast",
+        lambda r: edit_array(r / "bank" / "projection.npy", lambda p: p[::-1].copy()),
+        BankError,
+        "projection.npy",
+        "sha256 differs from the one bank.json recorded",
+    ),
+    (
+        "codebook-truncated",
+        "fast",
+        lambda r: truncate(r / "bank" / "codebook-block.npy"),
+        BankError,
+        "codebook-block.npy",
+        "missing or corrupt",
+    ),
+    (
+        "codebook-deleted",
+        "fast",
+        lambda r: (r / "bank" / "codebook-pixel.npy").unlink(),
+        BankError,
+        "codebook-pixel.npy",
+        "missing or corrupt",
+    ),
+    (
+        "codebook-wrong-shape",
+        "fast",
+        lambda r: edit_array(r / "bank" / "codebook-pixel.npy", lambda c: c[:, :128]),
+        BankError,
+        "codebook-pixel.npy",
+        r"not float32 \(4, 256, 4\)",
+    ),
+    (
+        "codebook-float64",
+        "fast",
+        lambda r: edit_array(r / "bank" / "codebook-block.npy", lambda c: c.astype(np.float64)),
+        BankError,
+        "codebook-block.npy",
+        "holds float64",
+    ),
+    (
+        "codebook-nan",
+        "fast",
+        lambda r: edit_array(r / "bank" / "codebook-pixel.npy", with_nan(np.nan)),
+        BankError,
+        "codebook-pixel.npy",
+        "NaN or infinite",
+    ),
+    (
+        "codebook-one-value-changed",
+        "fast",
+        lambda r: edit_array(
+            r / "bank" / "codebook-pixel.npy", lambda c: c + np.eye(1, c.size, dtype=c.dtype).reshape(c.shape)
+        ),
+        BankError,
+        "codebook-pixel.npy",
+        "sha256 differs",
+    ),
+    (
+        "descriptors-no-sums",
+        "fast",
+        manifest(lambda m: m["descriptors"].pop("sha256")),
+        BankError,
+        "bank.json",
+        "must record the sha256",
+    ),
+    (
+        "descriptors-bytes-not-dividing",
+        "fast",
+        manifest(lambda m: m["descriptors"].__setitem__("pixel_bytes", 3)),
+        BankError,
+        "bank.json",
+        "pixel_bytes 3 does not divide dim 16",
+    ),
+    (
+        "descriptors-dtype-float16-in-v2",
+        "fast",
+        manifest(lambda m: m["descriptors"].__setitem__("dtype", "float16")),
+        BankError,
+        "bank.json",
+        "must name dtype 'pq'",
     ),
 ]
 
@@ -508,16 +619,33 @@ def flip_a_byte(path, at=-10):
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("kind", ["exact", "fast"])
+@pytest.mark.parametrize("kind", ["exact", "fast", "fast1"])
 def test_a_new_shard_records_a_sha256_per_array_file(runs, kind):
     shard = runs[kind] / "bank" / "shard-000"
     sums = json.loads((shard / "meta.json").read_text())["sha256"]
     assert sorted(sums) == sorted(p.name for p in shard.glob("*.npy"))
-    assert ("desc.npy" in sums) == (kind == "fast")
+    assert ("desc.npy" in sums) == kind.startswith("fast")
     assert all(sums[name] == store.file_sha256(shard / name) for name in sums)
 
 
-@pytest.mark.parametrize("kind", ["exact", "fast"])
+def test_a_compact_bank_records_the_sha256_of_its_projection_and_codebooks(runs):
+    bank = runs["fast"] / "bank"
+    sums = store.read_manifest(bank)["descriptors"]["sha256"]
+    assert sorted(sums) == ["codebook-block.npy", "codebook-pixel.npy", "projection.npy"]
+    assert all(sums[name] == store.file_sha256(bank / name) for name in sums)
+
+
+def test_verify_names_a_changed_codebook(copy_of, capsys):
+    run = copy_of("fast")
+    flip_a_byte(run / "bank" / "codebook-pixel.npy", at=-3)  # a float's low mantissa byte: still finite
+    problems, _ = store.verify_bank(run / "bank", store.read_manifest(run / "bank"))
+    assert len(problems) == 1 and "codebook-pixel.npy: sha256 is" in problems[0]
+    assert main(["verify", "--model", str(run)]) == 2  # opening the bank already checks them
+    err = capsys.readouterr().err
+    assert "codebook-pixel.npy is damaged: its sha256 differs" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["exact", "fast", "fast1"])
 def test_a_clean_bank_verifies(runs, kind, capsys):
     assert main(["verify", "--model", str(runs[kind])]) == 0
     out = capsys.readouterr().out
@@ -560,10 +688,10 @@ def test_sums_stay_right_when_a_writer_drops_rows_it_finds_already_added(copy_of
     before = {s["name"] for s in store.read_manifest(run / "bank")["shards"]}
     with store.staging_folder(run / "bank") as staging:
         shard = store.Shard(
-            np.zeros((2, 32, 32, 3), np.float16),
+            np.zeros((2, 32, 32, 3), np.uint8),
             y[:2],
             x[:2],
-            np.ones((2, 512), np.float32) / 512**0.5,
+            np.ones((2, 512), np.float16) / 512**0.5,
             ["a", "b"],
             [None, None],
         )

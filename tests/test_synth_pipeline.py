@@ -46,7 +46,7 @@ def test_outputs_rebuild_from_their_correspondences(model, tiny_run, copy):
     query = np.ascontiguousarray(x[2][::-1])  # flipped: not in the bank
     result = model.synthesize(query, copy=copy)
     assert result.candidates
-    f_bank = model.bank.gather("f", np.arange(len(model.bank))).astype(np.float32)
+    f_bank = model.bank.stage1(np.arange(len(model.bank)))
     y_bank = model.bank.gather("y", np.arange(len(model.bank))).astype(np.float32) / 255
     voted = 0
     for cand in result.candidates:

@@ -46,6 +46,14 @@ Opening a bank (any verb) checks its files' sizes, shapes and types; verify also
 of every array file and names each one that differs from the sum stored when its shard was written.
 Exits 2 when a file differs. Shards written before sums were stored are listed as unchecked."""
 
+COMPACT_EXAMPLES = """examples:
+  pixelnn compact runs/celeba-lowres/bank --out runs/celeba-lowres/bank-v2
+  # then give it to any verb: pixelnn synthesize --model runs/celeba-lowres --bank runs/celeba-lowres/bank-v2 ...
+Banks written by this PixelNN are compact already (format version 2: f(x) in 8 bits, global
+descriptors in float16, pixel descriptors as 5-byte codes, about 120 KB per 96x96 exemplar);
+this makes a compact copy of an older (version 1) bank without recomputing any descriptor. The
+old bank is left as it is; the copy appears complete or not at all."""
+
 SYNTH_EXAMPLES = f"""examples:
   # 72 candidates for validation photos turned into the model's input (12x12 or edges), with originals
   pixelnn synthesize --model runs/celeba-lowres --data {DATA}/celeba/val --limit 4 --out out/celeba
@@ -205,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
     p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+
+    p = verbs.add_parser(
+        "compact",
+        help="write a compact copy (format version 2) of an older exemplar bank",
+        epilog=COMPACT_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("bank", type=Path, metavar="BANK", help="the bank folder to copy (version 1)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the compact bank")
 
     p = verbs.add_parser(
         "setup-weights",

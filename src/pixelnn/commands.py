@@ -174,6 +174,22 @@ def verify(args) -> None:
     log.info(f"verify: bank {root} is intact ({len(bank)} exemplars; {checked} shard(s) checked file by file)")
 
 
+def compact(args) -> None:
+    """A compact (version 2) copy of a version-1 bank; says how much smaller it is."""
+    from .bank.compact import compact_bank
+
+    manifest = compact_bank(args.bank, args.out)
+    before, after = (_folder_bytes(p) / max(manifest["count"], 1) / 1024 for p in (args.bank, args.out))
+    log.info(
+        f"compact: {manifest['count']} exemplars; {before:.0f} KB per exemplar in {args.bank}, "
+        f"{after:.0f} KB in {args.out}"
+    )
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
 def setup_weights(args) -> None:
     """Convert the VGG-16/HED and EfficientNet-Lite0 weights into the cache (see features/weights.py)."""
     from .features.backbones import setup_weights

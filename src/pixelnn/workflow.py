@@ -111,13 +111,15 @@ def index_arrays(
     allow_duplicates: bool = False,
     chunk: int | None = None,
     ray: str | None = None,
+    version: int = store.VERSION,
 ) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
     The exemplars are computed and committed `chunk` at a time (default build.CHUNK), one shard each,
     so memory does not grow with their number; with `ray` (an address, or 'auto') the chunks are
     computed by tasks on a Ray cluster and committed together (distributed/ray_index.py).
-    Exemplars already in the bank are skipped unless `allow_duplicates`. A bank larger than
+    Exemplars already in the bank are skipped unless `allow_duplicates`; `version`: the format of a
+    new bank (default: the current, see bank/store.py; the Ray build makes the current). A bank larger than
     global_index.FLAT_LIMIT then has its global index saved (bank/global_index_build.py). The model card
     (README.md) is updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
     exemplars = Exemplars(x, y, names, labels)
@@ -128,7 +130,8 @@ def index_arrays(
         pieces = lambda n: list(exemplars.chunks(n))  # noqa: E731
         return job.finish(index_on_ray(ray, job, pieces, lambda: exemplars.x, len(exemplars), chunk))
     chunks = exemplars.chunks(chunk or CHUNK)
-    return job.finish(add_chunks(job.bank, job.model, job.backbone, job.signal, chunks, *job.options, len(exemplars)))
+    total = len(exemplars)
+    return job.finish(add_chunks(job.bank, job.model, job.backbone, job.signal, chunks, *job.options, total, version))
 
 
 def index_samples(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import BankError, ConfigError
 from . import store
@@ -20,13 +21,12 @@ class Bank:
         self.names: list[str] = [n for s in shards for n in s.names]
         self.labels: list[str | None] = [lab for s in shards for lab in s.labels]
         self.index = open_global_index(self.root, manifest, shards)  # memory-mapped: nothing is built here
+        self.encoding = store.read_encoding(self.root, manifest)  # how f and descriptors are stored
 
     @classmethod
     def open(cls, root: Path) -> Bank:
         manifest = store.read_manifest(root)
         shards = [store.read_shard(root, entry, manifest) for entry in manifest["shards"]]
-        if manifest.get("descriptors"):
-            store.read_projection(root, manifest["descriptors"]["dim"])
         return cls(root, manifest, shards)
 
     def __len__(self) -> int:
@@ -46,6 +46,14 @@ class Bank:
     def gather(self, key: str, ids) -> np.ndarray:
         """Rows of array `key` ('f', 'y', 'x' or 'global_') for the given exemplar ids, in order."""
         return np.stack([np.asarray(getattr(self.shards[s], key)[i]) for s, i in self._locate(ids)])
+
+    def stage1(self, ids) -> np.ndarray:
+        """f(x_n) of the given ids as float32 (n, S, S, 3) in [0, 1], whatever the bank stores."""
+        return self.encoding.f_values(self.gather("f", ids))
+
+    def descriptors(self, ids) -> torch.Tensor:
+        """Reduced pixel descriptors of the given ids, decoded: float32 (n, S, S, d), not normalised."""
+        return self.encoding.desc_values(self.gather("desc", ids), self.manifest["size"])
 
     def ids_with_labels(self, labels: list[str]) -> np.ndarray:
         """Ids whose label equals one of `labels` or lies below it ('Boots' matches 'Boots/Ankle')."""

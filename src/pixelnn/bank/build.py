@@ -70,49 +70,79 @@ def _images(f: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(f, dtype=np.float32)).permute(0, 3, 1, 2)
 
 
-def reduced_descriptors(taps: list[torch.Tensor], basis: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """project_taps of a batch's taps as stored, (B, S, S, d) float16, computed PROJECT_CHUNK images at a time."""
+def reduced_descriptors(taps: list[torch.Tensor], basis: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """project_taps of a batch's taps, (B, S, S, d) float32, computed PROJECT_CHUNK images at a time."""
     chunks = []
     for j in range(0, len(taps[0]), PROJECT_CHUNK):
-        chunks.append(project_taps([t[j : j + PROJECT_CHUNK] for t in taps], basis, size).half())
-    return torch.cat(chunks).numpy()
+        chunks.append(project_taps([t[j : j + PROJECT_CHUNK] for t in taps], basis, size).float())
+    return torch.cat(chunks)
+
+
+CODEC_IMAGES = 64  # exemplars whose reduced descriptor maps train a new bank's codec (150 MB of float32)
+
+
+def fit_bank_encoding(backbone_model, f: np.ndarray, dim: int | None, version: int = store.VERSION) -> store.Encoding:
+    """The encoding of a new bank, from its first exemplars' stage-1 outputs f (N, S, S, 3) float in
+    [0, 1]: with `dim`, the projection basis (fit_bank_projection), and in version 2 that basis
+    rotated so that the codec's sub-vectors balance (codec.fit_rotation) and the codec, trained on
+    the reduced descriptor maps of the first CODEC_IMAGES exemplars (a second backbone pass over them)."""
+    if not dim:
+        return store.Encoding(version)
+    basis = fit_bank_projection(backbone_model, f, dim)
+    if version == 1:
+        return store.Encoding(version, basis)
+    return store.Encoding.trained(basis, reduced_maps(backbone_model, f[:CODEC_IMAGES], basis))
+
+
+def reduced_maps(backbone_model, f: np.ndarray, basis: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Reduced pixel descriptors (N, S, S, d) float32 of stage-1 outputs f (N, S, S, 3) float in [0, 1]."""
+    basis_t = torch.from_numpy(basis)
+    out = []
+    for i in range(0, len(f), batch):
+        imgs = _images(f[i : i + batch])
+        with torch.inference_mode():
+            out.append(reduced_descriptors(run_backbone(backbone_model, imgs, FP32), basis_t, imgs.shape[-2:]).numpy())
+    return np.concatenate(out)
 
 
 def describe_exemplars(
     backbone_model,
     f: np.ndarray,
-    basis: np.ndarray | None,
+    encoding: store.Encoding,
     desc_file: Path | None,
     batch: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
-    """Global descriptors (N, G) of f(x_n); with a basis, also write reduced pixel descriptors
-    (N, S, S, d) float16 to desc_file (a memory-mapped .npy, so a large bank never sits in RAM)."""
+    """Global descriptors (N, G) float32 of stored stage-1 outputs f (as `encoding` stores them);
+    with the encoding's basis, also write reduced pixel descriptors as it stores them to desc_file
+    (a memory-mapped .npy, so a large bank never sits in RAM)."""
     out = None
-    if basis is not None:
-        N, S = len(f), f.shape[1]
-        out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=np.float16, shape=(N, S, S, basis.shape[0]))
-        basis_t = torch.from_numpy(basis)
+    if encoding.basis is not None:
+        shape, dtype = encoding.desc_array(len(f), f.shape[1])
+        out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=dtype, shape=shape)
+        basis_t = torch.from_numpy(encoding.basis)
     choice = pass_arithmetic(backbone_model, f.shape[1], batch, len(f))
     log.info("exemplar descriptors: %s", choice.note)
     glob = []
     for i in tqdm(range(0, len(f), batch), desc="exemplar descriptors", disable=not progress, leave=False):
-        imgs = _images(f[i : i + batch])
+        imgs = _images(encoding.f_values(f[i : i + batch]))
         with torch.inference_mode():
             taps = run_backbone(backbone_model, imgs, choice)
-            glob.append(global_descriptor(taps).numpy())
+            glob.append(global_descriptor(taps).float().numpy())
             if out is not None:
-                out[i : i + batch] = reduced_descriptors(taps, basis_t, imgs.shape[-2:])
+                out[i : i + batch] = encoding.store_desc(reduced_descriptors(taps, basis_t, imgs.shape[-2:]))
     if out is not None:
         out.flush()
     return np.concatenate(glob)
 
 
-def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, basis, progress) -> int:
-    """Compute the descriptors of f with `basis` and write the shard into staging/shard."""
-    desc_file = staging / "desc.npy" if basis is not None else None
-    g = describe_exemplars(backbone_model, f, basis, desc_file, progress=progress)
-    store.stage_shard(staging / "shard", store.Shard(f, y, x, g.astype(np.float32), names, labels, desc_file, hashes))
+def _stage(staging: Path, backbone_model, f, x, y, names, labels, hashes, encoding: store.Encoding, progress) -> int:
+    """Store stage-1 outputs f (float, in [0, 1]) as `encoding` says, describe them (global and, with
+    its basis, pixel descriptors) and write the shard into staging/shard; returns the global size."""
+    f = encoding.store_f(f)  # descriptors are computed from f as stored, as a query's are (PixelNN.stage1)
+    desc_file = staging / "desc.npy" if encoding.basis is not None else None
+    g = describe_exemplars(backbone_model, f, encoding, desc_file, progress=progress).astype(encoding.global_dtype)
+    store.stage_shard(staging / "shard", store.Shard(f, y, x, g, names, labels, desc_file, hashes))
     return g.shape[1]
 
 
@@ -167,7 +197,7 @@ class BankPlan:
     root: Path
     backbone: str
     signal: str
-    basis: np.ndarray | None  # (d, D) float32: the bank's projection, or the one fitted for a new bank
+    encoding: store.Encoding  # the bank's, or the one fitted for a new bank
     known: frozenset[str] | None  # content hashes already in the bank; None: add duplicates too
     checked: frozenset[str] | None  # the names of the shards `known` was read from
 
@@ -177,11 +207,11 @@ class BankPlan:
     def after(self, manifest: dict, hashes: list[str]) -> BankPlan:
         """The plan once `manifest` lists a chunk whose exemplars have `hashes`: the bank's projection is now
         fixed, and those exemplars are in the bank."""
-        basis = self.basis if manifest.get("descriptors") else None
+        encoding = self.encoding if manifest.get("descriptors") else store.Encoding(self.encoding.version)
         if self.known is None:
-            return replace(self, basis=basis)
+            return replace(self, encoding=encoding)
         names = frozenset(s["name"] for s in manifest["shards"])
-        return replace(self, basis=basis, known=self.known | set(hashes), checked=names)
+        return replace(self, encoding=encoding, known=self.known | set(hashes), checked=names)
 
 
 @dataclass
@@ -205,11 +235,11 @@ def network(backbone: str):
     return load_backbone(backbone)
 
 
-def new_bank_projection(model: UNet, backbone_model, x: np.ndarray, dim: int) -> np.ndarray:
-    """Set up a new bank's reduced descriptors: the (dim, D) projection fitted on f(x) of the first
-    PROJECTION_IMAGES inputs, fitted once before any chunk is described."""
+def new_bank_encoding(model: UNet, backbone_model, x: np.ndarray, dim: int, version: int) -> store.Encoding:
+    """Set up a new bank's reduced descriptors: the encoding (projection and, in version 2, codec) fitted
+    on f(x) of the first PROJECTION_IMAGES inputs, once before any chunk is described."""
     f = stage1_outputs(model, x[:PROJECTION_IMAGES], progress=False)
-    return fit_bank_projection(backbone_model, f, dim, n_images=PROJECTION_IMAGES)
+    return fit_bank_encoding(backbone_model, f, dim, version)
 
 
 def plan_bank(
@@ -220,30 +250,31 @@ def plan_bank(
     descriptors: int | None = None,
     allow_duplicates: bool = False,
     first_x: np.ndarray | None = None,
+    version: int = store.VERSION,
 ) -> BankPlan:
     """The plan of a run that adds to the bank at `root` (made by the first commit if missing).
 
     An existing bank must have been built with the same model weights, backbone, size and signal; its
-    projection (if any) is kept. A new bank with `descriptors` d gets a projection fitted on `first_x`,
-    the first inputs of the run (at least PROJECTION_IMAGES of them when there are that many)."""
+    encoding is kept. A new bank (format `version`) with `descriptors` d gets a projection and codec fitted
+    on `first_x`, the first inputs of the run (at least PROJECTION_IMAGES of them when there are that many)."""
     root = Path(root)
     existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
     if existing is None:
-        basis = None
+        encoding = store.Encoding(version)
         if descriptors:
             if first_x is None or not len(first_x):
                 raise BankError(f"no exemplars to fit the projection of the new bank {root} on")
-            basis = new_bank_projection(model, network(backbone), first_x, descriptors)
+            encoding = new_bank_encoding(model, network(backbone), first_x, descriptors, version)
         known = None if allow_duplicates else frozenset()
-        return BankPlan(root, backbone, signal, basis, known, None if allow_duplicates else frozenset())
+        return BankPlan(root, backbone, signal, encoding, known, None if allow_duplicates else frozenset())
     backbone = existing["backbone"]
     store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
     _check_descriptors(existing, descriptors, root)
-    basis = store.read_projection(root) if existing.get("descriptors") else None
+    encoding = store.read_encoding(root, existing)
     if allow_duplicates:
-        return BankPlan(root, backbone, signal, basis, None, None)
+        return BankPlan(root, backbone, signal, encoding, None, None)
     names = frozenset(s["name"] for s in existing["shards"])
-    return BankPlan(root, backbone, signal, basis, frozenset(store.bank_hashes(root, existing)), names)
+    return BankPlan(root, backbone, signal, encoding, frozenset(store.bank_hashes(root, existing)), names)
 
 
 def stage_chunk(
@@ -261,7 +292,7 @@ def stage_chunk(
     shutil.rmtree(folder / "shard", ignore_errors=True)  # what an attempt killed before this one left
     f = stage1_outputs(model, new.x, progress=progress)
     kept = [hashes[i] for i in keep]
-    dim = _stage(folder, backbone(), f, new.x, new.y, new.names, new.labels, kept, plan.basis, progress)
+    dim = _stage(folder, backbone(), f, new.x, new.y, new.names, new.labels, kept, plan.encoding, progress)
     return Staged(folder, len(new), len(chunk) - len(new), dim, hashes)
 
 
@@ -277,7 +308,7 @@ def commit_chunks(plan: BankPlan, model: UNet, staged: list[Staged]) -> dict | N
         raise BankError(f"bank {plan.root}: the chunks made global descriptors of different sizes {sorted(dims)}")
     checked = None if plan.checked is None else set(plan.checked)
     return store.commit_staged_many(
-        plan.root, plan.template(model, dims.pop()), [(s.shard, s.count) for s in full], plan.basis, checked
+        plan.root, plan.template(model, dims.pop()), [(s.shard, s.count) for s in full], plan.encoding, checked
     )
 
 
@@ -294,9 +325,9 @@ def _add_chunk(
             template = plan.template(model, staged.global_dim)
             checked = None if plan.checked is None else set(plan.checked)
             try:
-                manifest = store.commit_staged(plan.root, template, staged.shard, staged.count, plan.basis, checked)
+                manifest = store.commit_staged(plan.root, template, staged.shard, staged.count, plan.encoding, checked)
             except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
-                plan = replace(plan, basis=changed.basis)
+                plan = replace(plan, encoding=changed.encoding)
                 continue
             return manifest, plan.after(manifest, staged.hashes), staged.skipped
         raise BankError(f"bank {plan.root}: its projection kept changing while this run added to it; run it again")
@@ -325,6 +356,7 @@ def add_chunks(
     progress: bool = True,
     allow_duplicates: bool = False,
     total: int | None = None,
+    version: int = store.VERSION,
 ) -> dict:
     """Create the bank at `root` or add to it chunk by chunk, each chunk computed, staged and committed
     as its own shard, so that memory does not grow with the number of exemplars; returns the manifest.
@@ -336,7 +368,7 @@ def add_chunks(
     """
     root = Path(root)
     first_x, chunks = peek(chunks, PROJECTION_IMAGES) if descriptors else (None, iter(chunks))
-    plan = plan_bank(root, model, backbone, signal, descriptors, allow_duplicates, first_x)
+    plan = plan_bank(root, model, backbone, signal, descriptors, allow_duplicates, first_x, version)
     manifest = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
     backbone_model, seen, skipped = functools.partial(network, plan.backbone), 0, 0
     with tqdm(total=total, desc="indexing", unit="exemplar", disable=not progress) as bar:
@@ -373,9 +405,13 @@ def add_exemplars(
     progress: bool = True,
     allow_duplicates: bool = False,
     chunk: int = CHUNK,
+    version: int = store.VERSION,
 ) -> dict:
-    """add_chunks for exemplars given as arrays, `chunk` exemplars at a time; returns the manifest."""
+    """add_chunks for exemplars given as arrays, `chunk` exemplars at a time; returns the manifest.
+    `version` is the format of a new bank (store: 2 is compact; 1, uncompressed, is there to compare
+    with and to test the reading of older banks); an existing bank keeps its own."""
     exemplars = Exemplars(x, y, names, labels)
+    chunks = exemplars.chunks(chunk)
     return add_chunks(
-        root, model, backbone, signal, exemplars.chunks(chunk), descriptors, progress, allow_duplicates, len(exemplars)
+        root, model, backbone, signal, chunks, descriptors, progress, allow_duplicates, len(exemplars), version
     )

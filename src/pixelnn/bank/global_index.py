@@ -65,7 +65,7 @@ def _open_file(block: np.ndarray) -> tuple[int, int, str] | None:
     """(descriptor, data offset, path) of the .npy file a memory-mapped block maps, opened now so that
     rows are read from the same file even if the bank's folder is renamed or replaced later;
     None for an array in memory."""
-    if isinstance(block, np.memmap) and block.filename and block.flags["C_CONTIGUOUS"] and block.dtype == np.float32:
+    if isinstance(block, np.memmap) and block.filename and block.flags["C_CONTIGUOUS"]:
         return os.open(block.filename, os.O_RDONLY), int(block.offset), str(block.filename)
     return None
 
@@ -133,7 +133,7 @@ class GlobalIndex:
         return len(self)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Global descriptors of the given exemplar ids (any order), read from the shards."""
+        """Global descriptors of the given exemplar ids (any order), read from the shards, as float32."""
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty((len(ids), self.blocks[0].shape[1] if self.blocks else 0), np.float32)
         shard = np.searchsorted(self.offsets, ids, side="right") - 1
@@ -144,20 +144,22 @@ class GlobalIndex:
             if self.files[s] is None:
                 out[at[order]] = self.blocks[s][local[order]]
                 continue
-            rows = np.empty((len(local), out.shape[1]), np.float32)
-            _pread_rows(self.files[s], out.shape[1] * 4, local[order], rows)
+            rows = np.empty((len(local), out.shape[1]), self.blocks[s].dtype)  # float32, or float16 (version 2)
+            _pread_rows(self.files[s], rows.shape[1] * rows.itemsize, local[order], rows)
             out[at[order]] = rows
         return out
 
     def exact(self, xq: np.ndarray, k: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k-NN among exemplars start..len-1, shard by shard."""
+        """Exact k-NN among exemplars start..len-1, shard by shard (float16 shards CHUNK rows at a time,
+        so that their float32 copy stays small)."""
         parts = []
         for s, block in enumerate(self.blocks):
             lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
-            if hi <= start:
-                continue
-            skip = max(0, start - lo)
-            parts.append(_knn(xq, block[skip:], np.arange(lo + skip, hi, dtype=np.int64), k))
+            step = hi - lo if block.dtype == np.float32 else CHUNK
+            for a in range(max(lo, start), hi, max(step, 1)):
+                b = min(a + step, hi)
+                parts.append(_knn(xq, block[a - lo : b - lo], np.arange(a, b, dtype=np.int64), k))
+                parts = [_merge(parts, len(xq), k)]
         return _merge(parts, len(xq), k)
 
     def exact_subset(self, xq: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

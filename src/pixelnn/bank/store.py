@@ -1,20 +1,23 @@
 """The exemplar bank on disk: a versioned folder of shards that grows without retraining stage 1.
 
-Layout (format "pixelnn-bank", version 1)::
+Layout (format "pixelnn-bank"; version 2 is written, versions 1 and 2 are read)::
 
     bank/
       bank.json            manifest: format, version, model fingerprint, backbone, size, signal,
                            input shape, global descriptor size, and the list of shards in order
       shard-000/           one shard per chunk of a `pixelnn index` run, written to a temporary folder and renamed
-        f.npy              (n, S, S, 3) float16  stage-1 outputs f(x_n) in [0, 1]
+        f.npy              (n, S, S, 3) uint8    stage-1 outputs f(x_n) as round(255 f) (version 1: float16 in [0, 1])
         y.npy              (n, S, S, 3) uint8    target photos y_n
         x.npy              (n, h, w, c) uint8    input signals x_n (for display)
-        global.npy         (n, G) float32        global descriptors of f(x_n), unit norm
-        desc.npy           (n, S, S, d) float16  optional: reduced pixel descriptors (fast search)
+        global.npy         (n, G) float16        global descriptors of f(x_n), unit norm (version 1: float32)
+        desc.npy           optional: reduced pixel descriptors for the fast search, (n, L) uint8 codes of
+                           bank/codec.py, L = 5 bytes per pixel at 96 x 96 (version 1: (n, S, S, d) float16)
         meta.json          {"names": [...], "labels": [...], "hashes": [...], "sha256": {...}} (label null
                            when unknown; hashes: sha1 of each exemplar's x and y bytes; sha256: of each
                            .npy file, by name, checked by `pixelnn verify`; both absent in older banks)
       projection.npy       optional: (d, D) float32 basis that reduces D-dim hypercolumns to d
+      codebook-block.npy   optional (version 2): (block_bytes, 256, d / block_bytes) float32 centroids
+      codebook-pixel.npy   optional (version 2): (pixel_bytes, 256, d / pixel_bytes) float32 centroids
       global-index.json    optional: the saved global index (kind, file, shards it holds, nprobe, sha256)
       global-*.faiss       optional: that index, memory-mapped when the bank opens (bank/global_index.py)
       bank.lock            the writers' lock (fcntl.flock): held while a writer commits a shard
@@ -23,8 +26,18 @@ Layout (format "pixelnn-bank", version 1)::
 Exemplar ids are positions in the concatenation of shards in manifest order. Full pixel
 descriptors (D = 1472 for VGG-16) are never stored: the exact search recomputes them from f.npy for
 the few exemplars a query needs; a bank built with `descriptors` d stores their projection to d
-dimensions (manifest key "descriptors": {"dim": d}), which the fast search reads. Arrays are
-memory-mapped, so a bank's resident memory is its global descriptors plus what a query touches.
+dimensions, which the fast search reads. Arrays are memory-mapped, so a bank's resident memory is
+its global descriptors plus what a query touches.
+
+Version 2 (a compact bank: 120 KB per 96 x 96 exemplar with a one-channel input, 1.26 MB in
+version 1) stores f(x_n) in 8 bits, global descriptors in float16 and pixel descriptors as codes of
+a two-level product quantiser (bank/codec.py); manifest key "descriptors": {"dim": d, "dtype":
+"pq", "block": 4, "block_bytes": 16, "pixel_bytes": 4, "sha256": {file: digest}} names the
+projection and codebook files with their sha256, checked when the bank opens (they are small).
+Version 1 ("descriptors": {"dim": d, "dtype": "float16"}) keeps working, and a version-1 bank
+grows with version-1 shards; `pixelnn compact` writes a version-2 copy of one. `Encoding` holds
+what a bank's version and files say about storing f, global and pixel descriptors, and converts
+between stored and float values.
 
 Writers may run at once: each computes its shard in its own staging folder, then, holding
 bank.lock, re-reads the manifest, removes what dead writers left behind, renames its shard in under
@@ -32,8 +45,9 @@ the next free name and writes the manifest. Readers need no lock: a shard is lis
 only once it is complete, and listed shards are never changed.
 
 Opening a bank checks the manifest's keys and types, that shard names are plain names inside the
-bank, every array file's size, dtype and shape against the manifest, the projection's shape, and
-that global descriptors are finite; the full content check (sha256 per file) is `pixelnn verify`.
+bank, every array file's size, dtype and shape against the manifest, the projection's shape (and
+in version 2 the codebooks' shapes and the sha256 of both), and that global descriptors are finite;
+the full content check (sha256 per file) is `pixelnn verify`.
 """
 
 from __future__ import annotations
@@ -50,14 +64,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import BankError
-from ..fileio import file_sha256, open_locked, replace_durably, write_json
+from ..fileio import file_sha256, open_locked, replace_durably, write_json, write_npy
+from .codec import PixelCodec, code_length, fit_codec, fit_rotation
 
 log = logging.getLogger(__name__)
 
 FORMAT = "pixelnn-bank"
-VERSION = 1
+VERSION = 2  # what new banks are written as
+VERSIONS = (1, 2)  # what this PixelNN reads
 MANIFEST = "bank.json"
 LOCK = "bank.lock"
 STAGING = ".staging-"
@@ -67,13 +84,15 @@ ARRAYS = ("f", "y", "x", "global")
 
 @dataclass
 class Shard:
-    f: np.ndarray  # (n, S, S, 3) float16
+    """A shard's arrays as stored (see the format above and Encoding for their dtypes)."""
+
+    f: np.ndarray  # (n, S, S, 3) uint8 (version 1: float16)
     y: np.ndarray  # (n, S, S, 3) uint8
     x: np.ndarray  # (n, h, w, c) uint8
-    global_: np.ndarray  # (n, G) float32
+    global_: np.ndarray  # (n, G) float16 (version 1: float32)
     names: list[str]
     labels: list[str | None]
-    desc: np.ndarray | Path | None = None  # (n, S, S, d) float16, or a finished .npy file to move in
+    desc: np.ndarray | Path | None = None  # (n, L) uint8 codes (version 1: (n, S, S, d) float16), or a .npy file
     hashes: list[str] | None = None  # exemplar_hashes(x, y); computed when missing
 
     def __len__(self) -> int:
@@ -90,9 +109,10 @@ def read_manifest(root: Path) -> dict:
         raise BankError(f"{path} is not a readable bank manifest ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BankError(f"{path} is not a PixelNN exemplar bank")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in VERSIONS:
         raise BankError(
-            f"bank {root} has format version {manifest.get('version')}; this PixelNN reads version {VERSION}"
+            f"bank {root} has format version {manifest.get('version')}; "
+            f"this PixelNN reads versions {', '.join(map(str, VERSIONS))}"
         )
     check_manifest(path, manifest)
     return manifest
@@ -140,7 +160,7 @@ def check_manifest(path: Path, manifest: dict) -> None:
     shape = manifest["input_shape"]
     if len(shape) != 3 or not all(_is_int(n, 1) for n in shape):
         raise _damaged(path, f"input_shape must be 3 positive integers (h, w, c), not {shape!r}")
-    _check_descriptor_setting(path, manifest.get("descriptors"))
+    _check_descriptor_setting(path, manifest.get("descriptors"), manifest["version"])
     names = [_check_entry(path, entry, bool(manifest.get("descriptors"))) for entry in manifest["shards"]]
     if len(set(names)) != len(names):
         raise _damaged(path, "it lists a shard twice")
@@ -149,11 +169,28 @@ def check_manifest(path: Path, manifest: dict) -> None:
         raise _damaged(path, f"its count is {manifest['count']}, its shards hold {total} exemplars")
 
 
-def _check_descriptor_setting(path: Path, setting) -> None:
+CODED = {"block": 1, "block_bytes": 1, "pixel_bytes": 1}  # version 2's descriptor keys, with their least values
+
+
+def _check_descriptor_setting(path: Path, setting, version: int) -> None:
     if setting is None:
         return
     if not isinstance(setting, dict) or not _is_int(setting.get("dim"), 1):
-        raise _damaged(path, f'descriptors must be null or {{"dim": d}} with d at least 1, not {setting!r}')
+        raise _damaged(path, f'descriptors must be null or {{"dim": d, ...}} with d at least 1, not {setting!r}')
+    if version == 1:
+        return
+    if setting.get("dtype") != "pq" or not all(_is_int(setting.get(k), least) for k, least in CODED.items()):
+        raise _damaged(path, f"descriptors must name dtype 'pq' and positive {', '.join(CODED)}, not {setting!r}")
+    for key in ("block_bytes", "pixel_bytes"):
+        if setting["dim"] % setting[key]:
+            raise _damaged(path, f"descriptors: {key} {setting[key]} does not divide dim {setting['dim']}")
+    sums = setting.get(SUMS)
+    if (
+        not isinstance(sums, dict)
+        or set(sums) != set(ENCODING_FILES)
+        or not all(isinstance(v, str) for v in sums.values())
+    ):
+        raise _damaged(path, f"descriptors must record the sha256 of {', '.join(ENCODING_FILES)}")
 
 
 def _check_entry(path: Path, entry, with_desc: bool) -> str:
@@ -173,10 +210,12 @@ def _check_entry(path: Path, entry, with_desc: bool) -> str:
     return entry["name"]
 
 
-def new_manifest(fingerprint: str, backbone: str, size: int, signal: str, input_shape: tuple, global_dim: int) -> dict:
+def new_manifest(
+    fingerprint: str, backbone: str, size: int, signal: str, input_shape: tuple, global_dim: int, version: int = VERSION
+) -> dict:
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "model_fingerprint": fingerprint,
         "backbone": backbone,
         "size": size,
@@ -197,6 +236,144 @@ def check_compatible(manifest: dict, expected: dict, root: Path) -> None:
                 f"bank {root} does not match this model: its {key} is {manifest.get(key)!r}, "
                 f"the model's is {expected.get(key)!r}. Build a new bank with `pixelnn index` for this model."
             )
+
+
+ENCODING_FILES = ("projection.npy", "codebook-block.npy", "codebook-pixel.npy")  # version 2, with descriptors
+
+
+@dataclass(frozen=True, eq=False)
+class Encoding:
+    """How a bank stores f(x_n), global and pixel descriptors: its version, and with reduced
+    descriptors their projection basis and (version 2) codec. Fixed when the bank is created; every
+    shard of the bank is written with it, and queries are rounded by it (see PixelNN)."""
+
+    version: int = VERSION
+    basis: np.ndarray | None = None  # (d, D) float32; None: no reduced pixel descriptors
+    codec: PixelCodec | None = None  # version 2 with descriptors
+
+    @classmethod
+    def trained(cls, basis: np.ndarray, maps: np.ndarray) -> Encoding:
+        """A version-2 encoding for descriptors reduced by `basis`, trained on some of their maps
+        (n, S, S, d): a rotation that balances the codec's sub-vectors (codec.fit_rotation), folded
+        into the basis (cosines do not change), and the codec, trained on the rotated maps."""
+        maps = np.asarray(maps, dtype=np.float32)
+        rotation = fit_rotation(maps.reshape(-1, maps.shape[-1]))
+        return cls(2, (rotation @ basis).astype(np.float32), fit_codec(maps @ rotation.T))
+
+    @property
+    def f_dtype(self) -> np.dtype:
+        return np.dtype(np.float16 if self.version == 1 else np.uint8)
+
+    @property
+    def global_dtype(self) -> np.dtype:
+        return np.dtype(np.float32 if self.version == 1 else np.float16)
+
+    def store_f(self, f: np.ndarray) -> np.ndarray:
+        """Stage-1 outputs (N, S, S, 3) in [0, 1] as stored: float16, or (version 2) round(255 f) in uint8."""
+        if self.version == 1:
+            return np.asarray(f).astype(np.float16)
+        return np.rint(np.clip(np.asarray(f, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    def f_values(self, stored: np.ndarray) -> np.ndarray:
+        """Stored stage-1 outputs as float32 in [0, 1]."""
+        if self.version == 1:
+            return np.asarray(stored, dtype=np.float32)
+        return np.asarray(stored, dtype=np.float32) / 255.0
+
+    def store_desc(self, desc: torch.Tensor) -> np.ndarray:
+        """Reduced descriptors (N, S, S, d) as stored: float16, or (version 2) (N, L) uint8 codes."""
+        if self.version == 1:
+            return desc.cpu().numpy().astype(np.float16)
+        return self.codec.encode(desc.cpu()).numpy()
+
+    def desc_values(self, stored: np.ndarray, size: int) -> torch.Tensor:
+        """Stored reduced descriptors as float32 (N, S, S, d), not normalised."""
+        if self.version == 1:
+            return torch.from_numpy(np.asarray(stored, dtype=np.float32))
+        return self.codec.decode(torch.from_numpy(np.ascontiguousarray(stored)), size)
+
+    def desc_array(self, n: int, size: int) -> tuple[tuple, np.dtype]:
+        """(shape, dtype) of the stored descriptors of n exemplars of size x size."""
+        if self.version == 1:
+            return (n, size, size, self.basis.shape[0]), np.dtype(np.float16)
+        return (n, self.codec.code_length(size)), np.dtype(np.uint8)
+
+    def same_as(self, other: Encoding | None) -> bool:
+        if other is None or self.version != other.version or (self.basis is None) != (other.basis is None):
+            return False
+        if self.basis is None:
+            return True
+        return np.array_equal(self.basis, other.basis) and (self.codec is None or self.codec.same_as(other.codec))
+
+    def setting(self) -> dict | None:
+        """The manifest's "descriptors" entry, without the sha256 of the files (write_encoding adds them)."""
+        if self.basis is None:
+            return None
+        if self.version == 1:
+            return {"dim": int(self.basis.shape[0]), "dtype": "float16"}
+        c = self.codec
+        return {
+            "dim": c.dim,
+            "dtype": "pq",
+            "block": c.block,
+            "block_bytes": c.block_bytes,
+            "pixel_bytes": c.pixel_bytes,
+        }
+
+
+def encoding_files(manifest: dict) -> list[str]:
+    """The files of the bank folder (beside its shards) that its encoding reads."""
+    if not manifest.get("descriptors"):
+        return []
+    return ["projection.npy"] if manifest["version"] == 1 else list(ENCODING_FILES)
+
+
+def write_encoding(root: Path, encoding: Encoding) -> dict | None:
+    """Write the encoding's files into the bank folder (atomically); returns the manifest's
+    "descriptors" entry, with their sha256 in version 2."""
+    setting = encoding.setting()
+    if setting is None:
+        return None
+    write_projection(root, encoding.basis)
+    if encoding.version == 1:
+        return setting
+    write_npy(Path(root) / "codebook-block.npy", encoding.codec.block_centroids.astype(np.float32))
+    write_npy(Path(root) / "codebook-pixel.npy", encoding.codec.pixel_centroids.astype(np.float32))
+    return {**setting, SUMS: {name: file_sha256(Path(root) / name) for name in ENCODING_FILES}}
+
+
+def read_encoding(root: Path, manifest: dict) -> Encoding:
+    """The bank's Encoding, its files checked: shapes, finite values and (version 2) sha256."""
+    setting = manifest.get("descriptors")
+    version = manifest["version"]
+    if not setting:
+        return Encoding(version)
+    basis = read_projection(root, setting["dim"])
+    if version == 1:
+        return Encoding(version, basis)
+    d, root = setting["dim"], Path(root)
+    block = _read_centroids(root / "codebook-block.npy", (setting["block_bytes"], 256, d // setting["block_bytes"]))
+    pixel = _read_centroids(root / "codebook-pixel.npy", (setting["pixel_bytes"], 256, d // setting["pixel_bytes"]))
+    _check_sums(root, setting[SUMS])  # after the shape checks, whose messages say more
+    return Encoding(version, basis, PixelCodec(block, pixel, setting["block"]))
+
+
+def _check_sums(root: Path, sums: dict[str, str]) -> None:
+    for name, digest in sums.items():
+        path = root / name
+        if not path.is_file():
+            raise BankError(f"bank {root} stores coded pixel descriptors but its {name} is missing")
+        if file_sha256(path) != digest:
+            raise _damaged(path, f"its sha256 differs from the one {MANIFEST} recorded when the bank was made")
+
+
+def _read_centroids(path: Path, shape: tuple) -> np.ndarray:
+    arr = np.array(open_array(path, f"bank file {path} is missing or corrupt"))
+    if arr.dtype != np.float32 or arr.shape != shape:
+        raise _damaged(path, f"it holds {arr.dtype} {arr.shape}, not float32 {shape} as {MANIFEST} says")
+    if not np.isfinite(arr).all():
+        raise _damaged(path, "it holds NaN or infinite values")
+    return arr
 
 
 def exemplar_hashes(x: np.ndarray, y: np.ndarray) -> list[str]:
@@ -262,7 +439,7 @@ def _is_leftover(path: Path, listed: set[str]) -> bool:
         return path.is_dir() and _staging_is_dead(path)
     if name.startswith(".shard-"):  # shard folders of older versions were made as .shard-NNN.*
         return True
-    if name.startswith((f".{MANIFEST}.", ".projection.npy.", ".global-")) and name.endswith(".tmp"):
+    if name.startswith((f".{MANIFEST}.", ".projection.npy.", ".codebook-", ".global-")) and name.endswith(".tmp"):
         return True
     return name.startswith("shard-") and path.is_dir() and name not in listed  # renamed in, never listed
 
@@ -305,30 +482,24 @@ def array_sums(folder: Path) -> dict[str, str]:
 
 
 class ProjectionChanged(Exception):
-    """The bank's reduced-descriptor projection is not the one the staged shard was made with
-    (another writer created the bank meanwhile): redo the descriptors with `basis` and commit again."""
+    """The bank's encoding (version, projection, codec) is not the one the staged shard was made
+    with (another writer created the bank meanwhile): redo the shard with `encoding` and commit again."""
 
-    def __init__(self, basis: np.ndarray | None) -> None:
-        super().__init__("the bank's projection differs from the staged shard's")
-        self.basis = basis
-
-
-def _descriptor_setting(basis: np.ndarray | None) -> dict | None:
-    return None if basis is None else {"dim": int(basis.shape[0]), "dtype": "float16"}
+    def __init__(self, encoding: Encoding) -> None:
+        super().__init__("the bank's encoding differs from the staged shard's")
+        self.encoding = encoding
 
 
-def _check_projection(root: Path, current: dict, staged: Path, basis: np.ndarray | None) -> None:
-    """Make the staged shard's descriptors agree with the bank's, or raise ProjectionChanged."""
-    if not current.get("descriptors"):
-        if (staged / "desc.npy").exists():  # the bank stores none: drop ours, and its sum
-            (staged / "desc.npy").unlink()
-            meta = json.loads((staged / "meta.json").read_text())
-            meta.get(SUMS, {}).pop("desc.npy", None)
-            (staged / "meta.json").write_text(json.dumps(meta))
-        return
-    theirs = read_projection(root)
-    if basis is None or not np.array_equal(theirs, basis):
+def _check_encoding(root: Path, current: dict, staged: Path, encoding: Encoding) -> None:
+    """Make the staged shard agree with the bank's encoding, or raise ProjectionChanged."""
+    theirs = read_encoding(root, current)
+    if theirs.version != encoding.version or (theirs.basis is not None and not theirs.same_as(encoding)):
         raise ProjectionChanged(theirs)
+    if theirs.basis is None and (staged / "desc.npy").exists():  # the bank stores none: drop ours, and its sum
+        (staged / "desc.npy").unlink()
+        meta = json.loads((staged / "meta.json").read_text())
+        meta.get(SUMS, {}).pop("desc.npy", None)
+        (staged / "meta.json").write_text(json.dumps(meta))
 
 
 def _next_name(manifest: dict) -> str:
@@ -367,22 +538,23 @@ def commit_staged(
     template: dict,
     staged: Path,
     count: int,
-    basis: np.ndarray | None = None,
+    encoding: Encoding | None = None,
     checked: set[str] | None = None,
 ) -> dict:
-    """Under the bank lock: append the shard staged in folder `staged` to the bank as it is now
-    (creating the bank from `template` and `basis` if there is none yet); returns the new manifest.
+    """Under the bank lock: append the shard staged in folder `staged` (written with `encoding`,
+    default: the current version without pixel descriptors) to the bank as it is now (creating the
+    bank from `template` and `encoding` if there is none yet); returns the new manifest.
 
     With `checked` (the names of the shards the staged exemplars were already deduplicated
     against), exemplars that shards listed since then hold are dropped first."""
-    return commit_staged_many(root, template, [(staged, count)], basis, checked)
+    return commit_staged_many(root, template, [(staged, count)], encoding, checked)
 
 
 def commit_staged_many(
     root: Path,
     template: dict,
     staged: list[tuple[Path, int]],
-    basis: np.ndarray | None = None,
+    encoding: Encoding | None = None,
     checked: set[str] | None = None,
 ) -> dict:
     """commit_staged for several staged shards (folder, count) at once: under one hold of the bank
@@ -391,17 +563,17 @@ def commit_staged_many(
     next writer removes as leftovers). Exemplars that an earlier shard of the same call holds are
     dropped too when `checked` is given."""
     root = Path(root)
+    encoding = encoding or Encoding()
     with bank_lock(root):
         current = read_manifest(root) if (root / MANIFEST).exists() else None
         remove_leftovers(root, current)
         if current is None:
-            current = {**template, "descriptors": _descriptor_setting(basis), "shards": [], "count": 0}
-            if basis is not None:
-                write_projection(root, basis)
+            setting = write_encoding(root, encoding)
+            current = {**template, "version": encoding.version, "descriptors": setting, "shards": [], "count": 0}
         else:
             check_compatible(current, template, root)
             for folder, _ in staged:
-                _check_projection(root, current, folder, basis)
+                _check_encoding(root, current, folder, encoding)
         shards = list(current["shards"])
         for folder, count in staged:
             if checked is not None and shards:
@@ -418,17 +590,16 @@ def commit_staged_many(
         return manifest
 
 
-def write_shard(root: Path, manifest: dict, shard: Shard, basis: np.ndarray | None = None) -> dict:
-    """Append a shard to the bank at `root` (created from `manifest` if missing) atomically and
-    durably; returns the updated manifest (already on disk). Safe with concurrent writers."""
+def write_shard(root: Path, manifest: dict, shard: Shard, encoding: Encoding | None = None) -> dict:
+    """Append a shard (arrays as `encoding` stores them) to the bank at `root` (created from
+    `manifest` if missing) atomically and durably; returns the updated manifest (already on disk).
+    Safe with concurrent writers."""
     with staging_folder(root) as folder:
         stage_shard(folder / "shard", shard)
-        return commit_staged(root, manifest, folder / "shard", len(shard), basis)
+        return commit_staged(root, manifest, folder / "shard", len(shard), encoding)
 
 
 def write_projection(root: Path, basis: np.ndarray) -> None:
-    from ..fileio import write_npy
-
     write_npy(Path(root) / "projection.npy", basis.astype(np.float32))
 
 
@@ -484,16 +655,27 @@ def open_array(path: Path, what: str | None = None) -> np.ndarray:
 
 def expected_arrays(manifest: dict, count: int) -> dict[str, tuple[tuple, np.dtype]]:
     """(shape, dtype) of each array file of a shard of `count` exemplars, by key."""
-    S, n = manifest["size"], count
+    S, n, v1 = manifest["size"], count, manifest["version"] == 1
     out = {
-        "f": ((n, S, S, 3), np.dtype(np.float16)),
+        "f": ((n, S, S, 3), np.dtype(np.float16 if v1 else np.uint8)),
         "y": ((n, S, S, 3), np.dtype(np.uint8)),
         "x": ((n, *manifest["input_shape"]), np.dtype(np.uint8)),
-        "global": ((n, manifest["global_dim"]), np.dtype(np.float32)),
+        "global": ((n, manifest["global_dim"]), np.dtype(np.float32 if v1 else np.float16)),
     }
-    if manifest.get("descriptors"):
-        out["desc"] = ((n, S, S, manifest["descriptors"]["dim"]), np.dtype(np.float16))
+    setting = manifest.get("descriptors")
+    if setting and v1:
+        out["desc"] = ((n, S, S, setting["dim"]), np.dtype(np.float16))
+    elif setting:
+        length = code_length(S, setting["pixel_bytes"], setting["block_bytes"], setting["block"])
+        out["desc"] = ((n, length), np.dtype(np.uint8))
     return out
+
+
+def bytes_per_exemplar(manifest: dict) -> int:
+    """Bytes of array data one exemplar takes in a bank of this manifest (f, y, x, global and
+    descriptors; not counting .npy headers, meta.json or the bank's shared files)."""
+    arrays = expected_arrays(manifest, 1).values()
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in arrays)
 
 
 def _read_meta(folder: Path) -> dict:
@@ -599,9 +781,16 @@ def read_shard(root: Path, entry: dict, manifest: dict | None = None) -> Shard:
 
 
 def verify_bank(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
-    """Recompute the sha256 of every shard array file: (mismatches, one line each naming the file;
-    names of shards written before sums were stored)."""
+    """Recompute the sha256 of every shard array file and of the projection and codebooks of a
+    version-2 bank: (mismatches, one line each naming the file; names of shards written before sums
+    were stored)."""
     problems, unhashed = [], []
+    for name, digest in ((manifest.get("descriptors") or {}).get(SUMS) or {}).items():
+        path = Path(root) / name
+        if not path.is_file():
+            problems.append(f"{path}: recorded in {MANIFEST} but missing")
+        elif (actual := file_sha256(path)) != digest:
+            problems.append(f"{path}: sha256 is {actual[:16]}..., {MANIFEST} recorded {digest[:16]}...")
     for entry in manifest["shards"]:
         folder = Path(root) / entry["name"]
         sums = _read_meta(folder).get(SUMS)

@@ -74,7 +74,7 @@ def index_on_ray(
             try:
                 manifest = commit_chunks(plan, job.model, staged)
             except store.ProjectionChanged as changed:  # another writer created the bank meanwhile
-                plan = replace(plan, basis=changed.basis)
+                plan = replace(plan, encoding=changed.encoding)
                 continue
             log_skipped(root, sum(s.skipped for s in staged), total)
             if manifest is None and new:

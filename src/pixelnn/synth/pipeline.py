@@ -152,8 +152,8 @@ def _copy_bank(bank: Bank, dest: Path) -> None:
     dest.mkdir()
     for entry in bank.manifest["shards"]:
         shutil.copytree(bank.root / entry["name"], dest / entry["name"])
-    if bank.manifest.get("descriptors"):
-        shutil.copyfile(bank.root / "projection.npy", dest / "projection.npy")
+    for name in store.encoding_files(bank.manifest):
+        shutil.copyfile(bank.root / name, dest / name)
     write_json(dest / store.MANIFEST, bank.manifest)
 
 
@@ -193,7 +193,7 @@ class PixelNN:
 
     def _projection(self) -> np.ndarray:
         """The bank's (d, D) basis, refused unless D is this backbone's pixel descriptor length."""
-        basis = store.read_projection(self.bank.root, self.bank.manifest["descriptors"]["dim"])
+        basis = self.bank.encoding.basis
         S = self.model.cfg.size
         with torch.no_grad():
             D = sum(t.shape[1] for t in self.backbone(torch.zeros(1, 3, S, S, device=self.device)))
@@ -293,9 +293,10 @@ class PixelNN:
         return make_signal(self.config["signal"], y, factor=self.config.get("factor", 8))[0]
 
     def stage1(self, x: np.ndarray) -> np.ndarray:
-        """f(x) as (S, S, 3) float32, rounded to float16 like the bank's f(x_n)."""
+        """f(x) as (S, S, 3) float32, rounded as the bank stores f(x_n) (float16, or 8 bits in a version-2 bank)."""
         f = predict(self.model, self.check_input(x)[None])[0].permute(1, 2, 0).numpy()
-        return f.astype(np.float16).astype(np.float32)
+        encoding = self.bank.encoding
+        return encoding.f_values(encoding.store_f(f.astype(np.float16)))
 
     def restrict(self, exemplars: ExemplarSet) -> np.ndarray | None:
         """Bank ids allowed by an exemplar set (labels, ids and example image intersect); None = all."""
@@ -436,9 +437,12 @@ class PixelNN:
         if self.search == "fast":
             with torch.no_grad():
                 taps = self.backbone(image)
-            q = project_taps(taps, self.basis, image.shape[-2:])[0]
-            # rounded to float16 like the stored exemplars, then renormalised: a pixel matches itself exactly
-            return F.normalize(q.half().float(), dim=-1), global_descriptor(taps).cpu()
+            q = project_taps(taps, self.basis, image.shape[-2:])  # (1, S, S, d)
+            # stored and read back as the exemplars are (float16, or coded), then renormalised: a bank
+            # exemplar's pixel matches itself exactly
+            encoding = self.bank.encoding
+            q = encoding.desc_values(encoding.store_desc(q), q.shape[1])[0].to(self.device)
+            return F.normalize(q, dim=-1), global_descriptor(taps).cpu()
         q, gq = describe(self.backbone, image)
         return q[0], gq.cpu()
 
@@ -458,12 +462,10 @@ class PixelNN:
             keep = ids[0] >= 0
             ids, sims = ids[0][keep], sims[0][keep]
         with timed(profile, "gather exemplars"):
-            f_ex = self.bank.gather("f", ids).astype(np.float32)  # (K, S, S, 3)
+            f_ex = self.bank.stage1(ids)  # (K, S, S, 3) float32
             y_ex = self.bank.gather("y", ids).astype(np.float32) / 255.0
             if self.search == "fast":
-                E = F.normalize(
-                    torch.from_numpy(self.bank.gather("desc", ids).astype(np.float32)).to(self.device), dim=-1
-                )  # (K, S, S, d)
+                E = F.normalize(self.bank.descriptors(ids).to(self.device), dim=-1)  # (K, S, S, d)
         with timed(profile, "pixel matching"):
             if self.search == "fast":
                 found = match_all(q, E, windows, tie=FLOAT16_TIE)
