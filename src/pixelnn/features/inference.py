@@ -11,10 +11,10 @@ Precision: float32, unless the CPU runs bfloat16 natively (AVX-512 BF16, AMX; se
 regress/precision.py) and a short probe of this backbone measures bf16 autocast at least
 BF16_MIN_SPEEDUP faster. Where bf16 would be emulated it is many times slower, so it is never tried
 there. The probe takes a second or two, so a pass over fewer than PROBE_MIN images does not run it
-and stays in float32, unless an earlier pass of this process probed (then its answer holds). The taps are returned in float32 either way. The 64-d reduced descriptors
-of CelebA faces made with bf16 have a mean cosine of 0.999994 (minimum 0.99989) with the float32
-ones, and a bank exemplar given as a query (its descriptors then made in float32) still copies
-itself at every pixel.
+and stays in float32, unless an earlier pass of this process probed (then its answer holds). The
+taps are returned in float32 either way. The 64-d reduced descriptors of CelebA faces made with
+bf16 have a mean cosine of 0.999994 (minimum 0.99989) with the float32 ones, and a bank exemplar
+given as a query (its descriptors then made in float32) still copies itself at every pixel.
 """
 
 from __future__ import annotations
