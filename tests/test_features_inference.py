@@ -51,13 +51,19 @@ def test_no_bf16_probe_where_the_cpu_would_emulate_it(monkeypatch):
     assert choice.precision == "fp32" and choice.channels_last and "no native bf16" in choice.note
 
 
-def test_a_short_pass_is_not_worth_the_probe(monkeypatch):
+def test_a_short_pass_is_not_worth_the_probe_but_follows_one_already_made(monkeypatch):
     monkeypatch.setattr(I, "native_bf16", lambda: True)
+    monkeypatch.setattr(I, "_PROBED", {})
     monkeypatch.setattr(I, "probe", lambda *a: pytest.fail("probed a short pass"))
-    choice = I.pass_arithmetic(torch.nn.Identity(), 96, 16, I.PROBE_MIN - 1)
+    backbone = torch.nn.Identity()
+    choice = I.pass_arithmetic(backbone, 96, 16, I.PROBE_MIN - 1)
     assert choice.precision == "fp32" and "not probed" in choice.note
     monkeypatch.setattr(I, "probe", lambda *a: Choice("bf16", True, "probed"))
-    assert I.pass_arithmetic(torch.nn.Identity(), 96, 16, I.PROBE_MIN).note == "probed"
+    assert I.pass_arithmetic(backbone, 96, 16, I.PROBE_MIN).note == "probed"
+    # a later short pass (the last chunk of a bank) is computed as the long one was
+    assert I.pass_arithmetic(backbone, 96, 16, 10).note == "probed"
+    # another size or batch is another probe
+    assert "not probed" in I.pass_arithmetic(backbone, 64, 16, 10).note
 
 
 class _FakeClock:
@@ -82,20 +88,23 @@ def test_the_probe_keeps_bf16_only_when_it_is_measurably_faster(monkeypatch, sec
     clock = _FakeClock(seconds)
     monkeypatch.setattr(I.time, "perf_counter", clock.perf_counter)
     monkeypatch.setattr(I, "run_backbone", clock.run_backbone)
-    choice = I.probe.__wrapped__(torch.nn.Identity(), 24, 4)  # uncached
+    choice = I.probe(torch.nn.Identity(), 24, 4)
     assert choice.precision == picked and choice.channels_last
     assert {(p, cl) for p, cl, _ in clock.runs} == {("fp32", True), ("bf16", True)}
     assert {shape for _, _, shape in clock.runs} == {(4, 3, 24, 24)}
     assert f"fp32 {seconds['fp32'] / 4 * 1000:.1f}" in choice.note
 
 
-def test_the_probe_runs_once_per_backbone_and_size(monkeypatch):
+def test_the_probe_runs_once_per_backbone_size_and_batch(monkeypatch):
     clock = _FakeClock({"fp32": 1.0, "bf16": 0.5})
     monkeypatch.setattr(I.time, "perf_counter", clock.perf_counter)
     monkeypatch.setattr(I, "run_backbone", clock.run_backbone)
-    I.probe.cache_clear()
+    monkeypatch.setattr(I, "native_bf16", lambda: True)
+    monkeypatch.setattr(I, "_PROBED", {})
     backbone = torch.nn.Identity()
-    first = I.probe(backbone, 24, 4)
+    first = I.pass_arithmetic(backbone, 24, 4, I.PROBE_MIN)
     runs = len(clock.runs)
-    assert I.probe(backbone, 24, 4) is first and len(clock.runs) == runs
-    I.probe.cache_clear()
+    assert first.precision == "bf16" and runs > 0
+    assert I.pass_arithmetic(backbone, 24, 4, I.PROBE_MIN) is first and len(clock.runs) == runs
+    I.pass_arithmetic(backbone, 24, 8, I.PROBE_MIN)
+    assert len(clock.runs) == 2 * runs
