@@ -120,7 +120,7 @@ def describe_exemplars(
     if encoding.basis is not None:
         shape, dtype = encoding.desc_array(len(f), f.shape[1])
         out = np.lib.format.open_memmap(desc_file, mode="w+", dtype=dtype, shape=shape)
-        basis_t = torch.from_numpy(encoding.basis)
+        basis_t = torch.tensor(encoding.basis)  # a copy: a Ray task gets it read-only
     choice = pass_arithmetic(backbone_model, f.shape[1], batch, len(f))
     log.info("exemplar descriptors: %s", choice.note)
     glob = []

@@ -119,6 +119,18 @@ class GlobalIndex:
         self.path = path
         self.files = [_open_file(b) for b in blocks]
         weakref.finalize(self, _close_files, self.files)
+        self._float32: dict[int, np.ndarray] = {}  # float32 copies of float16 shards, for a flat search
+
+    def _block32(self, s: int) -> np.ndarray | None:
+        """Shard s's descriptors as float32 when a flat search reads them all at every query: a float16
+        shard (version 2) of a bank of at most FLAT_LIMIT exemplars is converted once and kept (at most
+        370 MB), rather than at every query; None where the shard is read as it is, or in chunks."""
+        block = self.blocks[s]
+        if block.dtype == np.float32 or len(self) > FLAT_LIMIT:
+            return None
+        if s not in self._float32:
+            self._float32[s] = np.asarray(block, dtype=np.float32)
+        return self._float32[s]
 
     @property
     def kind(self) -> str:
@@ -155,6 +167,8 @@ class GlobalIndex:
         parts = []
         for s, block in enumerate(self.blocks):
             lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
+            f32 = self._block32(s)
+            block = block if f32 is None else f32
             step = hi - lo if block.dtype == np.float32 else CHUNK
             for a in range(max(lo, start), hi, max(step, 1)):
                 b = min(a + step, hi)
