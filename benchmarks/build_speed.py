@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,12 +98,16 @@ def before_fit(backbone, f: np.ndarray, dim: int, n_images: int) -> np.ndarray:
 # ---- the pass, one stage at a time ----
 
 
+@dataclass(frozen=True)
 class Variant:
-    """One way of running the pass: its stage functions and batch size."""
+    """One way of running the pass: its batch size and one function per stage."""
 
-    def __init__(self, name: str, batch: int, stage1, backbone, project, to_f16) -> None:
-        self.name, self.batch = name, batch
-        self.stage1, self.backbone, self.project, self.to_f16 = stage1, backbone, project, to_f16
+    name: str
+    batch: int
+    stage1: Callable  # x uint8 (B, h, w, c) -> f(x) float16 (B, S, S, 3)
+    backbone: Callable  # f(x) -> taps
+    project: Callable  # taps, size -> (reduced descriptors, global descriptors)
+    to_f16: Callable  # reduced descriptors -> float16 numpy (B, S, S, d)
 
 
 def before_variant(model, backbone, basis) -> Variant:
@@ -361,8 +366,8 @@ def main() -> None:
         "after": fit_seconds(lambda: fit_bank_projection(backbone, f16, args.dim, FIT_IMAGES), clock),
     }
     print(
-        f"projection fit on {FIT_IMAGES} exemplars (once per bank): before {fit['before']:.1f} s, "
-        f"after {fit['after']:.1f} s; 'with fit' spreads it over {BANK_SIZE} exemplars"
+        f"projection fit on {len(f16)} exemplars (a build fits on {FIT_IMAGES}, once per bank): "
+        f"before {fit['before']:.1f} s, after {fit['after']:.1f} s; 'with fit' spreads it over {BANK_SIZE} exemplars"
     )
     rows = table(best, len(x), c, fit)
     ref_desc, ref_glob = outputs["before"]
