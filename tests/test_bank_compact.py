@@ -37,7 +37,7 @@ def banks(tiny_run, tmp_path_factory):
 def manifest_96(version: int) -> dict:
     """The manifest of a 96 x 96 bank of edge maps (one channel) with 64-d descriptors, like faces-edges."""
     m = store.new_manifest("fp", "vgg16-hed", 96, "edges", (96, 96, 1), 4608, version)
-    v2 = {"dim": 64, "dtype": "pq", "block": 4, "block_bytes": 16, "pixel_bytes": 4}
+    v2 = {"dim": 64, "dtype": "pq", "levels": [[4, 16], [2, 16], [1, 1]]}
     m["descriptors"] = {"dim": 64, "dtype": "float16"} if version == 1 else v2
     return m
 
@@ -45,7 +45,7 @@ def manifest_96(version: int) -> dict:
 def test_a_96_pixel_compact_exemplar_takes_at_most_150_kb_and_a_version_1_one_1_26_mb():
     assert store.bytes_per_exemplar(manifest_96(1)) == 1_290_240  # f 55 KB, desc 1.18 MB, global 18 KB, y, x
     compact_bytes = store.bytes_per_exemplar(manifest_96(2))
-    assert compact_bytes == 27_648 * 2 + 9_216 + 9_216 + 46_080 <= 150_000  # f and y, x, global, codes
+    assert compact_bytes == 27_648 * 2 + 9_216 + 9_216 + 55_296 <= 150_000  # f and y, x, global, codes
     assert 200_000 * compact_bytes < 30e9  # 200,000 exemplars in under 30 GB
 
 
