@@ -185,3 +185,24 @@ def test_a_large_bank_is_converted_with_its_global_index_rebuilt(tmp_path, monke
     _, truth = bank.index.exact(xq, 10)
     _, ids = bank.search(xq, 10)
     assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, ids)]) >= 0.95
+
+
+def test_saving_a_model_with_a_compact_bank_copies_its_codebooks(banks, tiny_run, tmp_path):
+    _, x, _, _ = tiny_run
+    model = PixelNN.load(tiny_run[0], bank=banks["v2"])
+    out = model.save(tmp_path / "saved")
+    names = store.encoding_files(model.bank.manifest)
+    assert names == ["projection.npy", "codebook-0.npy", "codebook-1.npy", "codebook-2.npy"]
+    assert all((out / "bank" / name).read_bytes() == (banks["v2"] / name).read_bytes() for name in names)
+    again = PixelNN.load(out)
+    a, b = model.synthesize(x[3], grid="1:1:5"), again.synthesize(x[3], grid="1:1:5")
+    np.testing.assert_array_equal(a.candidates[0].image, b.candidates[0].image)
+
+
+def test_an_evaluation_cache_tells_a_bank_from_its_compact_copy(banks):
+    from pixelnn.evaluate.cache import run_key
+
+    old, new = store.read_manifest(banks["v1"]), store.read_manifest(banks["copy"])
+    assert (old["model_fingerprint"], old["count"]) == (new["model_fingerprint"], new["count"])
+    assert run_key(old, None, 0, 72, "eq3") != run_key(new, None, 0, 72, "eq3")
+    assert len(run_key(old, None, 0, 72, "eq3")) == 7  # version-1 keys as before: their caches stay valid

@@ -8,7 +8,8 @@ copy is assembled in a temporary folder beside the destination and renamed into 
 complete, its global index (for a bank above global_index.FLAT_LIMIT) built there first.
 
 Arrays are read ROWS exemplars at a time with plain file reads (not through a memory map), so
-memory stays bounded (about 0.3 GB) whatever the bank's size.
+memory does not grow with the bank: 1.6 GB at the peak, while the codec trains on 64 descriptor
+maps (measured converting edges2shoes, 1,000 exemplars, in about 2 minutes on 2 busy cores).
 
 The descriptors of a converted bank were computed from f(x_n) in float16, while a query's are
 computed from its f(x) rounded to 8 bits; so a converted bank's exemplar given as a query may
