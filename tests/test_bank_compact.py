@@ -37,7 +37,7 @@ def banks(tiny_run, tmp_path_factory):
 def manifest_96(version: int) -> dict:
     """The manifest of a 96 x 96 bank of edge maps (one channel) with 64-d descriptors, like faces-edges."""
     m = store.new_manifest("fp", "vgg16-hed", 96, "edges", (96, 96, 1), 4608, version)
-    v2 = {"dim": 64, "dtype": "pq", "block": 4, "block_bytes": 16, "pixel_bytes": 4}
+    v2 = {"dim": 64, "dtype": "pq", "levels": [[4, 16], [2, 16], [1, 1]]}
     m["descriptors"] = {"dim": 64, "dtype": "float16"} if version == 1 else v2
     return m
 
@@ -45,7 +45,7 @@ def manifest_96(version: int) -> dict:
 def test_a_96_pixel_compact_exemplar_takes_at_most_150_kb_and_a_version_1_one_1_26_mb():
     assert store.bytes_per_exemplar(manifest_96(1)) == 1_290_240  # f 55 KB, desc 1.18 MB, global 18 KB, y, x
     compact_bytes = store.bytes_per_exemplar(manifest_96(2))
-    assert compact_bytes == 27_648 * 2 + 9_216 + 9_216 + 46_080 <= 150_000  # f and y, x, global, codes
+    assert compact_bytes == 27_648 * 2 + 9_216 + 9_216 + 55_296 <= 150_000  # f and y, x, global, codes
     assert 200_000 * compact_bytes < 30e9  # 200,000 exemplars in under 30 GB
 
 
@@ -186,3 +186,24 @@ def test_a_large_bank_is_converted_with_its_global_index_rebuilt(tmp_path, monke
     _, truth = bank.index.exact(xq, 10)
     _, ids = bank.search(xq, 10)
     assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, ids)]) >= 0.95
+
+
+def test_saving_a_model_with_a_compact_bank_copies_its_codebooks(banks, tiny_run, tmp_path):
+    _, x, _, _ = tiny_run
+    model = PixelNN.load(tiny_run[0], bank=banks["v2"])
+    out = model.save(tmp_path / "saved")
+    names = store.encoding_files(model.bank.manifest)
+    assert names == ["projection.npy", "codebook-0.npy", "codebook-1.npy", "codebook-2.npy"]
+    assert all((out / "bank" / name).read_bytes() == (banks["v2"] / name).read_bytes() for name in names)
+    again = PixelNN.load(out)
+    a, b = model.synthesize(x[3], grid="1:1:5"), again.synthesize(x[3], grid="1:1:5")
+    np.testing.assert_array_equal(a.candidates[0].image, b.candidates[0].image)
+
+
+def test_an_evaluation_cache_tells_a_bank_from_its_compact_copy(banks):
+    from pixelnn.evaluate.cache import run_key
+
+    old, new = store.read_manifest(banks["v1"]), store.read_manifest(banks["copy"])
+    assert (old["model_fingerprint"], old["count"]) == (new["model_fingerprint"], new["count"])
+    assert run_key(old, None, 0, 72, "eq3") != run_key(new, None, 0, 72, "eq3")
+    assert len(run_key(old, None, 0, 72, "eq3")) == 7  # version-1 keys as before: their caches stay valid

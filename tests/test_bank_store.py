@@ -299,8 +299,9 @@ def test_a_bank_with_reduced_descriptors_grows_with_its_own_projection(tiny_run,
         assert manifest["descriptors"] == {"dim": 8, "dtype": "float16"}
         assert opened.gather("desc", [0, 6]).shape == (2, 32, 32, 8)
     else:
-        assert manifest["descriptors"]["dtype"] == "pq" and manifest["descriptors"]["pixel_bytes"] == 4
-        assert opened.gather("desc", [0, 6]).shape == (2, 32 * 32 * 4 + 8 * 8 * 8)  # 4 bytes a pixel, 8 a block
+        setting = manifest["descriptors"]
+        assert setting["dtype"] == "pq" and setting["levels"] == [[4, 8], [2, 8], [1, 1]]
+        assert opened.gather("desc", [0, 6]).shape == (2, 8 * 8 * 8 + 16 * 16 * 8 + 32 * 32 * 1)
     assert opened.descriptors([0, 6]).shape == (2, 32, 32, 8)
     model = PixelNN.load(run, bank=bank)
     assert model.search == "fast"

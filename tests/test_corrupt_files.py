@@ -453,7 +453,7 @@ CASES = [
         "NaN or infinite",
     ),
     # version 2: codes, codebooks, and the sha256 of the projection and codebooks in bank.json
-    ("codes-short", "fast", array("desc.npy", lambda a: a[:, :-16]), BankError, "desc.npy", r"asks for \(6, 5120\)"),
+    ("codes-short", "fast", array("desc.npy", lambda a: a[:, :-16]), BankError, "desc.npy", r"asks for \(6, 6144\)"),
     (
         "codes-wrong-dtype",
         "fast",
@@ -481,51 +481,51 @@ CASES = [
     (
         "codebook-truncated",
         "fast",
-        lambda r: truncate(r / "bank" / "codebook-block.npy"),
+        lambda r: truncate(r / "bank" / "codebook-0.npy"),
         BankError,
-        "codebook-block.npy",
+        "codebook-0.npy",
         "missing or corrupt",
     ),
     (
         "codebook-deleted",
         "fast",
-        lambda r: (r / "bank" / "codebook-pixel.npy").unlink(),
+        lambda r: (r / "bank" / "codebook-2.npy").unlink(),
         BankError,
-        "codebook-pixel.npy",
+        "codebook-2.npy",
         "missing or corrupt",
     ),
     (
         "codebook-wrong-shape",
         "fast",
-        lambda r: edit_array(r / "bank" / "codebook-pixel.npy", lambda c: c[:, :128]),
+        lambda r: edit_array(r / "bank" / "codebook-2.npy", lambda c: c[:, :128]),
         BankError,
-        "codebook-pixel.npy",
-        r"not float32 \(4, 256, 4\)",
+        "codebook-2.npy",
+        r"not float32 \(1, 256, 16\)",
     ),
     (
         "codebook-float64",
         "fast",
-        lambda r: edit_array(r / "bank" / "codebook-block.npy", lambda c: c.astype(np.float64)),
+        lambda r: edit_array(r / "bank" / "codebook-0.npy", lambda c: c.astype(np.float64)),
         BankError,
-        "codebook-block.npy",
+        "codebook-0.npy",
         "holds float64",
     ),
     (
         "codebook-nan",
         "fast",
-        lambda r: edit_array(r / "bank" / "codebook-pixel.npy", with_nan(np.nan)),
+        lambda r: edit_array(r / "bank" / "codebook-1.npy", with_nan(np.nan)),
         BankError,
-        "codebook-pixel.npy",
+        "codebook-1.npy",
         "NaN or infinite",
     ),
     (
         "codebook-one-value-changed",
         "fast",
         lambda r: edit_array(
-            r / "bank" / "codebook-pixel.npy", lambda c: c + np.eye(1, c.size, dtype=c.dtype).reshape(c.shape)
+            r / "bank" / "codebook-2.npy", lambda c: c + np.eye(1, c.size, dtype=c.dtype).reshape(c.shape)
         ),
         BankError,
-        "codebook-pixel.npy",
+        "codebook-2.npy",
         "sha256 differs",
     ),
     (
@@ -539,10 +539,10 @@ CASES = [
     (
         "descriptors-bytes-not-dividing",
         "fast",
-        manifest(lambda m: m["descriptors"].__setitem__("pixel_bytes", 3)),
+        manifest(lambda m: m["descriptors"]["levels"][1].__setitem__(1, 3)),
         BankError,
         "bank.json",
-        "pixel_bytes 3 does not divide dim 16",
+        "a level's 3 bytes do not divide dim 16",
     ),
     (
         "descriptors-dtype-float16-in-v2",
@@ -631,18 +631,18 @@ def test_a_new_shard_records_a_sha256_per_array_file(runs, kind):
 def test_a_compact_bank_records_the_sha256_of_its_projection_and_codebooks(runs):
     bank = runs["fast"] / "bank"
     sums = store.read_manifest(bank)["descriptors"]["sha256"]
-    assert sorted(sums) == ["codebook-block.npy", "codebook-pixel.npy", "projection.npy"]
+    assert sorted(sums) == ["codebook-0.npy", "codebook-1.npy", "codebook-2.npy", "projection.npy"]
     assert all(sums[name] == store.file_sha256(bank / name) for name in sums)
 
 
 def test_verify_names_a_changed_codebook(copy_of, capsys):
     run = copy_of("fast")
-    flip_a_byte(run / "bank" / "codebook-pixel.npy", at=-3)  # a float's low mantissa byte: still finite
+    flip_a_byte(run / "bank" / "codebook-1.npy", at=-3)  # a float's low mantissa byte: still finite
     problems, _ = store.verify_bank(run / "bank", store.read_manifest(run / "bank"))
-    assert len(problems) == 1 and "codebook-pixel.npy: sha256 is" in problems[0]
+    assert len(problems) == 1 and "codebook-1.npy: sha256 is" in problems[0]
     assert main(["verify", "--model", str(run)]) == 2  # opening the bank already checks them
     err = capsys.readouterr().err
-    assert "codebook-pixel.npy is damaged: its sha256 differs" in err and "Traceback" not in err
+    assert "codebook-1.npy is damaged: its sha256 differs" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("kind", ["exact", "fast", "fast1"])

@@ -50,7 +50,7 @@ COMPACT_EXAMPLES = """examples:
   pixelnn compact runs/celeba-lowres/bank --out runs/celeba-lowres/bank-v2
   # then give it to any verb: pixelnn synthesize --model runs/celeba-lowres --bank runs/celeba-lowres/bank-v2 ...
 Banks written by this PixelNN are compact already (format version 2: f(x) in 8 bits, global
-descriptors in float16, pixel descriptors as 5-byte codes, about 120 KB per 96x96 exemplar);
+descriptors in float16, pixel descriptors as 6-byte codes, 129 KB per 96x96 exemplar of edges);
 this makes a compact copy of an older (version 1) bank without recomputing any descriptor. The
 old bank is left as it is; the copy appears complete or not at all."""
 

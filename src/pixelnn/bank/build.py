@@ -84,8 +84,8 @@ CODEC_IMAGES = 64  # exemplars whose reduced descriptor maps train a new bank's 
 def fit_bank_encoding(backbone_model, f: np.ndarray, dim: int | None, version: int = store.VERSION) -> store.Encoding:
     """The encoding of a new bank, from its first exemplars' stage-1 outputs f (N, S, S, 3) float in
     [0, 1]: with `dim`, the projection basis (fit_bank_projection), and in version 2 that basis
-    rotated so that the codec's sub-vectors balance (codec.fit_rotation) and the codec, trained on
-    the reduced descriptor maps of the first CODEC_IMAGES exemplars (a second backbone pass over them)."""
+    rotated and the codec (store.Encoding.trained), trained on the reduced descriptor maps of the
+    first CODEC_IMAGES exemplars (a second backbone pass over them)."""
     if not dim:
         return store.Encoding(version)
     basis = fit_bank_projection(backbone_model, f, dim)

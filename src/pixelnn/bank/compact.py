@@ -7,8 +7,9 @@ first build.CODEC_IMAGES exemplars' stored descriptor maps; y and x are copied b
 copy is assembled in a temporary folder beside the destination and renamed into place when
 complete, its global index (for a bank above global_index.FLAT_LIMIT) built there first.
 
-Arrays are read ROWS exemplars at a time with plain file reads (not through a memory map), so
-memory stays bounded (about 0.3 GB) whatever the bank's size.
+Arrays are read and written ROWS exemplars at a time with plain file reads and writes (not through
+memory maps), so memory does not grow with the bank: its peak is the codec's training on 64
+descriptor maps.
 
 The descriptors of a converted bank were computed from f(x_n) in float16, while a query's are
 computed from its f(x) rounded to 8 bits; so a converted bank's exemplar given as a query may
@@ -91,35 +92,37 @@ def _convert_shard(src: Path, dst: Path, count: int, old: store.Encoding, new: s
         shutil.copyfile(src / name, dst / name)
     # (d, d) rotation R with new.basis = R old.basis (projection rows are orthonormal)
     rotation = None if old.basis is None else torch.from_numpy(new.basis @ old.basis.T)
-    outputs = {}
-    for start in tqdm(range(0, count, ROWS), desc=f"compact {src.name}", disable=not progress, leave=False):
-        stop = min(start + ROWS, count)
-        f = old.f_values(read_rows(src / "f.npy", start, stop))
-        rows = {"f": new.store_f(f), "global": read_rows(src / "global.npy", start, stop).astype(new.global_dtype)}
-        if rotation is not None:
-            desc = torch.from_numpy(read_rows(src / "desc.npy", start, stop).astype(np.float32))
-            rows["desc"] = new.store_desc(torch.nn.functional.normalize(desc @ rotation.T, dim=-1))
-        for key, arr in rows.items():
-            if key not in outputs:
-                outputs[key] = np.lib.format.open_memmap(
-                    dst / f"{key}.npy", mode="w+", dtype=arr.dtype, shape=(count, *arr.shape[1:])
-                )
-            outputs[key][start:stop] = arr
-    for key in ("f", "global", "desc"):
-        if key in outputs:
-            outputs[key].flush()
-        elif key != "desc" or rotation is not None:  # an empty shard: empty arrays of the right shape
-            _empty_like(src / f"{key}.npy", dst / f"{key}.npy", new)
-    del outputs
+    size = store.open_array(src / "f.npy").shape[1]
+    shapes = {
+        "f": ((count, *store.open_array(src / "f.npy").shape[1:]), new.f_dtype),
+        "global": ((count, store.open_array(src / "global.npy").shape[1]), new.global_dtype),
+    }
+    if rotation is not None:
+        shapes["desc"] = new.desc_array(count, size)
+    files = {key: _open_npy(dst / f"{key}.npy", shape, dtype) for key, (shape, dtype) in shapes.items()}
+    try:
+        for start in tqdm(range(0, count, ROWS), desc=f"compact {src.name}", disable=not progress, leave=False):
+            stop = min(start + ROWS, count)
+            rows = {
+                "f": new.store_f(old.f_values(read_rows(src / "f.npy", start, stop))),
+                "global": read_rows(src / "global.npy", start, stop).astype(new.global_dtype),
+            }
+            if rotation is not None:
+                desc = torch.from_numpy(read_rows(src / "desc.npy", start, stop).astype(np.float32))
+                rows["desc"] = new.store_desc(torch.nn.functional.normalize(desc @ rotation.T, dim=-1))
+            for key, arr in rows.items():
+                files[key].write(np.ascontiguousarray(arr, dtype=shapes[key][1]).tobytes())
+    finally:
+        for fh in files.values():
+            fh.close()
     meta = json.loads((src / "meta.json").read_text())
     meta.pop(store.SUMS, None)
     (dst / "meta.json").write_text(json.dumps({**meta, store.SUMS: store.array_sums(dst)}))
 
 
-def _empty_like(src: Path, dst: Path, new: store.Encoding) -> None:
-    shape = store.open_array(src).shape
-    if dst.name == "desc.npy":
-        shape, dtype = new.desc_array(0, shape[1])
-    else:
-        dtype = new.f_dtype if dst.name == "f.npy" else new.global_dtype
-    np.save(dst, np.zeros((0, *shape[1:]), dtype))
+def _open_npy(path: Path, shape: tuple, dtype: np.dtype):
+    """A new .npy file of this shape and dtype, its header written; the caller writes the rows in order."""
+    fh = open(path, "wb")
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(fh, header)
+    return fh

@@ -11,13 +11,13 @@ Layout (format "pixelnn-bank"; version 2 is written, versions 1 and 2 are read):
         x.npy              (n, h, w, c) uint8    input signals x_n (for display)
         global.npy         (n, G) float16        global descriptors of f(x_n), unit norm (version 1: float32)
         desc.npy           optional: reduced pixel descriptors for the fast search, (n, L) uint8 codes of
-                           bank/codec.py, L = 5 bytes per pixel at 96 x 96 (version 1: (n, S, S, d) float16)
+                           bank/codec.py, L = 6 bytes per pixel at 96 x 96 (version 1: (n, S, S, d) float16)
         meta.json          {"names": [...], "labels": [...], "hashes": [...], "sha256": {...}} (label null
                            when unknown; hashes: sha1 of each exemplar's x and y bytes; sha256: of each
                            .npy file, by name, checked by `pixelnn verify`; both absent in older banks)
       projection.npy       optional: (d, D) float32 basis that reduces D-dim hypercolumns to d
-      codebook-block.npy   optional (version 2): (block_bytes, 256, d / block_bytes) float32 centroids
-      codebook-pixel.npy   optional (version 2): (pixel_bytes, 256, d / pixel_bytes) float32 centroids
+      codebook-K.npy       optional (version 2): the centroids of level K of the pixel codec (K = 0, 1, ...),
+                           (bytes, 256, d / bytes) float32
       global-index.json    optional: the saved global index (kind, file, shards it holds, nprobe, sha256)
       global-*.faiss       optional: that index, memory-mapped when the bank opens (bank/global_index.py)
       bank.lock            the writers' lock (fcntl.flock): held while a writer commits a shard
@@ -29,15 +29,15 @@ the few exemplars a query needs; a bank built with `descriptors` d stores their 
 dimensions, which the fast search reads. Arrays are memory-mapped, so a bank's resident memory is
 its global descriptors plus what a query touches.
 
-Version 2 (a compact bank: 120 KB per 96 x 96 exemplar with a one-channel input, 1.26 MB in
+Version 2 (a compact bank: 129 KB per 96 x 96 exemplar with a one-channel input, 1.26 MB in
 version 1) stores f(x_n) in 8 bits, global descriptors in float16 and pixel descriptors as codes of
-a two-level product quantiser (bank/codec.py); manifest key "descriptors": {"dim": d, "dtype":
-"pq", "block": 4, "block_bytes": 16, "pixel_bytes": 4, "sha256": {file: digest}} names the
-projection and codebook files with their sha256, checked when the bank opens (they are small).
-Version 1 ("descriptors": {"dim": d, "dtype": "float16"}) keeps working, and a version-1 bank
-grows with version-1 shards; `pixelnn compact` writes a version-2 copy of one. `Encoding` holds
-what a bank's version and files say about storing f, global and pixel descriptors, and converts
-between stored and float values.
+a residual pyramid of product quantisers (bank/codec.py); manifest key "descriptors": {"dim": d,
+"dtype": "pq", "levels": [[4, 16], [2, 16], [1, 1]], "sha256": {file: digest}} gives each level's
+block side and bytes, and the sha256 of the projection and codebook files, checked when the bank
+opens (they are small). Version 1 ("descriptors": {"dim": d, "dtype": "float16"}) keeps working,
+and a version-1 bank grows with version-1 shards; `pixelnn compact` writes a version-2 copy of one.
+`Encoding` holds what a bank's version and files say about storing f, global and pixel
+descriptors, and converts between stored and float values.
 
 Writers may run at once: each computes its shard in its own staging folder, then, holding
 bank.lock, re-reads the manifest, removes what dead writers left behind, renames its shard in under
@@ -46,7 +46,7 @@ only once it is complete, and listed shards are never changed.
 
 Opening a bank checks the manifest's keys and types, that shard names are plain names inside the
 bank, every array file's size, dtype and shape against the manifest, the projection's shape (and
-in version 2 the codebooks' shapes and the sha256 of both), and that global descriptors are finite;
+in version 2 the codebooks' shapes and the sha256 of all), and that global descriptors are finite;
 the full content check (sha256 per file) is `pixelnn verify`.
 """
 
@@ -68,7 +68,7 @@ import torch
 
 from ..errors import BankError
 from ..fileio import file_sha256, open_locked, replace_durably, write_json, write_npy
-from .codec import PixelCodec, code_length, fit_codec, fit_rotation
+from .codec import PixelCodec, code_length, fit_rotated_codec
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,6 @@ def check_manifest(path: Path, manifest: dict) -> None:
         raise _damaged(path, f"its count is {manifest['count']}, its shards hold {total} exemplars")
 
 
-CODED = {"block": 1, "block_bytes": 1, "pixel_bytes": 1}  # version 2's descriptor keys, with their least values
-
-
 def _check_descriptor_setting(path: Path, setting, version: int) -> None:
     if setting is None:
         return
@@ -179,18 +176,17 @@ def _check_descriptor_setting(path: Path, setting, version: int) -> None:
         raise _damaged(path, f'descriptors must be null or {{"dim": d, ...}} with d at least 1, not {setting!r}')
     if version == 1:
         return
-    if setting.get("dtype") != "pq" or not all(_is_int(setting.get(k), least) for k, least in CODED.items()):
-        raise _damaged(path, f"descriptors must name dtype 'pq' and positive {', '.join(CODED)}, not {setting!r}")
-    for key in ("block_bytes", "pixel_bytes"):
-        if setting["dim"] % setting[key]:
-            raise _damaged(path, f"descriptors: {key} {setting[key]} does not divide dim {setting['dim']}")
-    sums = setting.get(SUMS)
-    if (
-        not isinstance(sums, dict)
-        or set(sums) != set(ENCODING_FILES)
-        or not all(isinstance(v, str) for v in sums.values())
-    ):
-        raise _damaged(path, f"descriptors must record the sha256 of {', '.join(ENCODING_FILES)}")
+    levels = setting.get("levels")
+    if setting.get("dtype") != "pq" or not isinstance(levels, list) or not levels:
+        raise _damaged(path, f"descriptors must name dtype 'pq' and a list of levels, not {setting!r}")
+    for level in levels:
+        if not (isinstance(level, list) and len(level) == 2 and all(_is_int(v, 1) for v in level)):
+            raise _damaged(path, f"a level of the descriptors must be [block side, bytes], not {level!r}")
+        if setting["dim"] % level[1]:
+            raise _damaged(path, f"descriptors: a level's {level[1]} bytes do not divide dim {setting['dim']}")
+    sums, files = setting.get(SUMS), encoding_files({"version": version, "descriptors": setting})
+    if not isinstance(sums, dict) or set(sums) != set(files) or not all(isinstance(v, str) for v in sums.values()):
+        raise _damaged(path, f"descriptors must record the sha256 of {', '.join(files)}")
 
 
 def _check_entry(path: Path, entry, with_desc: bool) -> str:
@@ -238,9 +234,6 @@ def check_compatible(manifest: dict, expected: dict, root: Path) -> None:
             )
 
 
-ENCODING_FILES = ("projection.npy", "codebook-block.npy", "codebook-pixel.npy")  # version 2, with descriptors
-
-
 @dataclass(frozen=True, eq=False)
 class Encoding:
     """How a bank stores f(x_n), global and pixel descriptors: its version, and with reduced
@@ -254,11 +247,10 @@ class Encoding:
     @classmethod
     def trained(cls, basis: np.ndarray, maps: np.ndarray) -> Encoding:
         """A version-2 encoding for descriptors reduced by `basis`, trained on some of their maps
-        (n, S, S, d): a rotation that balances the codec's sub-vectors (codec.fit_rotation), folded
-        into the basis (cosines do not change), and the codec, trained on the rotated maps."""
-        maps = np.asarray(maps, dtype=np.float32)
-        rotation = fit_rotation(maps.reshape(-1, maps.shape[-1]))
-        return cls(2, (rotation @ basis).astype(np.float32), fit_codec(maps @ rotation.T))
+        (n, S, S, d): a codec and a rotation that balances its sub-vectors (codec.fit_rotated_codec),
+        folded into the basis (cosines do not change)."""
+        rotation, codec = fit_rotated_codec(maps)
+        return cls(2, (rotation @ basis).astype(np.float32), codec)
 
     @property
     def f_dtype(self) -> np.dtype:
@@ -311,21 +303,17 @@ class Encoding:
             return None
         if self.version == 1:
             return {"dim": int(self.basis.shape[0]), "dtype": "float16"}
-        c = self.codec
-        return {
-            "dim": c.dim,
-            "dtype": "pq",
-            "block": c.block,
-            "block_bytes": c.block_bytes,
-            "pixel_bytes": c.pixel_bytes,
-        }
+        return {"dim": self.codec.dim, "dtype": "pq", "levels": [list(level) for level in self.codec.levels]}
 
 
 def encoding_files(manifest: dict) -> list[str]:
     """The files of the bank folder (beside its shards) that its encoding reads."""
-    if not manifest.get("descriptors"):
+    setting = manifest.get("descriptors")
+    if not setting:
         return []
-    return ["projection.npy"] if manifest["version"] == 1 else list(ENCODING_FILES)
+    if manifest["version"] == 1:
+        return ["projection.npy"]
+    return ["projection.npy", *(f"codebook-{k}.npy" for k in range(len(setting["levels"])))]
 
 
 def write_encoding(root: Path, encoding: Encoding) -> dict | None:
@@ -337,9 +325,10 @@ def write_encoding(root: Path, encoding: Encoding) -> dict | None:
     write_projection(root, encoding.basis)
     if encoding.version == 1:
         return setting
-    write_npy(Path(root) / "codebook-block.npy", encoding.codec.block_centroids.astype(np.float32))
-    write_npy(Path(root) / "codebook-pixel.npy", encoding.codec.pixel_centroids.astype(np.float32))
-    return {**setting, SUMS: {name: file_sha256(Path(root) / name) for name in ENCODING_FILES}}
+    for k, centroids in enumerate(encoding.codec.centroids):
+        write_npy(Path(root) / f"codebook-{k}.npy", centroids.astype(np.float32))
+    files = encoding_files({"version": encoding.version, "descriptors": setting})
+    return {**setting, SUMS: {name: file_sha256(Path(root) / name) for name in files}}
 
 
 def read_encoding(root: Path, manifest: dict) -> Encoding:
@@ -352,10 +341,11 @@ def read_encoding(root: Path, manifest: dict) -> Encoding:
     if version == 1:
         return Encoding(version, basis)
     d, root = setting["dim"], Path(root)
-    block = _read_centroids(root / "codebook-block.npy", (setting["block_bytes"], 256, d // setting["block_bytes"]))
-    pixel = _read_centroids(root / "codebook-pixel.npy", (setting["pixel_bytes"], 256, d // setting["pixel_bytes"]))
+    centroids = tuple(
+        _read_centroids(root / f"codebook-{k}.npy", (m, 256, d // m)) for k, (_, m) in enumerate(setting["levels"])
+    )
     _check_sums(root, setting[SUMS])  # after the shape checks, whose messages say more
-    return Encoding(version, basis, PixelCodec(block, pixel, setting["block"]))
+    return Encoding(version, basis, PixelCodec(tuple(side for side, _ in setting["levels"]), centroids))
 
 
 def _check_sums(root: Path, sums: dict[str, str]) -> None:
@@ -666,7 +656,7 @@ def expected_arrays(manifest: dict, count: int) -> dict[str, tuple[tuple, np.dty
     if setting and v1:
         out["desc"] = ((n, S, S, setting["dim"]), np.dtype(np.float16))
     elif setting:
-        length = code_length(S, setting["pixel_bytes"], setting["block_bytes"], setting["block"])
+        length = code_length(S, tuple(tuple(level) for level in setting["levels"]))
         out["desc"] = ((n, length), np.dtype(np.uint8))
     return out
 
