@@ -83,16 +83,14 @@ def test_coherence_prior_joins_a_source_that_costs_little_and_refuses_one_that_c
     j = np.arange(W)[None]
     owner = np.zeros((H, W), np.int64)
     sim = np.full((H, W), 0.9, np.float32)
+    Q = np.tile(np.array([[1.0, 0.0]], np.float32), (W, 1))
 
-    def close(pixels, r, jj):  # every source is almost as good as the best
-        return np.full(len(pixels), 0.89, np.float32)
+    def everywhere(s):  # every exemplar pixel has similarity s to every query pixel
+        return np.tile(np.array([s, np.sqrt(1 - s * s)], np.float32), (2, W, 1))
 
-    def far(pixels, r, jj):
-        return np.full(len(pixels), 0.5, np.float32)
-
-    s, r, _ = C.coherent(sim, rank, j, owner, close, tau=0.02)
+    s, r, _ = C.coherent(sim, rank, j, owner, Q, everywhere(0.89), tau=0.02)
     assert len(np.unique(r)) == 1 and (s >= 0.9 - 0.02).all()  # one source for the whole row
-    s, r, _ = C.coherent(sim, rank, j, owner, far, tau=0.02)
+    s, r, _ = C.coherent(sim, rank, j, owner, Q, everywhere(0.5), tau=0.02)
     assert np.array_equal(r, rank) and np.array_equal(s, sim)  # nothing given up for coherence
     with pytest.raises(ConfigError, match="copy must be one of"):
         C.check_mode("blend")

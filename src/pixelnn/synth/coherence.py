@@ -15,8 +15,7 @@ A continued source keeps the neighbour's offset, so it stays inside the candidat
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import numba
 import numpy as np
 
 from ..errors import ConfigError
@@ -28,7 +27,8 @@ PASSES = 3  # checkerboard sweeps of the prior
 VOTE_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # order of Correspondence.weights' last axis
 
 DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))
-SimFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (pixels, rank, j) -> similarities
+_DY = np.array([d[0] for d in DIRS], np.int64)  # the same, for the compiled kernels
+_DX = np.array([d[1] for d in DIRS], np.int64)
 
 
 def check_mode(mode: str) -> str:
@@ -56,31 +56,13 @@ def _continued(rank: np.ndarray, j: np.ndarray, owner: np.ndarray, dy: int, dx: 
     return valid, r_out, j_out
 
 
-def _agreement(rank: np.ndarray, j: np.ndarray, owner: np.ndarray, r_opt: np.ndarray, j_opt: np.ndarray) -> np.ndarray:
-    """(H, W) how many of each pixel's 4 neighbours are coherent with the option (r_opt, j_opt) there:
-    neighbour p + e copies the option's source continued by e."""
-    H, W = rank.shape
-    count = np.zeros((H, W), np.int8)
-    sy, sx = j_opt // W, j_opt % W
-    for dy, dx in DIRS:
-        ys, xs = slice(max(-dy, 0), H + min(-dy, 0)), slice(max(-dx, 0), W + min(-dx, 0))  # p with p + e inside
-        yn, xn = slice(max(dy, 0), H + min(dy, 0)), slice(max(dx, 0), W + min(dx, 0))  # p + e
-        inside = (sy[ys, xs] + dy >= 0) & (sy[ys, xs] + dy < H) & (sx[ys, xs] + dx >= 0) & (sx[ys, xs] + dx < W)
-        same = (
-            (rank[yn, xn] == r_opt[ys, xs])
-            & (j[yn, xn] == j_opt[ys, xs] + dy * W + dx)
-            & (owner[yn, xn] == owner[ys, xs])
-        )
-        count[ys, xs] += inside & same
-    return count
-
-
 def coherent(
     sim: np.ndarray,
     rank: np.ndarray,
     j: np.ndarray,
     owner: np.ndarray,
-    sim_of: SimFn,
+    Q: np.ndarray,
+    table: np.ndarray,
     tau: float = COHERENCE_TAU,
     passes: int = PASSES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,28 +70,87 @@ def coherent(
 
     Each pixel chooses among its current source and its 4 neighbours' sources continued to it, those
     within tau of its Eq. 3 similarity: the one coherent with the most neighbours, then the most similar.
-    Pixels of one checkerboard colour move while the others hold still."""
+    Pixels of one checkerboard colour move while the others hold still.
+
+    Similarities are dot products of unit descriptors: Q (H*W, d) the query's pixels, table (R, H*W, d)
+    the pixels of the exemplars, by rank (float32, C-contiguous)."""
+    H, W = rank.shape
+    out = (
+        np.array(sim, np.float32),
+        np.array(rank, np.int64),
+        np.array(j, np.int64),
+    )
+    _coherent_kernel(
+        *out,
+        np.ascontiguousarray(owner, np.int64),
+        np.ascontiguousarray(Q, np.float32),
+        np.ascontiguousarray(table, np.float32).reshape(len(table), H * W, -1),
+        np.float32(tau),
+        passes,
+    )
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _dot(a, b):
+    acc = np.float32(0.0)
+    for i in range(a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _coherent_kernel(sim, rank, j, owner, Q, table, tau, passes):
+    """In place over (sim, rank, j): `passes` sweeps of both checkerboard colours (see `coherent`).
+
+    A pixel's neighbours all have the other colour, so updating one colour in place reads the same
+    state as updating it all at once. Option 0 is the pixel's own source, option e + 1 the source of
+    its neighbour p - DIRS[e] continued to it. Neighbour p + e copies option o's source continued by
+    e exactly when its own source continued back to p is o, so an option's votes are how many of the
+    continued options equal it."""
     H, W = rank.shape
     best = sim.copy()  # Eq. 3's similarity: the reference for what is given up
-    sim, rank, j = sim.copy(), rank.copy(), j.copy()
-    colour = (np.arange(H)[:, None] + np.arange(W)[None, :]) % 2
-    pixels = np.arange(H * W).reshape(H, W)
+    jy, jx = j // W, j % W
+    o_r = np.empty(5, np.int64)
+    o_j = np.empty(5, np.int64)
+    o_s = np.empty(5, np.float32)
+    ok = np.empty(5, np.bool_)
     for _ in range(passes):
-        for c in (0, 1):
-            found = [_continued(rank, j, owner, dy, dx) for dy, dx in DIRS]
-            valid = np.stack([v for v, _, _ in found]) & (colour == c)  # (4, H, W)
-            rr, jj = np.stack([rank] + [r for _, r, _ in found]), np.stack([j] + [q for _, _, q in found])
-            s = np.full((5, H, W), -np.inf, np.float32)
-            s[0] = sim
-            s[1:][valid] = sim_of(np.broadcast_to(pixels, valid.shape)[valid], rr[1:][valid], jj[1:][valid])
-            ok = s >= best - tau  # the current source always is
-            votes = np.stack([_agreement(rank, j, owner, rr[k], jj[k]) for k in range(5)]).astype(np.float32)
-            # most coherent neighbours first, similarity (< 1 apart) breaks ties
-            k = np.where(ok, votes * 4.0 + s, -np.inf).argmax(0)[None]
-            new = [np.take_along_axis(a, k, 0)[0] for a in (s, rr, jj)]
-            move = colour == c
-            sim, rank, j = (np.where(move, n, o) for n, o in zip(new, (sim, rank, j)))
-    return sim, rank, j
+        for c in range(2):
+            for y in range(H):
+                for x in range((y + c) % 2, W, 2):
+                    o_r[0], o_j[0], o_s[0], ok[0] = rank[y, x], j[y, x], sim[y, x], True
+                    for e in range(4):  # neighbour n = p - e, its source continued by e
+                        dy, dx = _DY[e], _DX[e]
+                        ny, nx = y - dy, x - dx
+                        ok[e + 1] = False
+                        if ny < 0 or ny >= H or nx < 0 or nx >= W or owner[ny, nx] != owner[y, x]:
+                            continue
+                        sy, sx = jy[ny, nx] + dy, jx[ny, nx] + dx
+                        if sy < 0 or sy >= H or sx < 0 or sx >= W:
+                            continue
+                        ok[e + 1], o_r[e + 1], o_j[e + 1] = True, rank[ny, nx], sy * W + sx
+                        o_s[e + 1] = np.nan
+                        for k in range(e + 1):  # a source met already keeps its similarity
+                            if ok[k] and o_r[k] == o_r[e + 1] and o_j[k] == o_j[e + 1]:
+                                o_s[e + 1] = o_s[k]
+                                break
+                        if np.isnan(o_s[e + 1]):
+                            o_s[e + 1] = _dot(Q[y * W + x], table[o_r[e + 1], o_j[e + 1]])
+                    # most coherent neighbours first, similarity (< 1 apart) breaks ties
+                    chosen, value = 0, -np.inf
+                    for k in range(5):
+                        if not ok[k] or o_s[k] < best[y, x] - tau:
+                            continue
+                        votes = 0
+                        for m in range(1, 5):
+                            votes += ok[m] and o_r[m] == o_r[k] and o_j[m] == o_j[k]
+                        v = np.float32(4 * votes) + o_s[k]
+                        if v > value:
+                            chosen, value = k, v
+                    if chosen:
+                        sim[y, x], rank[y, x], j[y, x] = o_s[chosen], o_r[chosen], o_j[chosen]
+                        jy[y, x], jx[y, x] = o_j[chosen] // W, o_j[chosen] % W
 
 
 def vote_weights(j: np.ndarray) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .grid import Spec
 
@@ -43,21 +42,19 @@ class Correspondence:
         return [(int(ids[i]), counts[i] / self.exemplar.size) for i in order]
 
 
-Matches = dict[int, list[tuple[torch.Tensor, torch.Tensor]]]  # window -> per rank (sim (H,W), j (H,W))
+Matches = dict[int, tuple[np.ndarray, np.ndarray]]  # window -> (sim (K, H, W), j (K, H, W)) by neighbour rank
 
 
-def choose(matches: Matches, spec: Spec, available: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def choose(matches: Matches, spec: Spec, available: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For one candidate: per pixel the best rank in its pool and the source index in that exemplar.
 
     Returns (sim (H, W), rank (H, W) 0-based global rank, j (H, W) flat source index).
     """
-    ranks = [r for r in spec.ranks if r < available]
-    sims = torch.stack([matches[spec.window][r][0] for r in ranks])  # (n, H, W)
-    js = torch.stack([matches[spec.window][r][1] for r in ranks])
-    best = sims.argmax(0)  # ties: the better-ranked neighbour
-    sim = sims.gather(0, best[None])[0]
-    j = js.gather(0, best[None])[0]
-    return sim, torch.as_tensor(ranks)[best], j
+    lo = spec.first - 1
+    hi = min(lo + spec.n, available)
+    sims, js = (a[lo:hi] for a in matches[spec.window])  # (n, H, W)
+    best = sims.argmax(0)[None]  # ties: the better-ranked neighbour
+    return np.take_along_axis(sims, best, 0)[0], lo + best[0], np.take_along_axis(js, best, 0)[0]
 
 
 def rebuild(corr: Correspondence, fq: np.ndarray, f_of, y_of) -> np.ndarray:

@@ -384,8 +384,8 @@ class PixelNN:
                 *(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {}
             )
             residual = (stacked.y_ex - stacked.f_ex).reshape(len(stacked.ids), S * S, 3)
-            sim_of = self._sim_fn(q, pools) if copy.startswith("coherent") else None
-            made = [self._candidate(spec, pools, stacked, residual, owner, fq, copy, sim_of) for spec in specs]
+            tables = self._sim_tables(q, pools) if copy.startswith("coherent") else None
+            made = [self._candidate(spec, pools, stacked, residual, owner, fq, copy, tables) for spec in specs]
         with timed(profile, "ranking"):
             x = self.check_input(x)
             candidates = self._ranked(made, x, rank)
@@ -469,37 +469,24 @@ class PixelNN:
         with timed(profile, "pixel matching"):
             if self.search == "fast":
                 found = match_all(q, E, windows, tie=FLOAT16_TIE)
-                matches = {w: [(s[k].cpu(), j[k].cpu()) for k in range(len(ids))] for w, (s, j) in found.items()}
+                matches = {w: (s.cpu().numpy(), j.cpu().numpy()) for w, (s, j) in found.items()}
             else:
                 e, _ = describe(self.backbone, torch.from_numpy(f_ex).permute(0, 3, 1, 2))  # (K, D, S, S)
-                matches = {w: [] for w in windows}
-                for k in range(len(ids)):
-                    for w, (s, j) in match(q, e[k], windows).items():
-                        matches[w].append((s.cpu(), j.cpu()))
+                per_rank = [match(q, e[k], windows) for k in range(len(ids))]
+                matches = {
+                    w: tuple(torch.stack([m[w][i] for m in per_rank]).cpu().numpy() for i in (0, 1)) for w in windows
+                }
         desc = (E if self.search == "fast" else e) if keep_desc else None
         return Pool(ids, sims, f_ex, y_ex, matches, desc)
 
-    def _sim_fn(self, q: torch.Tensor, pools: list[Pool]):
-        """similarity(pixels, rank, j) of query pixels to exemplar pixels, ranks counted over the pools end to end.
-
-        In numpy: the lookups are small and many, where torch's per-call threading costs more than the work."""
+    def _sim_tables(self, q: torch.Tensor, pools: list[Pool]) -> tuple[np.ndarray, np.ndarray]:
+        """The descriptors the coherence prior compares (synth/coherence.coherent): the query's pixels
+        (S*S, d) and the exemplars' (R, S*S, d) by rank, ranks counted over the pools end to end."""
         fast = self.search == "fast"
         Q = (q if fast else q.permute(1, 2, 0)).float().cpu().numpy()
-        Q = Q.reshape(-1, Q.shape[-1])  # (P, d)
-        W = self.model.cfg.size
-        tables = [(p.desc if fast else p.desc.permute(0, 2, 3, 1)).float().cpu().numpy() for p in pools]  # (K, S, S, d)
-        starts = np.cumsum([0] + [len(p.ids) for p in pools])
-
-        def sim_of(pixels: np.ndarray, rank: np.ndarray, j: np.ndarray) -> np.ndarray:
-            if len(tables) == 1:
-                return np.einsum("nd,nd->n", Q[pixels], tables[0][rank, j // W, j % W])
-            out = np.empty(len(pixels), np.float32)
-            for table, lo, hi in zip(tables, starts[:-1], starts[1:]):
-                sel = (rank >= lo) & (rank < hi)
-                out[sel] = np.einsum("nd,nd->n", Q[pixels[sel]], table[rank[sel] - lo, j[sel] // W, j[sel] % W])
-            return out
-
-        return sim_of
+        tables = [(p.desc if fast else p.desc.permute(0, 2, 3, 1)).float().cpu().numpy() for p in pools]
+        table = tables[0] if len(tables) == 1 else np.concatenate(tables)  # (R, S, S, d)
+        return Q.reshape(-1, Q.shape[-1]), table.reshape(len(table), -1, table.shape[-1])
 
     def _candidate(
         self,
@@ -510,7 +497,7 @@ class PixelNN:
         owner: np.ndarray,
         fq: np.ndarray,
         copy: str,
-        sim_of,
+        tables: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[Candidate, dict[str, float]]:
         """One candidate: per pixel the best source in its pool(s), made coherent and voted as `copy`
         asks, composed; `stacked` holds every pool's exemplars end to end (ranks of pool p are offset by
@@ -518,7 +505,7 @@ class PixelNN:
         parts of its rank score that its map gives (seam, match)."""
         W = fq.shape[1]
         if len(pools) == 1:
-            sim, rank, j = (t.numpy() for t in choose(pools[0].matches, spec, len(pools[0].ids)))
+            sim, rank, j = choose(pools[0].matches, spec, len(pools[0].ids))
         else:
             sim, rank, j = (
                 np.zeros(owner.shape, np.float32),
@@ -527,12 +514,12 @@ class PixelNN:
             )
             offset = 0
             for p, pool in enumerate(pools):
-                s, r, jj = (t.numpy() for t in choose(pool.matches, spec, len(pool.ids)))
+                s, r, jj = choose(pool.matches, spec, len(pool.ids))
                 here = owner == p
                 sim[here], rank[here], j[here] = s[here], r[here] + offset, jj[here]
                 offset += len(pool.ids)
         if copy.startswith("coherent") and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
-            sim, rank, j = coherent(sim, rank, j, owner, sim_of, COHERENCE_TAU)
+            sim, rank, j = coherent(sim, rank, j, owner, *tables, COHERENCE_TAU)
         weights = vote_weights(j) if copy.endswith("vote") else None
         corr = Correspondence(
             stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim, weights

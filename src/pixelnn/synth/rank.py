@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter, sobel
 
@@ -102,13 +103,6 @@ def consistency(images: np.ndarray, x: np.ndarray) -> np.ndarray:
     return structure_agreement(images, x)
 
 
-def _shift_pairs(H: int, W: int):
-    """(p, q, (dy, dx)) flat index pairs of right and down neighbours."""
-    idx = np.arange(H * W).reshape(H, W)
-    yield idx[:, :-1].ravel(), idx[:, 1:].ravel(), (0, 1)
-    yield idx[:-1, :].ravel(), idx[1:, :].ravel(), (1, 0)
-
-
 def seam_cost(rank: np.ndarray, j: np.ndarray, residual: np.ndarray) -> float:
     """Mean seam cost over neighbouring output pixels (right and down pairs) of one correspondence map.
 
@@ -119,21 +113,44 @@ def seam_cost(rank: np.ndarray, j: np.ndarray, residual: np.ndarray) -> float:
     source with the same offset cost exactly 0.
     """
     H, W = rank.shape
-    r, jj = rank.ravel(), j.ravel()
-    sy, sx = jj // W, jj % W
-    own = residual[r, jj]  # (P, 3)
-    total, count = 0.0, 0
-    for p, q, (dy, dx) in _shift_pairs(H, W):
-        step = np.abs(own[p] - own[q]).sum(-1)
-        ok_p = (sy[p] + dy < H) & (sx[p] + dx < W)  # p's source continued by +d
-        ok_q = (sy[q] - dy >= 0) & (sx[q] - dx >= 0)  # q's source continued by -d
-        cont_p = np.where(ok_p, jj[p] + dy * W + dx, jj[p])
-        cont_q = np.where(ok_q, jj[q] - dy * W - dx, jj[q])
-        from_p = np.where(ok_p, np.abs(residual[r[p], cont_p] - own[q]).sum(-1), step)
-        from_q = np.where(ok_q, np.abs(residual[r[q], cont_q] - own[p]).sum(-1), step)
-        total += float((from_p + from_q).sum()) / 2.0
-        count += len(p)
-    return total / max(count, 1)
+    pairs = H * (W - 1) + (H - 1) * W
+    total = _seam_total(
+        np.ascontiguousarray(rank, np.int64),
+        np.ascontiguousarray(j, np.int64),
+        np.ascontiguousarray(residual, np.float32),
+    )
+    return total / max(pairs, 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _l1(a, b):
+    return abs(a[0] - b[0]) + abs(a[1] - b[1]) + abs(a[2] - b[2])
+
+
+@numba.njit(cache=True, nogil=True)
+def _seam_total(rank, j, residual):
+    """The sum over right and down pairs of seam_cost's per-pair cost."""
+    H, W = rank.shape
+    total = 0.0
+    for y in range(H):
+        for x in range(W):
+            rp, jp = rank[y, x], j[y, x]
+            syp, sxp = jp // W, jp % W
+            own_p = residual[rp, jp]
+            for dy, dx in ((0, 1), (1, 0)):
+                qy, qx = y + dy, x + dx
+                if qy >= H or qx >= W:
+                    continue
+                rq, jq = rank[qy, qx], j[qy, qx]
+                own_q = residual[rq, jq]
+                step = _l1(own_p, own_q)
+                syq, sxq = jq // W, jq % W
+                ok_p = syp + dy < H and sxp + dx < W  # p's source continued by +d
+                ok_q = syq - dy >= 0 and sxq - dx >= 0  # q's source continued by -d
+                from_p = _l1(residual[rp, jp + dy * W + dx], own_q) if ok_p else step
+                from_q = _l1(residual[rq, jq - dy * W - dx], own_p) if ok_q else step
+                total += (from_p + from_q) / 2.0
+    return total
 
 
 def incoherent_pairs(rank: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
