@@ -84,3 +84,23 @@ def test_near_ties_go_to_the_nearest_pixel():
     assert not torch.equal(exact, own)  # without a tolerance the twin wins about half the time
     tied = match_all(q, E, [3, WHOLE], tie=1e-4)
     assert torch.equal(tied[3][1][0], own) and torch.equal(tied[WHOLE][1][0], own)
+
+
+@pytest.mark.parametrize("tie", [0.0, 1e-4])
+def test_compiled_loops_give_the_tensor_versions_answers(tie):
+    """On the CPU the matchers run as compiled loops; the batched tensor code serves other devices."""
+    from pixelnn.search import fast_match as FM
+
+    H, W = 20, 13
+    q = smooth_desc(1, H, W, seed=11)[0]
+    E = smooth_desc(3, H, W, seed=12)
+    windows = [1, 3, 4, 5]
+    loops, tensors = FM._local_cpu(q, E, windows, tie), FM._local_tensors(q, E, windows, tie=tie)
+    for w in windows:
+        assert torch.allclose(loops[w][0], tensors[w][0], atol=1e-5), w
+        assert torch.equal(loops[w][1], tensors[w][1]), w
+    h, w_ = -(-H // 4), -(-W // 4)
+    qc, ec = FM.pool_descriptors(q[None], 4)[0], FM.pool_descriptors(E, 4)
+    cells = torch.matmul(qc.reshape(1, h * w_, -1), ec.reshape(3, h * w_, -1).transpose(1, 2)).topk(3, -1).indices
+    loops, tensors = FM._whole_fine_cpu(q, E, cells, 4, 1), FM._whole_fine_tensors(q, E, cells, 4, 1)
+    assert torch.allclose(loops[0], tensors[0], atol=1e-5) and torch.equal(loops[1], tensors[1])

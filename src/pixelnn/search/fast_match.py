@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..threads import threaded
+from . import cpu_kernels as kernels
 from .pixel_match import WHOLE, offsets
 
 
@@ -75,6 +78,15 @@ def match_local_blocks(
 
     tie: similarities within `tie` of the best count as equal, and the nearest of them wins.
     """
+    if q.device.type == "cpu":
+        return _local_cpu(q, E, windows, tie)
+    return _local_tensors(q, E, windows, block, tie)
+
+
+def _local_tensors(
+    q: torch.Tensor, E: torch.Tensor, windows: list[int], block: int = 8, tie: float = 0.0
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """match_local_blocks by batched products (any device)."""
     H, W, d = q.shape
     K = E.shape[0]
     r = max(max(-_bounds(w)[0], _bounds(w)[1]) for w in windows)
@@ -95,6 +107,25 @@ def match_local_blocks(
         j = src.expand(K, -1, -1, -1).gather(-1, arg.unsqueeze(-1)).squeeze(-1)  # (K, nb, B*B)
         out[w] = (_unblock(best, qy, qx, qvalid, H, W), _unblock(j, qy, qx, qvalid, H, W))
     return out
+
+
+def _local_cpu(q: torch.Tensor, E: torch.Tensor, windows: list[int], tie: float):
+    """match_local_blocks by compiled loops (search/cpu_kernels.py), one thread per exemplar."""
+    H, W, _ = q.shape
+    lo, hi = min(_bounds(w)[0] for w in windows), max(_bounds(w)[1] for w in windows)
+    span = hi - lo + 1
+    order = [(dy - lo) * span + dx - lo for w in windows for dy, dx in offsets(w)]
+    starts = np.cumsum([0] + [w * w for w in windows])
+    qn, En = (t.float().contiguous().numpy() for t in (q, E))
+    sims = np.empty((len(windows), len(En), H, W), np.float32)
+    js = np.empty((len(windows), len(En), H, W), np.int64)
+    order, starts = np.asarray(order, np.int64), np.asarray(starts, np.int64)
+
+    def one(k: int) -> None:
+        kernels.local_best(qn, En[k], lo, hi, order, starts, np.float32(tie), sims[:, k], js[:, k])
+
+    threaded(one, list(range(len(En))))
+    return {w: (torch.from_numpy(sims[i]), torch.from_numpy(js[i])) for i, w in enumerate(windows)}
 
 
 def _unblock(v: torch.Tensor, qy, qx, qvalid, H: int, W: int) -> torch.Tensor:
@@ -135,11 +166,21 @@ def match_whole_coarse_to_fine(
     """Approximate best match over the whole image for all K exemplars: (sim, j), each (K, H, W)."""
     H, W, d = q.shape
     K = E.shape[0]
-    h, w, region_src, region_valid, qy, qx, qvalid = _cell_geometry(H, W, factor, halo, str(q.device))
-    R = factor + 2 * halo
+    h, w = -(-H // factor), -(-W // factor)
     qc, ec = pool_descriptors(q[None], factor)[0], pool_descriptors(E, factor)  # (h, w, d), (K, h, w, d)
     coarse = torch.matmul(qc.reshape(1, h * w, d), ec.reshape(K, h * w, d).transpose(1, 2))  # (K, hw, hw)
     cells = coarse.topk(min(top, h * w), dim=-1).indices  # (K, hw, t) best coarse source cells
+    if q.device.type == "cpu":
+        return _whole_fine_cpu(q, E, cells, factor, halo)
+    return _whole_fine_tensors(q, E, cells, factor, halo)
+
+
+def _whole_fine_tensors(q: torch.Tensor, E: torch.Tensor, cells: torch.Tensor, factor: int, halo: int):
+    """The fine step of match_whole_coarse_to_fine by batched products (any device)."""
+    H, W, d = q.shape
+    K = E.shape[0]
+    h, w, region_src, region_valid, qy, qx, qvalid = _cell_geometry(H, W, factor, halo, str(q.device))
+    R = factor + 2 * halo
     qb = _regions(q[None], factor, factor, 0, h, w)[0]  # (hw, f*f, d) query pixels per cell
     padded = F.pad(E, (0, 0, halo, w * factor + halo - W, halo, h * factor + halo - H))  # (K, H', W', d)
     sK, sH, sW, sd = padded.stride()
@@ -154,6 +195,20 @@ def match_whole_coarse_to_fine(
         sims.append(best)
         best_j.append(region_src[c].reshape(h * w, -1).gather(1, arg))
     return _unblock(torch.stack(sims), qy, qx, qvalid, H, W), _unblock(torch.stack(best_j), qy, qx, qvalid, H, W)
+
+
+def _whole_fine_cpu(q: torch.Tensor, E: torch.Tensor, cells: torch.Tensor, factor: int, halo: int):
+    """The fine step of match_whole_coarse_to_fine by compiled loops, one thread per exemplar."""
+    H, W, _ = q.shape
+    qn, En, cn = q.float().contiguous().numpy(), E.float().contiguous().numpy(), cells.contiguous().numpy()
+    sims = np.empty((len(En), H, W), np.float32)
+    js = np.empty((len(En), H, W), np.int64)
+
+    def one(k: int) -> None:
+        kernels.whole_fine(qn, En[k], cn[k], factor, halo, sims[k], js[k])
+
+    threaded(one, list(range(len(En))))
+    return torch.from_numpy(sims), torch.from_numpy(js)
 
 
 SEED_WINDOW = 5  # the whole-image search also keeps the exact best of this neighbourhood

@@ -34,6 +34,7 @@ from ..regress import checkpoint, run_folder
 from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
+from ..threads import threaded
 from . import grid as grids
 from . import rank as ranking
 from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, vote_correction, vote_weights
@@ -385,7 +386,9 @@ class PixelNN:
             )
             residual = (stacked.y_ex - stacked.f_ex).reshape(len(stacked.ids), S * S, 3)
             tables = self._sim_tables(q, pools) if copy.startswith("coherent") else None
-            made = [self._candidate(spec, pools, stacked, residual, owner, fq, copy, tables) for spec in specs]
+            made = threaded(
+                lambda spec: self._candidate(spec, pools, stacked, residual, owner, fq, copy, tables), specs
+            )
         with timed(profile, "ranking"):
             x = self.check_input(x)
             candidates = self._ranked(made, x, rank)
