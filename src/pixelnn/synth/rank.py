@@ -49,7 +49,8 @@ class Score:
 
 
 def _gray(images: np.ndarray) -> np.ndarray:
-    """(..., H, W, C) in [0, 1] -> (..., H, W) mean over channels (a product: numpy's mean over a short last axis is slow)."""
+    """(..., H, W, C) in [0, 1] -> (..., H, W) mean over channels (as a product: faster than numpy's
+    mean over a short last axis)."""
     C = images.shape[-1]
     return images @ np.full(C, 1.0 / C, images.dtype)
 
