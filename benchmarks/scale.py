@@ -58,7 +58,18 @@ def cpu_line() -> str:
     flags = re.search(r"Flags:\s*(.+)", text)
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
     have = [f for f in wanted if flags and f in flags.group(1).split()]
-    return f"CPU: {model.group(1).strip() if model else '?'}, {os.cpu_count()} cores; flags: {' '.join(have) or 'none'}"
+    line = f"CPU: {model.group(1).strip() if model else '?'}, {os.cpu_count()} cores; flags: {' '.join(have) or 'none'}"
+    return line + f"; {dispatch_line()}"
+
+
+def dispatch_line() -> str:
+    """What the kernels were allowed to use: PyTorch's dispatch, and numba's target where one is forced."""
+    import torch
+
+    names = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NUMBA_CPU_NAME")
+    forced = {k: os.environ[k] for k in names if k in os.environ}
+    limits = ", ".join(f"{k}={v}" for k, v in forced.items()) or "no limits set"
+    return f"PyTorch dispatches {torch.backends.cpu.get_cpu_capability()} ({limits})"
 
 
 def status_gb() -> dict[str, float]:
