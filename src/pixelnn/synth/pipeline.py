@@ -34,7 +34,7 @@ from ..regress import checkpoint, run_folder
 from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
-from ..threads import threaded
+from ..threads import one_blas_thread, threaded
 from . import grid as grids
 from . import rank as ranking
 from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, vote_correction, vote_weights
@@ -355,6 +355,10 @@ class PixelNN:
         False keeps the grid's order (every candidate is scored either way).
         profile: if given, seconds spent per step are added to it.
         """
+        with one_blas_thread():
+            return self._synthesize(x, grid, labels, exemplar_ids, like, like_k, regions, profile, copy, rank)
+
+    def _synthesize(self, x, grid, labels, exemplar_ids, like, like_k, regions, profile, copy, rank) -> Result:
         S = self.model.cfg.size
         check_mode(copy)
         specs = self.checked_grid(grid)

@@ -49,10 +49,10 @@ class Score:
 
 
 def _gray(images: np.ndarray) -> np.ndarray:
-    """(..., H, W, C) in [0, 1] -> (..., H, W) mean over channels (as a product: faster than numpy's
-    mean over a short last axis)."""
+    """(..., H, W, C) in [0, 1] -> (..., H, W) mean over channels (einsum: faster than numpy's mean over
+    a short last axis)."""
     C = images.shape[-1]
-    return images @ np.full(C, 1.0 / C, images.dtype)
+    return np.einsum("...c,c->...", images, np.full(C, 1.0 / C, images.dtype))
 
 
 def _gradient(gray: np.ndarray) -> np.ndarray:
@@ -81,7 +81,8 @@ def structure_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
     s = grads.reshape(len(grads), -1)
     s = s - s.mean(1, keepdims=True)
     denom = np.sqrt((s * s).sum(1) * (target * target).sum())
-    return np.where(denom > 0, (s @ target) / np.where(denom > 0, denom, 1.0), 0.0)
+    dot = np.einsum("np,p->n", s, target)
+    return np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
 
 
 def lowres_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
