@@ -116,6 +116,7 @@ def _coherent_kernel(sim, rank, j, owner, Q, table, tau, passes):
     o_s = np.empty(5, np.float32)
     ok = np.empty(5, np.bool_)
     for _ in range(passes):
+        moved = 0
         for c in range(2):
             for y in range(H):
                 for x in range((y + c) % 2, W, 2):
@@ -151,6 +152,9 @@ def _coherent_kernel(sim, rank, j, owner, Q, table, tau, passes):
                     if chosen:
                         sim[y, x], rank[y, x], j[y, x] = o_s[chosen], o_r[chosen], o_j[chosen]
                         jy[y, x], jx[y, x] = o_j[chosen] // W, o_j[chosen] % W
+                        moved += 1
+        if moved == 0:  # the next sweep would see the same state and move nothing either
+            break
 
 
 def vote_weights(j: np.ndarray) -> np.ndarray:
