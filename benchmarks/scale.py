@@ -308,6 +308,10 @@ def build_rates(args) -> dict:
             times[name].append(time.perf_counter() - t0)
             shutil.rmtree(bank, ignore_errors=True)
             print(f"  build round {r + 1}, {name}: {n} exemplars added in {times[name][-1]:.1f} s", flush=True)
+    if ray_on:  # its daemons and idle workers would otherwise share the cores with the query timings
+        import ray
+
+        ray.shutdown()
     rate = {k: n / min(v) for k, v in times.items() if v}
     return {"exemplars": n, "seconds": times, "rate": rate, "new_bank_s": fit_s}
 
