@@ -15,6 +15,11 @@ match per window is (sim (K, H, W), j (K, H, W)) with j = sy * W + sx.
   mean similarity loss 0.0015; docs/benchmarks.md).
 - `match_all`: every window; the whole-image answer is also never worse than the exact 5 x 5 one.
 
+On the CPU, the small windows and the fine step of the whole-image search run as compiled loops
+(search/cpu_kernels.py), which skip the region copies and the products outside each window (7x and
+3.5x faster for 11 exemplars at 96 x 96); the batched tensor code below serves other devices. Both
+give the same answers (tests/test_search_fast_match.py).
+
 Ties prefer the offset nearest the query pixel (its own position first), as pixel_match does; a
 `tie` tolerance makes near-equal similarities ties too (for float16-rounded descriptors).
 """
