@@ -11,7 +11,7 @@ from pixelnn.bank import compact, store
 from pixelnn.bank import global_index as gi
 from pixelnn.bank.bank import Bank
 from pixelnn.cli import main
-from pixelnn.errors import ConfigError
+from pixelnn.errors import BankError, ConfigError
 from pixelnn.features.projection import project_taps
 from pixelnn.synth.pipeline import PixelNN
 from pixelnn.workflow import index_arrays
@@ -207,3 +207,18 @@ def test_an_evaluation_cache_tells_a_bank_from_its_compact_copy(banks):
     assert (old["model_fingerprint"], old["count"]) == (new["model_fingerprint"], new["count"])
     assert run_key(old, None, 0, 72, "eq3") != run_key(new, None, 0, 72, "eq3")
     assert len(run_key(old, None, 0, 72, "eq3")) == 7  # version-1 keys as before: their caches stay valid
+
+
+def test_a_bank_in_the_first_compact_layout_is_refused_with_what_to_do(banks, tmp_path):
+    """The first version-2 layout (5-byte codes: pixel codes, then block codes) is named, not called damaged."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(banks["v2"], old)
+    manifest = json.loads((old / store.MANIFEST).read_text())
+    sums = {"projection.npy": "0" * 64, "codebook-block.npy": "0" * 64, "codebook-pixel.npy": "0" * 64}
+    first = {"block": 4, "block_bytes": 16, "pixel_bytes": 4}
+    manifest["descriptors"] = {"dim": DIM, "dtype": "pq", **first, "sha256": sums}
+    (old / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BankError, match="first compact layout.*`pixelnn index`.*`pixelnn compact`"):
+        Bank.open(old)

@@ -176,6 +176,12 @@ def _check_descriptor_setting(path: Path, setting, version: int) -> None:
         raise _damaged(path, f'descriptors must be null or {{"dim": d, ...}} with d at least 1, not {setting!r}')
     if version == 1:
         return
+    if "pixel_bytes" in setting and "levels" not in setting:  # the first compact layout: 5-byte codes
+        raise BankError(
+            f"{path.parent} was written in the first compact layout (5-byte pixel codes, pixel codes before "
+            "block codes), which this version of PixelNN does not read. Rebuild it with `pixelnn index` into a "
+            "new bank folder, or run `pixelnn compact` on the version-1 bank it was made from."
+        )
     levels = setting.get("levels")
     if setting.get("dtype") != "pq" or not isinstance(levels, list) or not levels:
         raise _damaged(path, f"descriptors must name dtype 'pq' and a list of levels, not {setting!r}")
