@@ -119,3 +119,30 @@ def test_seam_cost_is_the_mean_pair_cost_written_out():
     assert seam_cost(rank, j, residual) == pytest.approx(np.mean(costs), rel=1e-6)
     coherent = np.arange(H * 4).reshape(H, 4)
     assert seam_cost(np.ones((H, 4), np.int64), coherent, residual[:, : H * 4]) == 0
+
+
+def test_compiled_voting_equals_its_array_statement():
+    rng = np.random.default_rng(4)
+    H, W, K = 8, 9, 3
+    residual = rng.normal(size=(K, H * W, 3)).astype(np.float32)
+    rank = rng.integers(0, K, (H, W))
+    j = rng.integers(0, H * W, (H, W))
+    j[:, :4] = np.arange(H * W).reshape(H, W)[:, :4]  # columns 0-3 copied from one source at one offset
+    rank[:, :4] = 1
+    zeros = np.zeros((H, W), np.int64)
+    want_w = np.zeros((H, W, 9), np.float32)
+    for k, (dy, dx) in enumerate(C.VOTE_OFFSETS):
+        want_w[:, :, k] = continued(zeros, j, zeros, -dy, -dx)[0]
+    want_w /= want_w.sum(-1, keepdims=True)
+    own = residual[rank, j]
+    want = np.zeros((H, W, 3), np.float32)
+    for k, (dy, dx) in enumerate(C.VOTE_OFFSETS):  # the neighbour at p + (dy, dx), its source continued to p
+        valid, rr, jj = continued(rank, j, zeros, -dy, -dx)
+        want += np.where(valid, want_w[:, :, k], 0.0).astype(np.float32)[..., None] * np.where(
+            valid[..., None], residual[rr, jj] - own, 0.0
+        )
+    weights = C.vote_weights(j)
+    assert np.array_equal(weights, want_w)
+    got = C.vote_correction(rank, j, residual, weights)
+    assert np.allclose(got, want, atol=1e-6) and np.abs(got).max() > 0
+    assert np.array_equal(got[:, 1:3], np.zeros((H, 2, 3), np.float32))  # inside the coherent part: nothing to add

@@ -37,25 +37,6 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def _continued(rank: np.ndarray, j: np.ndarray, owner: np.ndarray, dy: int, dx: int):
-    """For every pixel p, the source of its neighbour n = p - (dy, dx) continued to p.
-
-    Returns (valid (H, W) bool, rank (H, W), j (H, W)); valid where n is in the image, belongs to the
-    same exemplar set as p, and its source continued by (dy, dx) stays in the image."""
-    H, W = rank.shape
-    valid = np.zeros((H, W), bool)
-    r_out, j_out = np.zeros_like(rank), np.zeros_like(j)
-    ys, xs = slice(max(dy, 0), H + min(dy, 0)), slice(max(dx, 0), W + min(dx, 0))
-    yn, xn = slice(max(-dy, 0), H + min(-dy, 0)), slice(max(-dx, 0), W + min(-dx, 0))
-    jn = j[yn, xn]
-    sy, sx = jn // W + dy, jn % W + dx
-    ok = (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W) & (owner[yn, xn] == owner[ys, xs])
-    valid[ys, xs] = ok
-    r_out[ys, xs] = rank[yn, xn]
-    j_out[ys, xs] = np.where(ok, sy * W + sx, 0)
-    return valid, r_out, j_out
-
-
 def coherent(
     sim: np.ndarray,
     rank: np.ndarray,
@@ -160,11 +141,9 @@ def _coherent_kernel(sim, rank, j, owner, Q, table, tau, passes):
 def vote_weights(j: np.ndarray) -> np.ndarray:
     """(H, W, 9) uniform weights over the 3x3 neighbours whose source, continued to the pixel, is inside the image."""
     H, W = j.shape
-    w = np.zeros((H, W, len(VOTE_OFFSETS)), np.float32)
-    for k, (dy, dx) in enumerate(VOTE_OFFSETS):
-        valid, _, _ = _continued(np.zeros_like(j), j, np.zeros((H, W), np.int64), -dy, -dx)
-        w[:, :, k] = valid
-    return w / w.sum(-1, keepdims=True)  # the pixel's own source (offset 0, 0) is always valid
+    out = np.zeros((H, W, len(VOTE_OFFSETS)), np.float32)
+    _vote_weights_kernel(np.ascontiguousarray(j, np.int64), out)
+    return out
 
 
 def vote_correction(rank: np.ndarray, j: np.ndarray, residual: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -174,12 +153,57 @@ def vote_correction(rank: np.ndarray, j: np.ndarray, residual: np.ndarray, weigh
 
     residual (K, H*W, 3) by rank; weights (H, W, 9) in VOTE_OFFSETS order (from vote_weights)."""
     H, W = rank.shape
-    own = residual[rank, j]  # (H, W, 3)
     out = np.zeros((H, W, 3), np.float32)
-    zeros = np.zeros((H, W), np.int64)
-    for k, (dy, dx) in enumerate(VOTE_OFFSETS):
-        # the neighbour at p + (dy, dx) continued to p: shift by -(dy, dx)
-        valid, rr, jj = _continued(rank, j, zeros, -dy, -dx)
-        w = np.where(valid, weights[:, :, k], 0.0).astype(np.float32)[..., None]
-        out += w * np.where(valid[..., None], residual[rr, jj] - own, 0.0)
+    _vote_kernel(
+        np.ascontiguousarray(rank, np.int64),
+        np.ascontiguousarray(j, np.int64),
+        np.ascontiguousarray(residual, np.float32),
+        np.ascontiguousarray(weights, np.float32),
+        out,
+    )
     return out
+
+
+_VY = np.array([o[0] for o in VOTE_OFFSETS], np.int64)  # VOTE_OFFSETS, for the compiled kernels
+_VX = np.array([o[1] for o in VOTE_OFFSETS], np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _continues(j, y, x, k):
+    """The source of pixel (y, x)'s 3x3 neighbour k continued to (y, x), or -1 (outside the image)."""
+    H, W = j.shape
+    ny, nx = y + _VY[k], x + _VX[k]
+    if ny < 0 or ny >= H or nx < 0 or nx >= W:
+        return -1
+    sy, sx = j[ny, nx] // W - _VY[k], j[ny, nx] % W - _VX[k]
+    if sy < 0 or sy >= H or sx < 0 or sx >= W:
+        return -1
+    return sy * W + sx
+
+
+@numba.njit(cache=True, nogil=True)
+def _vote_weights_kernel(j, out):
+    H, W = j.shape
+    for y in range(H):
+        for x in range(W):
+            n = 0
+            for k in range(len(_VY)):
+                n += _continues(j, y, x, k) >= 0
+            for k in range(len(_VY)):
+                if _continues(j, y, x, k) >= 0:
+                    out[y, x, k] = np.float32(1.0) / np.float32(n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _vote_kernel(rank, j, residual, weights, out):
+    H, W = rank.shape
+    for y in range(H):
+        for x in range(W):
+            own = residual[rank[y, x], j[y, x]]
+            for k in range(len(_VY)):
+                src = _continues(j, y, x, k)
+                if src < 0:
+                    continue
+                r = rank[y + _VY[k], x + _VX[k]]
+                for c in range(3):
+                    out[y, x, c] += weights[y, x, k] * (residual[r, src, c] - own[c])
