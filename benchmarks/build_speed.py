@@ -19,8 +19,8 @@ index` runs it, one stage at a time in each batch, timed per stage:
 Variants alternate round by round (A, B, A, B ...) and each stage keeps its fastest round, so a
 busy machine penalises them alike; the load average is printed with the results. The agreement
 lines compare each variant's float16 descriptors and global descriptors with "before".
-`--isa avx2` (a second pass with --both) limits PyTorch and oneDNN to AVX2 (ATEN_CPU_CAPABILITY,
-ONEDNN_MAX_CPU_ISA): the instruction set of a CPU without AVX-512 or native bf16, not its clocks or
+`--isa avx2` (a second pass with --both) limits PyTorch, oneDNN and numba to AVX2
+(regress.precision.AVX2_LIMITS): the instruction set of a CPU without AVX-512 or native bf16, not its clocks or
 caches.
 """
 
@@ -49,7 +49,7 @@ from pixelnn.features.hypercolumn import global_descriptor, pixel_descriptors
 from pixelnn.features.inference import pass_arithmetic, probe, run_backbone
 from pixelnn.features.projection import sample_pixels
 from pixelnn.regress import checkpoint
-from pixelnn.regress.precision import Choice, cpu_summary, describe_cpu
+from pixelnn.regress.precision import AVX2_LIMITS, Choice, cpu_summary, describe_cpu
 from pixelnn.regress.unet import UNet, predict
 
 STAGES = ("stage 1", "backbone", "projection + global", "float16 + write")
@@ -329,7 +329,7 @@ def main() -> None:
     ap.add_argument("--both", action="store_true", help="run natively, then again limited to AVX2")
     args = ap.parse_args()
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        env = {**os.environ, **AVX2_LIMITS}
         sys.exit(subprocess.call([sys.executable, *sys.argv], env=env))
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time

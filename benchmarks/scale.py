@@ -66,8 +66,9 @@ def dispatch_line() -> str:
     """What the kernels were allowed to use: PyTorch's dispatch, and numba's target where one is forced."""
     import torch
 
-    names = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NUMBA_CPU_NAME")
-    forced = {k: os.environ[k] for k in names if k in os.environ}
+    from pixelnn.regress.precision import AVX2_LIMITS
+
+    forced = {k: os.environ[k] for k in AVX2_LIMITS if k in os.environ}
     limits = ", ".join(f"{k}={v}" for k, v in forced.items()) or "no limits set"
     return f"PyTorch dispatches {torch.backends.cpu.get_cpu_capability()} ({limits})"
 

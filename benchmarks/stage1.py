@@ -11,8 +11,8 @@ built before) and in channels_last at batch sizes 1 (a query), 8, 16 (the bank's
 32. With --model, the same on a trained model's prepared training inputs (its cache/), as
 `pixelnn index` runs them.
 
-`--isa avx2` (run automatically as a second pass with --both) limits PyTorch and oneDNN to AVX2
-(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA): on an AVX-512 machine this shows what a CPU without
+`--isa avx2` (run automatically as a second pass with --both) limits PyTorch, oneDNN and numba to
+AVX2 (regress.precision.AVX2_LIMITS): on an AVX-512 machine this shows what a CPU without
 native bf16 gets, bf16 emulated included. It is an emulation of the instruction set only: a real
 AVX2 CPU also differs in clocks, caches and cores.
 """
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pixelnn.bank.build import STAGE1_BATCH
-from pixelnn.regress.precision import Choice, cpu_summary, describe_cpu
+from pixelnn.regress.precision import AVX2_LIMITS, Choice, cpu_summary, describe_cpu
 from pixelnn.regress.train import TrainConfig, _optimizer, _step
 from pixelnn.regress.unet import Stage1Config, UNet, predict
 
@@ -133,7 +133,7 @@ def main() -> None:
     ap.add_argument("--both", action="store_true", help="run natively, then again limited to AVX2")
     args = ap.parse_args()
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        env = {**os.environ, **AVX2_LIMITS}
         sys.exit(subprocess.call([sys.executable, *sys.argv], env=env))
     torch.set_num_threads(2)
     label = "limited to AVX2" if args.isa == "avx2" else "native"

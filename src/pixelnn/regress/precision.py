@@ -49,6 +49,11 @@ class Choice:
         return {"precision": self.precision, "channels_last": self.channels_last, "note": self.note}
 
 
+# Environment that limits this process to AVX2 on a newer CPU (how the benchmarks emulate an AVX2-only
+# machine): PyTorch's kernels, oneDNN's, and the compiled loops numba makes (search/cpu_kernels.py).
+AVX2_LIMITS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "NUMBA_CPU_NAME": "haswell"}
+
+
 def native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (honours ONEDNN_MAX_CPU_ISA)."""
     try:

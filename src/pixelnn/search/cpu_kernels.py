@@ -14,7 +14,8 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _dot(q, e):
+def dot(q, e):
+    """The dot product of two float32 vectors (the compiled loops' similarity; synth/coherence.py uses it too)."""
     acc = np.float32(0.0)
     for i in range(q.shape[0]):
         acc += q[i] * e[i]
@@ -43,7 +44,7 @@ def local_best(q, e, lo, hi, order, starts, tie, out_sim, out_j):
                     k = a * span + b
                     inside[k] = 0 <= sy < H and 0 <= sx < W
                     if inside[k]:
-                        s[k] = _dot(q[y, x], e[sy, sx])
+                        s[k] = dot(q[y, x], e[sy, sx])
             for w in range(len(starts) - 1):
                 best, arg = -np.inf, -1
                 for i in range(starts[w], starts[w + 1]):
@@ -82,7 +83,7 @@ def whole_fine(q, e, cells, factor, halo, out_sim, out_j):
                     ry, rx = c // w_cells * factor - halo, c % w_cells * factor - halo
                     for sy in range(max(ry, 0), min(ry + R, H)):
                         for sx in range(max(rx, 0), min(rx + R, W)):
-                            v = _dot(q[py, px], e[sy, sx])
+                            v = dot(q[py, px], e[sy, sx])
                             if v > best:
                                 best, best_j = v, sy * W + sx
                 out_sim[py, px] = best

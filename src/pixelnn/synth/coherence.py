@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from ..errors import ConfigError
+from ..search.cpu_kernels import dot
 
 COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote")
 DEFAULT_COPY = "coherent"  # 'eq3' is the paper's independent per-pixel copy; voting smooths more and varies less
@@ -72,14 +73,6 @@ def coherent(
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _dot(a, b):
-    acc = np.float32(0.0)
-    for i in range(a.shape[0]):
-        acc += a[i] * b[i]
-    return acc
-
-
 @numba.njit(cache=True, nogil=True)
 def _coherent_kernel(sim, rank, j, owner, Q, table, tau, passes):
     """In place over (sim, rank, j): `passes` sweeps of both checkerboard colours (see `coherent`).
@@ -118,7 +111,7 @@ def _coherent_kernel(sim, rank, j, owner, Q, table, tau, passes):
                                 o_s[e + 1] = o_s[k]
                                 break
                         if np.isnan(o_s[e + 1]):
-                            o_s[e + 1] = _dot(Q[y * W + x], table[o_r[e + 1], o_j[e + 1]])
+                            o_s[e + 1] = dot(Q[y * W + x], table[o_r[e + 1], o_j[e + 1]])
                     # most coherent neighbours first, similarity (< 1 apart) breaks ties
                     chosen, value = 0, -np.inf
                     for k in range(5):
