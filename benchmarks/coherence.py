@@ -5,7 +5,7 @@ For the first --limit validation inputs it synthesizes the paper's 72 candidates
 (synth/coherence.py) and prints, over all candidates of all inputs: the seam metric (evaluate.metrics.
 seam_step, against the photo), the share of neighbour pairs copied from different sources, the mean
 similarity of the copied pixels, PSNR and SSIM against the photo (Rand-1 / Top-1 / Oracle), the
-spectrum gap and the seconds per input. The last line is JSON. Example:
+spectrum gap, the diversity L1 of each input's candidates and the seconds per input. The last line is JSON. Example:
 
     .venv/bin/python benchmarks/coherence.py --model results/paper_tables/faces-lowres/pixelnn \
         --data ../shared/data/celeba/val --signal lowres --limit 20
@@ -41,7 +41,7 @@ def inputs_and_photos(model: PixelNN, folder: Path, limit: int, pairs: bool) -> 
 
 
 def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
-    seams, broken, sims, psnr, ssim, spectra, top, seconds = [], [], [], [], [], [], [], 0.0
+    seams, broken, sims, psnr, ssim, spectra, top, diversity, seconds = [], [], [], [], [], [], [], [], 0.0
     for x, y in zip(xs, ys):
         t0 = time.perf_counter()
         result = model.synthesize(x, copy=copy)
@@ -57,6 +57,7 @@ def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
         psnr.append(pixels.psnr(images, photo))
         ssim.append(M.ssim(images, photo))
         spectra.append(M.log_spectra(images).mean(0))
+        diversity.append(M.pairwise_l1(images))
         top.append(0)  # candidates come best first
     real = M.log_spectra(np.stack(ys).astype(np.float64) / 255.0).mean(0)
     rand = [M.rand1_index(0, "pixelnn", i, len(p)) for i, p in enumerate(psnr)]
@@ -66,6 +67,7 @@ def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
         "incoherent_pairs": float(np.mean(broken)),
         "match": float(np.mean(sims)),
         "spectrum_gap": float(M.spectrum_distance(np.mean(spectra, axis=0), real)),
+        "diversity_l1": float(np.mean(diversity)),
         "seconds_per_input": seconds / len(xs),
     }
     for name, values in (("psnr", psnr), ("ssim", ssim)):
@@ -90,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(model, xs, ys, mode) for mode in opts.modes]
     print(
         "| copy | seam ↓ | incoherent pairs | match sim | PSNR R-1 / T-1 / O | SSIM R-1 / T-1 / O "
-        "| spectrum gap ↓ | s / input |"
+        "| spectrum gap ↓ | diversity L1 | s / input |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         triple = {
             k: " / ".join(f"{r[k][s]:.{2 if k == 'psnr' else 3}f}" for s in ("rand1", "top1", "oracle"))
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['copy']} | {r['seam']:.4f} | {r['incoherent_pairs']:.3f} | {r['match']:.4f} "
             f"| {triple['psnr']} | {triple['ssim']} "
-            f"| {r['spectrum_gap']:.3f} | {r['seconds_per_input']:.2f} |"
+            f"| {r['spectrum_gap']:.3f} | {r['diversity_l1']:.3f} | {r['seconds_per_input']:.2f} |"
         )
     print(json.dumps({"model": str(opts.model), "inputs": len(xs), "cpu": describe_cpu(), "rows": rows}))
     return 0

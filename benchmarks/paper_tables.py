@@ -32,6 +32,7 @@ from pathlib import Path
 
 from pixelnn.evaluate.methods import LABELS
 from pixelnn.fileio import atomic_path, write_json, write_text
+from pixelnn.synth.coherence import COPY_MODES, DEFAULT_COPY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,7 +213,7 @@ class Runner:
         ok = ok and self.step(
             "evaluate",
             name,
-            {"limit": o.limit, "seed": o.seed, **budget},
+            {"limit": o.limit, "seed": o.seed, "copy": o.copy, **budget},
             pixelnn_cli(
                 "evaluate",
                 "--model",
@@ -226,6 +227,8 @@ class Runner:
                 str(o.limit),
                 "--seed",
                 str(o.seed),
+                "--copy",
+                o.copy,
                 "--out",
                 str(ev),
             ),
@@ -275,6 +278,7 @@ class Runner:
                     "size": (steps[n]["stage1"] or {}).get("settings", {}).get("size"),
                     "inputs": rep["inputs"],
                     "signal": rep["signal"],
+                    "copy": rep.get("meta", {}).get("copy", "eq3"),
                     "metrics": rep["metrics"],
                     "methods": rep["methods"],
                     "versus": rep.get("versus"),
@@ -283,6 +287,9 @@ class Runner:
                 for n, rep in reports.items()
             },
         }
+        longer = Path(self.opts.longer) / "table.json" if self.opts.longer else None
+        if longer is not None and longer.exists():
+            table["longer"] = {n: d for n, d in json.loads(longer.read_text())["domains"].items() if n in reports}
         out = self.root
         write_json(out / "table.json", table)
         write_text(out / "table.md", render(table, figure_dir=None))
@@ -300,6 +307,26 @@ class Runner:
         log(f"tables: {out / 'table.md'}, {out / 'table.json'}, {docs / 'results.md'} ({len(reports)} domains)")
 
 
+COPY_WORDS = {
+    "eq3": "each pixel's best match, Eq. 3",
+    "coherent": "the coherence prior",
+    "vote": "patch voting",
+    "coherent-vote": "the coherence prior and patch voting",
+    "matched": "the coherence prior and the share of voting that matches the sources' spectrum",
+}
+
+
+def _copy_modes(domains: dict) -> str:
+    """How the domains' PixelNN candidates were copied, e.g. 'the coherence prior, `--copy coherent`'."""
+    modes = {}
+    for n, d in domains.items():
+        modes.setdefault(d.get("copy", "eq3"), []).append(n)
+    if len(modes) == 1:
+        mode = next(iter(modes))
+        return f"{COPY_WORDS.get(mode, mode)}, `--copy {mode}`"
+    return "; ".join(f"`--copy {m}` for {', '.join(names)}" for m, names in modes.items())
+
+
 def _stage1_cell(domain: dict) -> str:
     facts = domain.get("stage1") or {}
     names = {"batch": "BatchNorm", "group": "GroupNorm", "none": "none"}
@@ -311,7 +338,7 @@ def _command(domain: str, settings: dict) -> str:
     """The command line of this script that reproduces a domain from its evaluate step's settings."""
     words = ["python benchmarks/paper_tables.py", "--domains", domain]
     parser = build_parser()
-    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit"):
+    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy"):
         if key in settings and settings[key] != parser.get_default(key):
             words += [
                 f"--{key.replace('_', '-')}",
@@ -419,8 +446,8 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "metrics on the first validation inputs. Rand-1: one candidate per input at random (fixed seed); Top-1: the",
         "candidate ranked first by a score from the input alone (agreement with the input and, for PixelNN, the mean",
         "similarity of its copied pixels; never the photo), the same function for every method; Oracle: the best",
-        "candidate per input for that metric. PixelNN has the 72 candidates of the authors' grid (copied with the",
-        "coherence prior, `--copy coherent`), pix2pix 72 samples",
+        "candidate per input for that metric. PixelNN has the 72 candidates of the authors' grid (copied with",
+        f"{_copy_modes(domains)}), pix2pix 72 samples",
         "with dropout active, global NN the 10 nearest exemplars (Eq. 2), stage 1 one output. Budgets are far smaller",
         "than the paper's, so absolute numbers are not the paper's; the comparison is between methods.",
         "The stage-1 column gives each domain's normalisation and the steps its budget allowed. Edge inputs get",
@@ -454,6 +481,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
     lines += targets_section(domains)
     lines += paper_section(domains)
     lines += versus_section(domains)
+    lines += budget_section(domains, table.get("longer") or {})
     for n, d in domains.items():
         metrics = d["metrics"]
         per_output = [k for k in PER_OUTPUT if k in metrics]
@@ -505,6 +533,35 @@ def render(table: dict, figure_dir: dict | None) -> str:
             "`results/paper_tables/DOMAIN/eval/figures/`: the data's photos are not copied into the repository.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def budget_section(domains: dict, longer: dict) -> list[str]:
+    """The same domains trained longer (--longer), row by row beside this table's: how the gap between
+    PixelNN and pix2pix moves as both networks get more training."""
+    lines = []
+    for n, far in longer.items():
+        near = domains[n]
+        lines += [
+            "",
+            f"## {near['title']}: {near['training_minutes']:g} against {far['training_minutes']:g} training minutes",
+            "",
+            f"Both runs: {far['inputs']} validation inputs, the same evaluation. The longer run: `{far['command']}`"
+            " (its own --out).",
+            "",
+            "| train min | stage 1 (norm, steps) | method | edge AP | PSNR | SSIM | spectrum gap | diversity L1 |",
+            "|---:|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for d in (near, far):
+            for m in ("stage1", "pix2pix", "pixelnn"):
+                row = d["methods"].get(m)
+                if row is None:
+                    continue
+                lines.append(
+                    f"| {d['training_minutes']:g} | {_stage1_cell(d)} | {row['label']} | {triple(row, 'edge_ap')} "
+                    f"| {triple(row, 'psnr', 2)} | {triple(row, 'ssim')} | {_f(row.get('spectrum_gap'))} "
+                    f"| {_f(row.get('diversity_l1'))} |"
+                )
+    return lines
 
 
 def paper_section(domains: dict) -> list[str]:
@@ -615,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100, help="validation inputs per domain (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--copy", choices=COPY_MODES, default=DEFAULT_COPY, help=f"PixelNN's copy mode (default {DEFAULT_COPY})"
+    )
+    p.add_argument(
         "--data-root",
         type=Path,
         default=REPO.parent / "shared" / "data",
@@ -635,6 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, help="use only the first N training images (a quick look; default: all)")
     p.add_argument("--train-only", action="store_true", help="train stage 1, the bank and pix2pix; evaluate later")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")
+    p.add_argument(
+        "--longer",
+        type=Path,
+        help="the --out of a run of some of the same domains with a longer --minutes: its finished domains are "
+        "set beside these in a section of their own",
+    )
     return p
 
 

@@ -146,3 +146,29 @@ def test_compiled_voting_equals_its_array_statement():
     got = C.vote_correction(rank, j, residual, weights)
     assert np.allclose(got, want, atol=1e-6) and np.abs(got).max() > 0
     assert np.array_equal(got[:, 1:3], np.zeros((H, 2, 3), np.float32))  # inside the coherent part: nothing to add
+
+
+def test_matched_share_picks_the_output_with_the_detail_of_the_target():
+    """Smooth images plus noise of 5 amplitudes: the target is the spectrum of another image with the
+    4th amplitude (other noise), so the 4th output is the closest whatever the noise draws."""
+    from pixelnn.spectra import log_spectra
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.meshgrid(np.linspace(0, 1, 48), np.linspace(0, 1, 48), indexing="ij")
+    smooth = np.repeat((0.5 + 0.3 * np.sin(3 * yy + 2 * xx))[..., None], 3, -1)
+    amplitudes = [0.0, 0.02, 0.05, 0.1, 0.2]
+    outputs = np.stack([np.clip(smooth + a * rng.standard_normal(smooth.shape), 0, 1) for a in amplitudes])
+    target = log_spectra(np.clip(smooth + 0.1 * rng.standard_normal(smooth.shape), 0, 1))
+    assert C.matched_share(outputs, target) == 3
+    assert C.matched_share(outputs[:3], target) == 2  # the closest left
+
+
+def test_blended_weights_keep_the_rest_on_the_own_source():
+    j = np.arange(36, dtype=np.int64).reshape(6, 6)  # every pixel copies its own position: all 9 continue
+    w = C.vote_weights(j)
+    half = C.blended(w, 0.5)
+    assert np.allclose(half.sum(-1), 1.0)
+    assert np.allclose(half[2, 2, C.OWN], 0.5 + 0.5 / 9) and np.allclose(half[2, 2, 0], 0.5 / 9)
+    assert np.array_equal(C.blended(w, 1.0), w)
+    own = C.blended(w, 0.0)
+    assert np.all(own[..., C.OWN] == 1) and own.sum() == 36

@@ -111,31 +111,6 @@ def test_edge_ap_is_one_when_the_output_has_the_real_edges():
     assert out[1] < 0.7
 
 
-# ---------------------------------------------------------------- spectra
-
-
-@pytest.mark.parametrize("ky,kx,radius", [(0, 5, 5), (3, 4, 5), (7, 0, 7)])
-def test_radial_spectrum_of_a_sinusoid_peaks_at_its_frequency(ky, kx, radius):
-    S = 32
-    yy, xx = np.meshgrid(np.arange(S), np.arange(S), indexing="ij")
-    gray = 0.5 + 0.4 * np.cos(2 * np.pi * (ky * yy + kx * xx) / S)
-    spec = M.radial_log_spectrum(gray)
-    assert spec.shape == (S // 2,)
-    assert int(np.argmax(spec)) + 1 == radius
-    # every other ring is empty (log10 of the 1e-12 floor)
-    assert np.sort(spec)[-2] < -10
-
-
-def test_log_spectra_of_rgb_images_and_spectrum_distance():
-    images = smooth_textures(3, 32, seed=4).astype(np.float64) / 255
-    spectra = M.log_spectra(images)
-    assert spectra.shape == (3, 16)
-    assert np.all(M.spectrum_distance(spectra, spectra[0])[:1] == 0)
-    assert M.spectrum_distance(spectra[0] + 0.25, spectra[0]) == pytest.approx(0.25)
-    # a gray image of RGB (v, v, v) has luma v
-    assert np.allclose(M.grayscale(np.full((2, 2, 3), 0.3)), 0.3)
-
-
 # ---------------------------------------------------------------- diversity
 
 

@@ -139,3 +139,22 @@ def test_targets_name_each_check_and_results_json_has_the_documented_shape(table
     entry = out["domains"]["edges2shoes"]["pixelnn"]
     assert entry["edge_ap"] == {"rand1": 0.70, "top1": 0.86, "oracle": 0.90}
     assert entry["frechet"] == {"rand1": 900.0, "top1": 800.0} and entry["diversity_l1"] == {"set": 0.08}
+
+
+def test_a_longer_run_is_set_beside_its_domain_and_copy_modes_are_named(tables):
+    near, far = ranked_domain("Faces"), ranked_domain("Faces")
+    far["training_minutes"] = 60
+    far["command"] = "python benchmarks/paper_tables.py --domains faces-lowres --minutes 60 --limit 50"
+    far["stage1"] = {"norm": "group", "steps": 6500}
+    far["methods"]["pixelnn"]["rand1"]["edge_ap"] = 0.75
+    lines = tables.budget_section({"faces-lowres": near}, {"faces-lowres": far})
+    assert "## Faces: 10 against 60 training minutes" in lines
+    rows = [line for line in lines if line.startswith("| 10 ") or line.startswith("| 60 ")]
+    assert len(rows) == 4  # pix2pix and PixelNN at each budget (no stage-1 row in this report)
+    assert rows[3].startswith("| 60 | GroupNorm, 6500 | PixelNN | 0.750 / 0.860 / 0.900 |")
+    assert tables.budget_section({"faces-lowres": near}, {}) == []
+    near["copy"], far["copy"] = "coherent", "matched"
+    assert tables._copy_modes({"a": near}) == "the coherence prior, `--copy coherent`"
+    assert tables._copy_modes({"a": near, "b": far}) == "`--copy coherent` for a; `--copy matched` for b"
+    text = tables.render({"generated": "now", "domains": {"faces-lowres": near}, "longer": {"faces-lowres": far}}, None)
+    assert "10 against 60 training minutes" in text and "`--copy coherent`" in text

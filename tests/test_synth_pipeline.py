@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -5,7 +7,8 @@ from PIL import Image
 from conftest import smooth_textures
 from pixelnn.errors import ConfigError
 from pixelnn.search.pixel_match import WHOLE
-from pixelnn.synth.coherence import COPY_MODES
+from pixelnn.spectra import log_spectra, spectrum_distance
+from pixelnn.synth.coherence import COPY_MODES, MATCH_SHARES, blended, uses_votes, vote_weights
 from pixelnn.synth.compose import rebuild
 from pixelnn.synth.grid import Spec, paper72
 from pixelnn.synth.pipeline import PixelNN
@@ -51,12 +54,34 @@ def test_outputs_rebuild_from_their_correspondences(model, tiny_run, copy):
     voted = 0
     for cand in result.candidates:
         c = cand.corr
-        assert (c.weights is not None) == copy.endswith("vote")
+        assert (c.weights is not None) == uses_votes(copy)
         rebuilt = rebuild(c, result.stage1, lambda ids: f_bank[ids], lambda ids: y_bank[ids])
         assert np.allclose(rebuilt, cand.image, atol=1e-6), str(cand.spec)
         plain = np.clip(result.stage1 + y_bank[c.exemplar, c.sy, c.sx] - f_bank[c.exemplar, c.sy, c.sx], 0, 1)
         voted += not np.allclose(plain, cand.image, atol=1e-6)
-    assert (voted > 0) == copy.endswith("vote")  # voting changes some candidates; copying alone changes none
+    if copy != "matched":  # voting changes some candidates; copying alone changes none
+        assert (voted > 0) == copy.endswith("vote")
+
+
+def test_matched_copy_takes_the_share_of_voting_closest_to_its_sources_spectrum(model, tiny_run):
+    _, x, _, _ = tiny_run
+    query = np.ascontiguousarray(x[5][:, ::-1])
+    result = model.synthesize(query, copy="matched", rank=False)
+    f_bank = model.bank.stage1(np.arange(len(model.bank)))
+    y_bank = model.bank.gather("y", np.arange(len(model.bank))).astype(np.float32) / 255
+    sources = log_spectra(y_bank)
+    bank = (result.stage1, f_bank.__getitem__, y_bank.__getitem__)
+    for cand in result.candidates:
+        c = cand.corr
+        full = vote_weights(c.sy.astype(np.int64) * c.sy.shape[1] + c.sx)
+        share = [s for s in MATCH_SHARES if np.allclose(blended(full, s), c.weights, atol=1e-6)]
+        assert len(share) >= 1, str(cand.spec)
+        target = np.bincount(c.exemplar.ravel(), minlength=len(y_bank)) / c.exemplar.size @ sources
+        gaps = [
+            spectrum_distance(log_spectra(rebuild(replace(c, weights=blended(full, s)), *bank)), target)
+            for s in MATCH_SHARES
+        ]
+        assert gaps[list(MATCH_SHARES).index(share[0])] <= min(gaps) + 1e-9, str(cand.spec)
 
 
 def test_whole_image_window_beats_smaller_windows_in_similarity(model, tiny_run):

@@ -412,7 +412,8 @@ def _copy_arg(p) -> None:
         choices=COPY_MODES,
         default=DEFAULT_COPY,
         help=f"how pixels are copied: eq3 (each pixel its best match, the paper's Eq. 3), coherent (a neighbour's "
-        f"source when it gives up little similarity), vote (3x3 patch voting), coherent-vote (default {DEFAULT_COPY})",
+        f"source when it gives up little similarity), vote (3x3 patch voting), coherent-vote, matched (coherent, then "
+        f"as much voting as gives the detail of the exemplars copied from) (default {DEFAULT_COPY})",
     )
 
 

@@ -18,9 +18,10 @@ Definitions (the report repeats them):
 - diversity L1: mean over pairs of an input's candidates of their mean absolute pixel difference.
 - diversity deep: mean over pairs of the mean over pixels of 1 - cosine between the two candidates'
   VGG-16 hypercolumn descriptors (features.hypercolumn.pixel_descriptors of the HED VGG-16 taps).
-- spectrum: grayscale (ITU-R 601 luma), minus its mean, |FFT|^2 / (H W), averaged over rings of
-  integer radius r = 1 .. min(H, W) // 2 (cycles per image), then log10. Spectra of several images
-  are averaged in the log domain. Spectrum distance: mean over radii of |log10 P_a(r) - log10 P_b(r)|.
+- spectrum (pixelnn.spectra, shared with synthesis): grayscale (ITU-R 601 luma), minus its mean,
+  |FFT|^2 / (H W), averaged over rings of integer radius r = 1 .. min(H, W) // 2 (cycles per image),
+  then log10. Spectra of several images are averaged in the log domain. Spectrum distance: mean over
+  radii of |log10 P_a(r) - log10 P_b(r)|.
 - Fréchet distance: |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two feature sets
   (scipy.linalg.sqrtm), on EfficientNet-Lite0 pooled features. Not comparable with published FID.
 """
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..spectra import grayscale, log_spectra, spectrum_distance  # noqa: F401  (metrics of this module)
+
 EDGE_THRESHOLD = 0.5
 GRAM_CHUNK = 1 << 16  # values per float32 partial sum in layer_similarity
-LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 
 # per-candidate metrics and which direction is better
 BETTER = {
@@ -121,40 +123,6 @@ def edge_ap(edges: np.ndarray, real_edges: np.ndarray, threshold: float = EDGE_T
     """Edge AP of edge probabilities (N, H, W) of outputs against the real photo's (H, W): (N,)."""
     labels = np.asarray(real_edges) >= threshold  # (H, W) bool
     return average_precision_rows(np.asarray(edges), labels)
-
-
-# ---------------------------------------------------------------- frequency
-
-
-def grayscale(images: np.ndarray) -> np.ndarray:
-    """(..., H, W, 3) RGB -> (..., H, W) luma (ITU-R 601)."""
-    return np.asarray(images, np.float64) @ LUMA
-
-
-def radial_log_spectrum(gray: np.ndarray) -> np.ndarray:
-    """Radially averaged log10 power spectrum of one grayscale image (H, W): (R,), R = min(H, W) // 2.
-
-    Entry r - 1 is the mean of |FFT|^2 / (H W) over frequencies whose radius rounds to r cycles per image.
-    """
-    gray = np.asarray(gray, np.float64)
-    H, W = gray.shape
-    power = np.abs(np.fft.fft2(gray - gray.mean())) ** 2 / (H * W)  # (H, W)
-    fy, fx = np.meshgrid(np.fft.fftfreq(H) * H, np.fft.fftfreq(W) * W, indexing="ij")
-    radius = np.rint(np.hypot(fy, fx)).astype(np.int64)  # (H, W) integer cycles per image
-    R = min(H, W) // 2
-    sums = np.bincount(radius.ravel(), weights=power.ravel(), minlength=R + 1)[1 : R + 1]
-    counts = np.bincount(radius.ravel(), minlength=R + 1)[1 : R + 1]
-    return np.log10(sums / np.maximum(counts, 1) + 1e-12)
-
-
-def log_spectra(images: np.ndarray) -> np.ndarray:
-    """Radial log spectra of RGB images (N, H, W, 3): (N, R)."""
-    return np.stack([radial_log_spectrum(g) for g in grayscale(images)])
-
-
-def spectrum_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean absolute difference of log spectra over radii: a (..., R), b (R,) -> (...)."""
-    return np.abs(np.asarray(a) - np.asarray(b)).mean(-1)
 
 
 # ---------------------------------------------------------------- diversity

@@ -9,6 +9,11 @@
   continued to it, would give (uniform weights over the continuations that stay inside the image).
   The weights are kept with the map (Correspondence.weights), so the output is rebuilt exactly.
 - 'coherent-vote': the prior, then voting.
+- 'matched': the prior, then as much voting (a share of 0, 1/4, .. 1 of voting's weights, the rest
+  on the pixel's own source) as brings the candidate's spectrum closest to the mean spectrum of the
+  exemplar photos it copies from, weighted by the pixels each gives. Too busy a patchwork has more
+  high frequencies than its sources and is voted smooth; a coherent copy already has their detail
+  and is kept as it is. The chosen weights are kept with the map like voting's.
 
 A continued source keeps the neighbour's offset, so it stays inside the candidate's window and pool.
 """
@@ -20,12 +25,15 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..search.cpu_kernels import dot
+from ..spectra import log_spectra, spectrum_distance
 
-COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote")
+COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote", "matched")
 DEFAULT_COPY = "coherent"  # 'eq3' is the paper's independent per-pixel copy; voting smooths more and varies less
 COHERENCE_TAU = 0.02  # cosine similarity a pixel may give up to continue a neighbour's source
 PASSES = 3  # checkerboard sweeps of the prior
 VOTE_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # order of Correspondence.weights' last axis
+OWN = VOTE_OFFSETS.index((0, 0))  # the pixel's own source among them
+MATCH_SHARES = np.linspace(0.0, 1.0, 5)  # shares of voting that 'matched' tries
 
 DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 _DY = np.array([d[0] for d in DIRS], np.int64)  # the same, for the compiled kernels
@@ -36,6 +44,15 @@ def check_mode(mode: str) -> str:
     if mode not in COPY_MODES:
         raise ConfigError(f"copy must be one of {', '.join(COPY_MODES)}, got {mode!r}")
     return mode
+
+
+def uses_prior(mode: str) -> bool:
+    """Whether a copy mode runs the coherence prior (which needs the pixel descriptors kept)."""
+    return mode.startswith("coherent") or mode == "matched"
+
+
+def uses_votes(mode: str) -> bool:
+    return mode.endswith("vote") or mode == "matched"
 
 
 def coherent(
@@ -200,3 +217,17 @@ def _vote_kernel(rank, j, residual, weights, out):
                 r = rank[y + _VY[k], x + _VX[k]]
                 for c in range(3):
                     out[y, x, c] += weights[y, x, k] * (residual[r, src, c] - own[c])
+
+
+def blended(weights: np.ndarray, share: float) -> np.ndarray:
+    """(H, W, 9) weights: `share` of voting's, the rest on each pixel's own source."""
+    out = weights * np.float32(share)
+    out[..., OWN] += np.float32(1.0 - share)
+    return out
+
+
+def matched_share(outputs, target: np.ndarray) -> int:
+    """Index of the output whose spectrum is closest to target (R,) (pixelnn.spectra; ties: the first).
+
+    outputs (N, H, W, 3) in [0, 1]: one candidate with each share of MATCH_SHARES."""
+    return int(np.argmin(spectrum_distance(log_spectra(outputs), target)))

@@ -34,10 +34,23 @@ from ..regress import checkpoint, run_folder
 from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
+from ..spectra import log_spectra
 from ..threads import one_blas_thread, threaded
 from . import grid as grids
 from . import rank as ranking
-from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, vote_correction, vote_weights
+from .coherence import (
+    COHERENCE_TAU,
+    DEFAULT_COPY,
+    MATCH_SHARES,
+    blended,
+    check_mode,
+    coherent,
+    matched_share,
+    uses_prior,
+    uses_votes,
+    vote_correction,
+    vote_weights,
+)
 from .compose import Correspondence, choose, compose
 from .control import ExemplarSet, Pool, region_owner
 
@@ -350,7 +363,8 @@ class PixelNN:
         labels / exemplar_ids / like (the like_k exemplars nearest an example photo) restrict the
         exemplars everywhere; each region (an ExemplarSet
         with a mask) replaces that restriction inside its mask, later regions over earlier ones.
-        copy: how pixels are copied (synth/coherence.py): 'eq3', 'coherent', 'vote' or 'coherent-vote'.
+        copy: how pixels are copied (synth/coherence.py): 'eq3', 'coherent', 'vote', 'coherent-vote' or
+            'matched'.
         rank: order the candidates by their score from the input alone (synth/rank.py), best first;
         False keeps the grid's order (every candidate is scored either way).
         profile: if given, seconds spent per step are added to it.
@@ -378,7 +392,7 @@ class PixelNN:
             q, gq = self.describe_query(fq)
         K = grids.neighbours_needed(specs)
         windows = sorted({s.window for s in specs})
-        keep = copy.startswith("coherent")  # the prior looks up descriptors; otherwise they are freed after matching
+        keep = uses_prior(copy)  # the prior looks up descriptors; otherwise they are freed after matching
         pools = [self._pool(q, gq, K, subset, windows, profile, keep) for subset in subsets]
         specs = [s for s in specs if all(s.first - 1 < len(p.ids) for p in pools)]
         if not specs:
@@ -389,9 +403,10 @@ class PixelNN:
                 *(np.concatenate([getattr(p, k) for p in pools]) for k in ("ids", "sims", "f_ex", "y_ex")), {}
             )
             residual = (stacked.y_ex - stacked.f_ex).reshape(len(stacked.ids), S * S, 3)
-            tables = self._sim_tables(q, pools) if copy.startswith("coherent") else None
+            tables = self._sim_tables(q, pools) if uses_prior(copy) else None
+            sources = log_spectra(stacked.y_ex) if copy == "matched" else None  # (K, R)
             made = threaded(
-                lambda spec: self._candidate(spec, pools, stacked, residual, owner, fq, copy, tables), specs
+                lambda spec: self._candidate(spec, pools, stacked, residual, owner, fq, copy, tables, sources), specs
             )
         with timed(profile, "ranking"):
             x = self.check_input(x)
@@ -505,11 +520,13 @@ class PixelNN:
         fq: np.ndarray,
         copy: str,
         tables: tuple[np.ndarray, np.ndarray] | None,
+        sources: np.ndarray | None,
     ) -> tuple[Candidate, dict[str, float]]:
         """One candidate: per pixel the best source in its pool(s), made coherent and voted as `copy`
         asks, composed; `stacked` holds every pool's exemplars end to end (ranks of pool p are offset by
-        the sizes of pools before it) and `residual` their y - f(x) as (K, S*S, 3). Returns it with the
-        parts of its rank score that its map gives (seam, match)."""
+        the sizes of pools before it), `residual` their y - f(x) as (K, S*S, 3) and `sources` their
+        photos' log spectra (K, R) for 'matched'. Returns it with the parts of its rank score that its
+        map gives (seam, match)."""
         W = fq.shape[1]
         if len(pools) == 1:
             sim, rank, j = choose(pools[0].matches, spec, len(pools[0].ids))
@@ -525,9 +542,11 @@ class PixelNN:
                 here = owner == p
                 sim[here], rank[here], j[here] = s[here], r[here] + offset, jj[here]
                 offset += len(pool.ids)
-        if copy.startswith("coherent") and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
+        if uses_prior(copy) and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
             sim, rank, j = coherent(sim, rank, j, owner, *tables, COHERENCE_TAU)
-        weights = vote_weights(j) if copy.endswith("vote") else None
+        weights = vote_weights(j) if uses_votes(copy) else None
+        if copy == "matched":
+            weights = _matched(weights, rank, j, residual, fq, stacked, sources)
         corr = Correspondence(
             stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim, weights
         )
@@ -544,6 +563,15 @@ class PixelNN:
         for c, score in zip(candidates, ranking.scores(parts)):
             c.score = score
         return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates
+
+
+def _matched(weights, rank, j, residual, fq, stacked: Pool, sources: np.ndarray) -> np.ndarray:
+    """Voting's weights blended with each pixel's own source at the share (MATCH_SHARES) whose output
+    has the spectrum closest to its sources' (`sources` (K, R) by rank, weighted by the pixels each gives)."""
+    full = vote_correction(rank, j, residual, weights)
+    outputs = np.stack([compose(fq, stacked.f_ex, stacked.y_ex, rank, j, s * full) for s in MATCH_SHARES])
+    given = np.bincount(rank.ravel(), minlength=len(sources)) / rank.size
+    return blended(weights, MATCH_SHARES[matched_share(outputs, given @ sources)])
 
 
 def _cut(text: str, limit: int = 120) -> str:
