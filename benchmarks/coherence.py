@@ -40,7 +40,8 @@ def inputs_and_photos(model: PixelNN, folder: Path, limit: int, pairs: bool) -> 
     return list(prepared.x), list(prepared.y)
 
 
-def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
+def measure(model: PixelNN, xs: list, ys: list, copy: str, shown: list | None = None) -> dict:
+    """The metrics of one copy mode; `shown` (a list) receives the first inputs' best-ranked candidates."""
     seams, broken, sims, psnr, ssim, spectra, top, diversity, seconds = [], [], [], [], [], [], [], [], 0.0
     for x, y in zip(xs, ys):
         t0 = time.perf_counter()
@@ -48,6 +49,8 @@ def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
         seconds += time.perf_counter() - t0
         photo = y.astype(np.float64) / 255.0
         images = np.stack([c.image for c in result.candidates]).astype(np.float64)
+        if shown is not None and len(shown) < FIGURE_INPUTS:
+            shown.append(pixels.to_uint8(images[:FIGURE_RANKS]))
         for c in result.candidates:
             W = c.corr.sx.shape[1]
             right, down = incoherent_pairs(c.corr.exemplar, c.corr.sy.astype(np.int64) * W + c.corr.sx)
@@ -76,6 +79,24 @@ def measure(model: PixelNN, xs: list, ys: list, copy: str) -> dict:
     return row
 
 
+FIGURE_INPUTS, FIGURE_RANKS = 3, 6  # --figure: inputs shown, best-ranked candidates per input and mode
+
+
+def figure(path: Path, xs: list, ys: list, shown: dict[str, list]) -> None:
+    """One block per input: its input and photo, then a row per copy mode of its best-ranked candidates."""
+    from PIL import Image
+
+    from pixelnn.evaluate.figures import labelled_grid
+
+    rows = []
+    for i in range(min(FIGURE_INPUTS, len(xs))):
+        rows.append((f"{i}: input, photo", [xs[i], ys[i]]))
+        rows += [(mode, list(images[i])) for mode, images in shown.items()]
+    size = ys[0].shape[0]
+    header = [f"rank {k + 1}" for k in range(FIGURE_RANKS)]
+    Image.fromarray(labelled_grid(rows, size * max(1, 96 // size), header)).save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
@@ -85,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--modes", nargs="+", choices=COPY_MODES, default=list(COPY_MODES))
+    p.add_argument("--figure", type=Path, help="write a PNG of the first inputs' best-ranked candidates per mode")
     opts = p.parse_args(argv)
     model = PixelNN.load(opts.model)
     xs, ys = inputs_and_photos(model, opts.data, opts.limit, opts.pairs)
     print(f"{opts.model}: {len(xs)} inputs from {opts.data}, 72 candidates each; CPU: {describe_cpu()}")
-    rows = [measure(model, xs, ys, mode) for mode in opts.modes]
+    shown = {mode: [] for mode in opts.modes}
+    rows = [measure(model, xs, ys, mode, shown[mode]) for mode in opts.modes]
+    if opts.figure:
+        figure(opts.figure, xs, ys, shown)
     print(
         "| copy | seam ↓ | incoherent pairs | match sim | PSNR R-1 / T-1 / O | SSIM R-1 / T-1 / O "
         "| spectrum gap ↓ | diversity L1 | s / input |"

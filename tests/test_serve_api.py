@@ -160,8 +160,9 @@ def test_downloads_decode(served):
     r = client.get(cand["npz"])
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     with np.load(io.BytesIO(r.data)) as z:
-        assert set(z.files) == {"exemplar", "sy", "sx", "sim"}  # the default copy: one source per pixel
-        assert all(z[k].shape == (32, 32) for k in z.files)
+        assert set(z.files) == {"exemplar", "sy", "sx", "sim", "weights"}  # the default copy keeps its weights
+        assert all(z[k].shape == (32, 32) for k in ("exemplar", "sy", "sx", "sim"))
+        assert z["weights"].shape == (32, 32, 9) and np.allclose(z["weights"].sum(-1), 1.0)
         assert np.array_equal(z["exemplar"], corr_maps(client, answer)[1]["exemplar"])
     figure = decode(client.get(cand["figure"]).data)
     assert figure.shape[0] > 3 * 32 and figure.shape[0] == figure.shape[1]
