@@ -156,8 +156,9 @@ def test_synthesize_from_a_data_folder_writes_pages_and_correspondences(trained,
         assert len(list(d.glob("*.corr.png"))) == 2
         for path in corrs:
             with np.load(path) as z:
-                assert sorted(z.files) == ["exemplar", "sim", "sx", "sy"]  # the default copy: one source per pixel
-                assert all(z[k].shape == (32, 32) for k in z.files)
+                assert sorted(z.files) == ["exemplar", "sim", "sx", "sy", "weights"]  # the default copy votes
+                assert all(z[k].shape == (32, 32) for k in ("exemplar", "sim", "sx", "sy"))
+                assert z["weights"].shape == (32, 32, 9)
                 assert ((z["exemplar"] >= 0) & (z["exemplar"] < 12)).all()
         # a training photo is its own first neighbour: 1:1:1 copies it back exactly
         with np.load(d / "cand-00_1-1-1.corr.npz") as z:
