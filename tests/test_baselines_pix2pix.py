@@ -115,6 +115,11 @@ def test_training_resumes_from_its_checkpoint(tmp_path, precision):
     for a, b in zip(gen.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+    # a finished run asked for the same budget again: the same generator, the checkpoint untouched
+    before = (tmp_path / ckpt.FILENAME).read_bytes()
+    again = training.train(x, y, tmp_path, cfg, training.Pix2PixTrainConfig(steps=4, **tcfg))
+    assert (tmp_path / ckpt.FILENAME).read_bytes() == before
+    assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), again.state_dict().values()))
     with pytest.raises(ConfigError, match="another configuration"):
         training.train(
             x, y, tmp_path, nets.config_for(x, y, ngf=8, ndf=4), training.Pix2PixTrainConfig(steps=5, **tcfg)

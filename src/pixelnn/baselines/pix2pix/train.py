@@ -104,6 +104,9 @@ def train(x: np.ndarray, y: np.ndarray, out_dir: Path, model_cfg: Pix2PixConfig,
         opt_g.load_state_dict(blob["opt_g"])
         opt_d.load_state_dict(blob["opt_d"])
         budget.resume(state, blob, "pix2pix", path)
+        if budget.progress(state, cfg.limits, max(len(x) // cfg.batch, 1)) >= 1.0:
+            gen.requires_grad_(False)  # a finished run asked for the same budget: nothing to do, no probe,
+            return gen.eval()  # and its checkpoint (with the precision it trained in) stays as it is
     choice = _choose_precision(gen, disc, x, y, model_cfg, cfg)
     log.info("pix2pix: %s, batch %d, precision %s", cfg.limits.describe(), cfg.batch, choice.note)
     state["precision"] = choice.to_dict()
