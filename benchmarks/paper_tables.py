@@ -252,8 +252,16 @@ class Runner:
         return {
             "norm": config.get("stage1", {}).get("norm", "batch"),  # configs without the key were BatchNorm
             "steps": metrics.get("training", {}).get("steps"),
+            "threads": metrics.get("training", {}).get("cpu", {}).get("threads"),
             "val_psnr": metrics.get("val", {}).get("stage1_psnr"),
         }
+
+    def pix2pix_steps(self, name: str) -> int | None:
+        """The training steps of a domain's pix2pix (from its checkpoint), if it has one."""
+        from pixelnn.baselines.pix2pix.checkpoint import read
+
+        path = self.folder(name) / "pix2pix"
+        return int(read(path)["step"]) if (path / "pix2pix.pt").exists() else None
 
     def tables(self) -> None:
         reports = self.finished()
@@ -283,6 +291,7 @@ class Runner:
                     "methods": rep["methods"],
                     "versus": rep.get("versus"),
                     "stage1": self.stage1_facts(n),
+                    "pix2pix_steps": self.pix2pix_steps(n),
                 }
                 for n, rep in reports.items()
             },
@@ -541,25 +550,28 @@ def budget_section(domains: dict, longer: dict) -> list[str]:
     lines = []
     for n, far in longer.items():
         near = domains[n]
+        threads = [(d.get("stage1") or {}).get("threads") for d in (near, far)]
         lines += [
             "",
             f"## {near['title']}: {near['training_minutes']:g} against {far['training_minutes']:g} training minutes",
             "",
             f"Both runs: {far['inputs']} validation inputs, the same evaluation. The longer run: `{far['command']}`"
-            " (its own --out).",
+            f" (its own --out). Threads per training run: {threads[0] or '?'} and {threads[1] or '?'}; the steps",
+            "are each network's own (PixelNN's are its stage 1's).",
             "",
-            "| train min | stage 1 (norm, steps) | method | edge AP | PSNR | SSIM | spectrum gap | diversity L1 |",
-            "|---:|---|---|---:|---:|---:|---:|---:|",
+            "| train min | method | steps | edge AP | PSNR | SSIM | spectrum gap | diversity L1 |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for d in (near, far):
             for m in ("stage1", "pix2pix", "pixelnn"):
                 row = d["methods"].get(m)
                 if row is None:
                     continue
+                steps = d.get("pix2pix_steps") if m == "pix2pix" else (d.get("stage1") or {}).get("steps")
                 lines.append(
-                    f"| {d['training_minutes']:g} | {_stage1_cell(d)} | {row['label']} | {triple(row, 'edge_ap')} "
-                    f"| {triple(row, 'psnr', 2)} | {triple(row, 'ssim')} | {_f(row.get('spectrum_gap'))} "
-                    f"| {_f(row.get('diversity_l1'))} |"
+                    f"| {d['training_minutes']:g} | {row['label']} | {steps if steps is not None else '?'} "
+                    f"| {triple(row, 'edge_ap')} | {triple(row, 'psnr', 2)} | {triple(row, 'ssim')} "
+                    f"| {_f(row.get('spectrum_gap'))} | {_f(row.get('diversity_l1'))} |"
                 )
     return lines
 

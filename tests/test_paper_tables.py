@@ -145,13 +145,17 @@ def test_a_longer_run_is_set_beside_its_domain_and_copy_modes_are_named(tables):
     near, far = ranked_domain("Faces"), ranked_domain("Faces")
     far["training_minutes"] = 60
     far["command"] = "python benchmarks/paper_tables.py --domains faces-lowres --minutes 60 --limit 50"
-    far["stage1"] = {"norm": "group", "steps": 6500}
+    far["stage1"] = {"norm": "group", "steps": 6500, "threads": 1}
+    far["pix2pix_steps"] = 4000
     far["methods"]["pixelnn"]["rand1"]["edge_ap"] = 0.75
     lines = tables.budget_section({"faces-lowres": near}, {"faces-lowres": far})
     assert "## Faces: 10 against 60 training minutes" in lines
     rows = [line for line in lines if line.startswith("| 10 ") or line.startswith("| 60 ")]
     assert len(rows) == 4  # pix2pix and PixelNN at each budget (no stage-1 row in this report)
-    assert rows[3].startswith("| 60 | GroupNorm, 6500 | PixelNN | 0.750 / 0.860 / 0.900 |")
+    assert rows[2].startswith("| 60 | pix2pix | 4000 |")
+    assert rows[3].startswith("| 60 | PixelNN | 6500 | 0.750 / 0.860 / 0.900 |")
+    assert rows[0].startswith("| 10 | pix2pix | ? |")  # steps not known for this one
+    assert any("Threads per training run: ? and 1" in line for line in lines)
     assert tables.budget_section({"faces-lowres": near}, {}) == []
     near["copy"], far["copy"] = "coherent", "matched"
     assert tables._copy_modes({"a": near}) == "the coherence prior, `--copy coherent`"
