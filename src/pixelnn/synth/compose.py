@@ -81,8 +81,17 @@ def compose(
     """fq (H, W, 3), f_ex and y_ex (K, H, W, 3) float32 in [0, 1]; rank, j (H, W) -> (H, W, 3) in [0, 1].
 
     correction (H, W, 3): added before clipping (patch voting's, synth/coherence.vote_correction)."""
+    return finish(copied(fq, f_ex, y_ex, rank, j), correction)
+
+
+def copied(fq: np.ndarray, f_ex: np.ndarray, y_ex: np.ndarray, rank: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """f(x) plus each pixel's copied residual y - f(x_k), before any correction and clipping: (H, W, 3)."""
     K, H, W, _ = f_ex.shape
     src_y = y_ex.reshape(K, H * W, 3)[rank, j]  # (H, W, 3)
     src_f = f_ex.reshape(K, H * W, 3)[rank, j]
-    out = src_y + (fq - src_f)
+    return src_y + (fq - src_f)
+
+
+def finish(out: np.ndarray, correction: np.ndarray | None = None) -> np.ndarray:
+    """The output from `copied`'s (..., H, W, 3) and a correction (voting's, or None), clipped to [0, 1]."""
     return np.clip(out if correction is None else out + correction, 0.0, 1.0)

@@ -51,7 +51,7 @@ from .coherence import (
     vote_correction,
     vote_weights,
 )
-from .compose import Correspondence, choose, compose
+from .compose import Correspondence, choose, copied, finish
 from .control import ExemplarSet, Pool, region_owner
 
 RUN_CONFIG = run_folder.CONFIG
@@ -545,13 +545,15 @@ class PixelNN:
         if uses_prior(copy) and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
             sim, rank, j = coherent(sim, rank, j, owner, *tables, COHERENCE_TAU)
         weights = vote_weights(j) if uses_votes(copy) else None
+        out = copied(fq, stacked.f_ex, stacked.y_ex, rank, j)
         if copy == "matched":
-            weights = _matched(weights, rank, j, residual, fq, stacked, sources)
+            weights, correction = _matched(out, weights, rank, j, residual, sources)
+        else:
+            correction = None if weights is None else vote_correction(rank, j, residual, weights)
         corr = Correspondence(
             stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim, weights
         )
-        correction = None if weights is None else vote_correction(rank, j, residual, weights)
-        image = compose(fq, stacked.f_ex, stacked.y_ex, rank, j, correction)
+        image = finish(out, correction)  # as compose() makes it, so the map rebuilds it exactly
         parts = {"seam": -ranking.seam_cost(rank, j, residual), "match": float(sim.mean())}
         return Candidate(spec, image, corr), parts
 
@@ -565,13 +567,20 @@ class PixelNN:
         return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates
 
 
-def _matched(weights, rank, j, residual, fq, stacked: Pool, sources: np.ndarray) -> np.ndarray:
-    """Voting's weights blended with each pixel's own source at the share (MATCH_SHARES) whose output
-    has the spectrum closest to its sources' (`sources` (K, R) by rank, weighted by the pixels each gives)."""
+def _matched(out, weights, rank, j, residual, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, correction): voting's weights blended with each pixel's own source at the share
+    (MATCH_SHARES) whose output has the spectrum closest to its sources' (`sources` (K, R) by rank,
+    weighted by the pixels each gives), and the correction those weights make. `out`: copied()'s."""
     full = vote_correction(rank, j, residual, weights)
-    outputs = np.stack([compose(fq, stacked.f_ex, stacked.y_ex, rank, j, s * full) for s in MATCH_SHARES])
+    outputs = finish(out[None], MATCH_SHARES[:, None, None, None].astype(np.float32) * full[None])
     given = np.bincount(rank.ravel(), minlength=len(sources)) / rank.size
-    return blended(weights, MATCH_SHARES[matched_share(outputs, given @ sources)])
+    share = MATCH_SHARES[matched_share(outputs, given @ sources)]
+    weights = blended(weights, share)
+    if share == 0.0:  # every pixel its own source: rebuild()'s correction is exactly 0
+        return weights, None
+    if share == 1.0:  # the weights are voting's, bit for bit
+        return weights, full
+    return weights, vote_correction(rank, j, residual, weights)  # exactly what rebuild() computes
 
 
 def _cut(text: str, limit: int = 120) -> str:
