@@ -29,8 +29,8 @@ from ..spectra import log_spectra, spectrum_distance
 
 COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote", "matched")
 # 'eq3' is the paper's independent per-pixel copy; full voting smooths more and varies less. 'matched'
-# replaced 'coherent' as the default: higher PSNR and SSIM and fewer seams in all 5 domains of
-# docs/results.md, a smaller spectrum gap in 3, about 5% less diversity (docs/benchmarks.md)
+# replaced 'coherent' as the default: in all 5 domains of docs/results.md a higher Top-1 PSNR and edge
+# AP, a smaller spectrum gap in 4, at the cost of some diversity (docs/benchmarks.md, "Coherent copying")
 DEFAULT_COPY = "matched"
 COHERENCE_TAU = 0.02  # cosine similarity a pixel may give up to continue a neighbour's source
 PASSES = 3  # checkerboard sweeps of the prior
@@ -55,6 +55,7 @@ def uses_prior(mode: str) -> bool:
 
 
 def uses_votes(mode: str) -> bool:
+    """Whether a copy mode keeps voting weights with its maps."""
     return mode.endswith("vote") or mode == "matched"
 
 
@@ -229,7 +230,7 @@ def blended(weights: np.ndarray, share: float) -> np.ndarray:
     return out
 
 
-def matched_share(outputs, target: np.ndarray) -> int:
+def matched_share(outputs: np.ndarray, target: np.ndarray) -> int:
     """Index of the output whose spectrum is closest to target (R,) (pixelnn.spectra; ties: the first).
 
     outputs (N, H, W, 3) in [0, 1]: one candidate with each share of MATCH_SHARES."""

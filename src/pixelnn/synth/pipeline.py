@@ -567,7 +567,7 @@ class PixelNN:
         return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates
 
 
-def _matched(out, weights, rank, j, residual, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _matched(out, weights, rank, j, residual, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(weights, correction): voting's weights blended with each pixel's own source at the share
     (MATCH_SHARES) whose output has the spectrum closest to its sources' (`sources` (K, R) by rank,
     weighted by the pixels each gives), and the correction those weights make. `out`: copied()'s."""
