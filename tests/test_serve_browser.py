@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import urllib.request
 from pathlib import Path
@@ -197,3 +198,21 @@ def test_label_choice_re_synthesizes_within_the_label(page, base, shots):
         assert int(hover_pixel(page, index, 10, 12, result["size"])["exemplar"]) in DOGS
     assert "label dog" in page.inner_text("#summary")
     page.screenshot(path=str(shots / "label.png"))
+
+
+def test_copy_mode_choice_re_synthesizes_with_that_mode(page, base, shots):
+    info = fetch_json(base, "/api/model")
+    modes = page.eval_on_selector_all("#copy option", "els => els.map(e => e.value)")
+    assert modes == info["copy_modes"] and page.input_value("#copy") == info["default_copy"]
+    page.click('button[data-tab="examples"]')
+    page.click('#examples img[data-index="1"]')
+    first = wait_for_result(page)
+    assert first["request"]["copy"] == info["default_copy"]
+    page.select_option("#copy", "eq3")  # re-synthesizes the same input
+    page.wait_for_function("() => !state.busy && state.result && state.result.request.copy === 'eq3'")
+    result = wait_for_result(page)
+    assert "copy eq3" in page.inner_text("#summary")
+    with urllib.request.urlopen(base + result["candidates"][0]["npz"], timeout=30) as r:
+        with np.load(io.BytesIO(r.read())) as z:
+            assert "weights" not in z.files  # Eq. 3 keeps one source per pixel, no voting weights
+    page.screenshot(path=str(shots / "copy.png"))

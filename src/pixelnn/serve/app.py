@@ -1,7 +1,7 @@
 """The Flask app of `pixelnn serve`: a page (static/) and a small JSON API around one loaded model.
 
     GET  /                                         the page
-    GET  /api/model                                signal, shapes, bank size, labels, grids, limits
+    GET  /api/model                                signal, shapes, bank size, labels, grids, copy modes, limits
     GET  /api/examples                             the listed inputs; /api/examples/<i>/thumb.png
     POST /api/synthesize                           form: source=example|bank|upload|sketch|result and
                                                    example / bank_id / image (+kind) / result, grid,
@@ -34,6 +34,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..data.options import EDGE_SIGNALS
 from ..errors import PixelNNError
 from ..pixels import to_uint8
+from ..synth.coherence import COPY_MODES, DEFAULT_COPY
 from . import inputs, params, render
 from .results import Entry, ResultStore
 from .uploads import MAX_PIXELS, decode_image, pixel_cap, png_bytes, read_file
@@ -179,6 +180,8 @@ def _pages(app: Flask, model, examples: inputs.Examples, max_upload_mb: float, m
             grids=params.GRIDS,
             search=model.search,
             default_grid="paper72" if model.search == "fast" else params.DEFAULT_GRID,  # fast: all 72 in ~0.4 s
+            copy_modes=list(COPY_MODES),
+            default_copy=DEFAULT_COPY,
             max_upload_mb=max_upload_mb,
             max_megapixels=max_pixels / 1e6,
         )

@@ -61,6 +61,8 @@ function describeModel(m) {
     `${m.signal} input ${h}×${w}×${c} → ${m.size}×${m.size} output · bank of ${m.bank_size} exemplars` +
     (m.labels.length ? ` · ${m.labels.length} labels` : "");
   $("grid").value = m.default_grid;
+  $("copy").replaceChildren(...m.copy_modes.map((mode) => new Option(mode, mode)));
+  $("copy").value = m.default_copy;
   const select = $("label");
   for (const label of m.labels) select.append(new Option(label, label));
   select.disabled = !m.labels.length;
@@ -193,6 +195,7 @@ function bindControls() {
   $("go").addEventListener("click", synthesizeActive);
   $("again").addEventListener("click", resynthesize);
   $("label").addEventListener("change", () => { if (state.result) resynthesize(); });
+  $("copy").addEventListener("change", () => { if (state.result) resynthesize(); });
   $("like-file").addEventListener("change", () => {
     $("like-clear").hidden = !$("like-file").files.length;
     if (state.result) resynthesize();
@@ -249,6 +252,7 @@ async function synthesize(fields, blob, filename) {
   for (const [key, value] of Object.entries(fields)) form.append(key, value);
   if (blob) form.append("image", blob, filename);
   form.append("grid", gridValue());
+  form.append("copy", $("copy").value);
   if ($("label").value) form.append("labels", $("label").value);
   const like = $("like-file").files[0];
   if (like) {
@@ -295,7 +299,7 @@ function showResult(result) {
   const r = result.request;
   const limits = [r.labels ? `label ${r.labels.join(", ")}` : null, r.ids ? `${r.ids.length} chosen ids` : null,
     r.like_k ? `the ${r.like_k} nearest the example image` : null].filter(Boolean);
-  $("summary").textContent = `${result.title} · grid ${r.grid} · exemplars: ${limits.length ? limits.join(" and ") : "all"} · ` +
+  $("summary").textContent = `${result.title} · grid ${r.grid} · copy ${r.copy} · exemplars: ${limits.length ? limits.join(" and ") : "all"} · ` +
     `global neighbours ${result.neighbours.map(([i, s]) => `#${i} (${s.toFixed(2)})`).join(", ")}`;
   const box = $("candidates");
   box.replaceChildren(...result.candidates.map(candidateFigure));
