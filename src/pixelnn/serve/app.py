@@ -4,7 +4,7 @@
     GET  /api/model                                signal, shapes, bank size, labels, grids, copy modes, limits
     GET  /api/examples                             the listed inputs; /api/examples/<i>/thumb.png
     POST /api/synthesize                           form: source=example|bank|upload|sketch|result and
-                                                   example / bank_id / image (+kind) / result, grid,
+                                                   example / bank_id / image (+kind) / result, grid, copy,
                                                    labels (repeatable), ids, like (an image), like_k
     GET  /api/results/<id>/input.png|stage1.png|original.png
     GET  /api/results/<id>/candidates/<i>.png      a candidate; .../<i>/corr.json|corr.npz|figure.png
