@@ -35,6 +35,7 @@ def test_a_result_page_escapes_its_title_and_keeps_its_markup(tiny_run, tmp_path
     text = write_result(tmp_path / "in0", result, model.bank, target=y[0], title=SCRIPT).read_text()
     assert "<script" not in text and f"<h1>{ESCAPED}</h1>" in text
     assert "&middot; score" in text and "&amp;middot;" not in text  # the template's own entities are kept
+    assert text.count("&middot; voting ") == len(result.candidates)  # the default copy reports its share of voting
     assert '<a href="../index.html">&larr; all inputs</a>' in text
     # each candidate links its sources
     assert text.count('.corr.png"><figure><img src="cand-') == len(result.candidates)

@@ -113,6 +113,7 @@ def test_synthesize_from_a_validation_photo(served, model, tiny_run):
     scores = [c["score"] for c in answer["candidates"]]
     assert scores == sorted(scores, reverse=True)
     assert set(answer["candidates"][0]["score_parts"]) == {"consistency", "seam", "match"}
+    assert all(c["voted"] in (0.0, 0.25, 0.5, 0.75, 1.0) for c in answer["candidates"])  # the default copy votes
     assert answer["title"] == "p1.png" and answer["size"] == 32
     for corr in corr_maps(client, answer):
         assert corr["shape"] == [32, 32]

@@ -208,6 +208,8 @@ def test_copy_mode_choice_re_synthesizes_with_that_mode(page, base, shots):
     page.click('#examples img[data-index="1"]')
     first = wait_for_result(page)
     assert first["request"]["copy"] == info["default_copy"]
+    page.click('.cand[data-index="0"]')
+    assert f"voting {round(first['candidates'][0]['voted'] * 100)}%" in page.inner_text("#detail-title")
     page.select_option("#copy", "eq3")  # re-synthesizes the same input
     page.wait_for_function("() => !state.busy && state.result && state.result.request.copy === 'eq3'")
     result = wait_for_result(page)

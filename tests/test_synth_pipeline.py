@@ -55,6 +55,8 @@ def test_outputs_rebuild_from_their_correspondences(model, tiny_run, copy):
     for cand in result.candidates:
         c = cand.corr
         assert (c.weights is not None) == uses_votes(copy)
+        if copy != "matched":
+            assert cand.voted == (1.0 if uses_votes(copy) else None)
         rebuilt = rebuild(c, result.stage1, lambda ids: f_bank[ids], lambda ids: y_bank[ids])
         assert np.allclose(rebuilt, cand.image, atol=1e-6), str(cand.spec)
         plain = np.clip(result.stage1 + y_bank[c.exemplar, c.sy, c.sx] - f_bank[c.exemplar, c.sy, c.sx], 0, 1)
@@ -82,6 +84,7 @@ def test_matched_copy_takes_the_share_of_voting_closest_to_its_sources_spectrum(
             for s in MATCH_SHARES
         ]
         assert gaps[list(MATCH_SHARES).index(share[0])] <= min(gaps) + 1e-9, str(cand.spec)
+        assert cand.voted == pytest.approx(share[0])  # the share is reported with the candidate
 
 
 def test_whole_image_window_beats_smaller_windows_in_similarity(model, tiny_run):

@@ -71,7 +71,8 @@ def write_result(folder: Path, result: Result, bank, target: np.ndarray | None =
         cand.corr.save(folder / f"{stem}.corr.npz")
         write_png(folder / f"{stem}.corr.png", figure(cand.image, cand.corr, exemplars))
         sim = f"{cand.corr.sim.mean():.3f}"
-        cands.append({"stem": stem, "spec": str(cand.spec), "score": _score(cand), "sim": sim})
+        voted = None if cand.voted is None else f"{cand.voted:.0%}"
+        cands.append({"stem": stem, "spec": str(cand.spec), "score": _score(cand), "sim": sim, "voted": voted})
         if i < 12 or cand.spec.window == WHOLE and cand.spec.n > 1:
             sources.append(cands[-1])
     neighbours = ", ".join(f"#{i} ({s:.3f})" for i, s in zip(result.neighbours, result.neighbour_sims))

@@ -51,6 +51,7 @@ def candidate_json(base: str, i: int, cand) -> dict:
         "rank": i + 1,  # candidates come best first (synth/rank.py)
         "score": None if cand.score is None else round(cand.score.total, 4),
         "score_parts": {} if cand.score is None else {k: round(v, 4) for k, v in cand.score.parts().items()},
+        "voted": cand.voted,  # the share of patch voting in its copy; None: none
         "shares": [[ex, round(float(share), 4)] for ex, share in cand.corr.shares()],
         "image": f"{url}.png",
         "corr": f"{url}/corr.json",

@@ -77,6 +77,7 @@ class Candidate:
     image: np.ndarray  # (S, S, 3) float32 in [0, 1]
     corr: Correspondence
     score: ranking.Score | None = None  # from the input alone, higher is better (synth/rank.py)
+    voted: float | None = None  # the share of patch voting in its copy (synth/coherence.py); None: no voting
 
 
 @dataclass
@@ -546,8 +547,9 @@ class PixelNN:
             sim, rank, j = coherent(sim, rank, j, owner, *tables, COHERENCE_TAU)
         weights = vote_weights(j) if uses_votes(copy) else None
         out = copied(fq, stacked.f_ex, stacked.y_ex, rank, j)
+        voted = None if weights is None else 1.0
         if copy == "matched":
-            weights, correction = _matched(out, weights, rank, j, residual, sources)
+            weights, correction, voted = _matched(out, weights, rank, j, residual, sources)
         else:
             correction = None if weights is None else vote_correction(rank, j, residual, weights)
         corr = Correspondence(
@@ -555,7 +557,7 @@ class PixelNN:
         )
         image = finish(out, correction)  # as compose() makes it, so the map rebuilds it exactly
         parts = {"seam": -ranking.seam_cost(rank, j, residual), "match": float(sim.mean())}
-        return Candidate(spec, image, corr), parts
+        return Candidate(spec, image, corr, voted=voted), parts
 
     def _ranked(self, made: list[tuple[Candidate, dict]], x: np.ndarray, rank: bool) -> list[Candidate]:
         """Score every candidate (its map's parts, plus consistency with x) and, if rank, sort best first."""
@@ -567,20 +569,20 @@ class PixelNN:
         return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates
 
 
-def _matched(out, weights, rank, j, residual, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(weights, correction): voting's weights blended with each pixel's own source at the share
+def _matched(out, weights, rank, j, residual, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """(weights, correction, share): voting's weights blended with each pixel's own source at the share
     (MATCH_SHARES) whose output has the spectrum closest to its sources' (`sources` (K, R) by rank,
-    weighted by the pixels each gives), and the correction those weights make. `out`: copied()'s."""
+    weighted by the pixels each gives), the correction those weights make, and the share. `out`: copied()'s."""
     full = vote_correction(rank, j, residual, weights)
     outputs = finish(out[None], MATCH_SHARES[:, None, None, None].astype(np.float32) * full[None])
     given = np.bincount(rank.ravel(), minlength=len(sources)) / rank.size
     share = MATCH_SHARES[matched_share(outputs, given @ sources)]
-    weights = blended(weights, share)
+    weights, share = blended(weights, share), float(share)
     if share == 0.0:  # every pixel its own source: rebuild()'s correction is exactly 0
-        return weights, None
+        return weights, None, share
     if share == 1.0:  # the weights are voting's, bit for bit
-        return weights, full
-    return weights, vote_correction(rank, j, residual, weights)  # exactly what rebuild() computes
+        return weights, full, share
+    return weights, vote_correction(rank, j, residual, weights), share  # exactly what rebuild() computes
 
 
 def _cut(text: str, limit: int = 120) -> str:

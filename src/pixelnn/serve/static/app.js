@@ -411,7 +411,8 @@ function select(index) {
   for (const fig of $("candidates").children) fig.classList.toggle("selected", fig.dataset.index === String(index));
   $("detail-empty").hidden = true;
   $("detail").hidden = false;
-  $("detail-title").textContent = `candidate #${cand.rank}: ${cand.spec} · score ${cand.score === null ? "n/a" : cand.score.toFixed(3)} · mean similarity ${cand.sim.toFixed(3)}`;
+  $("detail-title").textContent = `candidate #${cand.rank}: ${cand.spec} · score ${cand.score === null ? "n/a" : cand.score.toFixed(3)} · mean similarity ${cand.sim.toFixed(3)}` +
+    (cand.voted === null ? "" : ` · voting ${Math.round(cand.voted * 100)}%`);
   const stem = `pixelnn-${state.result.id.slice(0, 8)}-cand-${index}`;
   $("downloads").replaceChildren(
     download(cand.image, `${stem}.png`, "output PNG"),
