@@ -299,6 +299,7 @@ class Runner:
         longer = Path(self.opts.longer) / "table.json" if self.opts.longer else None
         if longer is not None and longer.exists():
             table["longer"] = {n: d for n, d in json.loads(longer.read_text())["domains"].items() if n in reports}
+            table["longer_out"] = _relative(Path(self.opts.longer))
         out = self.root
         write_json(out / "table.json", table)
         write_text(out / "table.md", render(table, figure_dir=None))
@@ -490,7 +491,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
     lines += targets_section(domains)
     lines += paper_section(domains)
     lines += versus_section(domains)
-    lines += budget_section(domains, table.get("longer") or {})
+    lines += budget_section(domains, table.get("longer") or {}, table.get("longer_out", "DIR"))
     for n, d in domains.items():
         metrics = d["metrics"]
         per_output = [k for k in PER_OUTPUT if k in metrics]
@@ -544,7 +545,15 @@ def render(table: dict, figure_dir: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def budget_section(domains: dict, longer: dict) -> list[str]:
+def _relative(path: Path) -> str:
+    """A path as the repository sees it, when it is inside the repository."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def budget_section(domains: dict, longer: dict, out: str = "DIR") -> list[str]:
     """The same domains trained longer (--longer), row by row beside this table's: how the gap between
     PixelNN and pix2pix moves as both networks get more training."""
     lines = []
@@ -555,8 +564,8 @@ def budget_section(domains: dict, longer: dict) -> list[str]:
             "",
             f"## {near['title']}: {near['training_minutes']:g} against {far['training_minutes']:g} training minutes",
             "",
-            f"Both runs: {far['inputs']} validation inputs, the same evaluation. The longer run: `{far['command']}`"
-            f" (its own --out). Threads per training run: {threads[0] or '?'} and {threads[1] or '?'}; the steps",
+            f"Both runs: {far['inputs']} validation inputs, the same evaluation. The longer run: `{far['command']}"
+            f" --out {out}`. Threads per training run: {threads[0] or '?'} and {threads[1] or '?'}; the steps",
             "are each network's own (PixelNN's are its stage 1's).",
             "",
             "| train min | method | steps | edge AP | PSNR | SSIM | spectrum gap | diversity L1 |",

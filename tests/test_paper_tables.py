@@ -156,6 +156,7 @@ def test_a_longer_run_is_set_beside_its_domain_and_copy_modes_are_named(tables):
     assert rows[3].startswith("| 60 | PixelNN | 6500 | 0.750 / 0.860 / 0.900 |")
     assert rows[0].startswith("| 10 | pix2pix | ? |")  # steps not known for this one
     assert any("Threads per training run: ? and 1" in line for line in lines)
+    assert any("--minutes 60 --limit 50 --out DIR`" in line for line in lines)
     assert tables.budget_section({"faces-lowres": near}, {}) == []
     near["copy"], far["copy"] = "coherent", "matched"
     assert tables._copy_modes({"a": near}) == "the coherence prior, `--copy coherent`"
