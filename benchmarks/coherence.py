@@ -100,6 +100,7 @@ def figure(path: Path, xs: list, ys: list, shown: dict[str, list]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--bank", type=Path, help="another bank folder made for this model (default: the model's own)")
     p.add_argument("--data", type=Path, required=True, help="validation folder (photos, or A|B pairs with --pairs)")
     p.add_argument(
         "--pairs", action="store_true", help="files are photo|input pairs (edges2shoes, edges2handbags here)"
@@ -108,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", choices=COPY_MODES, default=list(COPY_MODES))
     p.add_argument("--figure", type=Path, help="write a PNG of the first inputs' best-ranked candidates per mode")
     opts = p.parse_args(argv)
-    model = PixelNN.load(opts.model)
+    model = PixelNN.load(opts.model, bank=opts.bank)
     xs, ys = inputs_and_photos(model, opts.data, opts.limit, opts.pairs)
-    print(f"{opts.model}: {len(xs)} inputs from {opts.data}, 72 candidates each; CPU: {describe_cpu()}")
+    bank = f" with the bank {opts.bank}" if opts.bank else ""
+    print(f"{opts.model}{bank}: {len(xs)} inputs from {opts.data}, 72 candidates each; CPU: {describe_cpu()}")
     shown = {mode: [] for mode in opts.modes}
     rows = [measure(model, xs, ys, mode, shown[mode]) for mode in opts.modes]
     if opts.figure:
