@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..search.cpu_kernels import dot
 from ..spectra import log_spectra, spectrum_distance
+from .compose import finish
 
 COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote", "matched")
 # 'eq3' is the paper's independent per-pixel copy; full voting smooths more and varies less. 'matched'
@@ -235,3 +236,29 @@ def matched_share(outputs: np.ndarray, target: np.ndarray) -> int:
 
     outputs (N, H, W, 3) in [0, 1]: one candidate with each share of MATCH_SHARES."""
     return int(np.argmin(spectrum_distance(log_spectra(outputs), target)))
+
+
+def voting(
+    mode: str, out: np.ndarray, rank: np.ndarray, j: np.ndarray, residual: np.ndarray, sources: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
+    """(weights, correction, share) that a copy mode's voting gives one candidate; (None, None, None)
+    for the modes that do not vote.
+
+    out (H, W, 3): the candidate before correction (compose.copied); rank, j (H, W) its map;
+    residual (K, H*W, 3) the exemplars' y - f(x) by rank; sources (K, R) their photos' log spectra
+    ('matched' only). The correction is exactly what compose.rebuild computes from the weights."""
+    if not uses_votes(mode):
+        return None, None, None
+    weights = vote_weights(j)
+    full = vote_correction(rank, j, residual, weights)
+    if mode != "matched":
+        return weights, full, 1.0
+    outputs = finish(out[None], MATCH_SHARES[:, None, None, None].astype(np.float32) * full[None])
+    given = np.bincount(rank.ravel(), minlength=len(sources)) / rank.size
+    share = float(MATCH_SHARES[matched_share(outputs, given @ sources)])
+    weights = blended(weights, share)
+    if share == 0.0:  # every pixel its own source: the correction is exactly 0
+        return weights, None, share
+    if share == 1.0:  # the weights are voting's, bit for bit
+        return weights, full, share
+    return weights, vote_correction(rank, j, residual, weights), share

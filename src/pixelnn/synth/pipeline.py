@@ -38,19 +38,7 @@ from ..spectra import log_spectra
 from ..threads import one_blas_thread, threaded
 from . import grid as grids
 from . import rank as ranking
-from .coherence import (
-    COHERENCE_TAU,
-    DEFAULT_COPY,
-    MATCH_SHARES,
-    blended,
-    check_mode,
-    coherent,
-    matched_share,
-    uses_prior,
-    uses_votes,
-    vote_correction,
-    vote_weights,
-)
+from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, uses_prior, voting
 from .compose import Correspondence, choose, copied, finish
 from .control import ExemplarSet, Pool, region_owner
 
@@ -545,13 +533,8 @@ class PixelNN:
                 offset += len(pool.ids)
         if uses_prior(copy) and not (spec.n == 1 and spec.window == 1):  # 1:r:1 is one coherent copy already
             sim, rank, j = coherent(sim, rank, j, owner, *tables, COHERENCE_TAU)
-        weights = vote_weights(j) if uses_votes(copy) else None
         out = copied(fq, stacked.f_ex, stacked.y_ex, rank, j)
-        voted = None if weights is None else 1.0
-        if copy == "matched":
-            weights, correction, voted = _matched(out, weights, rank, j, residual, sources)
-        else:
-            correction = None if weights is None else vote_correction(rank, j, residual, weights)
+        weights, correction, voted = voting(copy, out, rank, j, residual, sources)
         corr = Correspondence(
             stacked.ids[rank].astype(np.int64), (j // W).astype(np.int32), (j % W).astype(np.int32), sim, weights
         )
@@ -567,22 +550,6 @@ class PixelNN:
         for c, score in zip(candidates, ranking.scores(parts)):
             c.score = score
         return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates
-
-
-def _matched(out, weights, rank, j, residual, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """(weights, correction, share): voting's weights blended with each pixel's own source at the share
-    (MATCH_SHARES) whose output has the spectrum closest to its sources' (`sources` (K, R) by rank,
-    weighted by the pixels each gives), the correction those weights make, and the share. `out`: copied()'s."""
-    full = vote_correction(rank, j, residual, weights)
-    outputs = finish(out[None], MATCH_SHARES[:, None, None, None].astype(np.float32) * full[None])
-    given = np.bincount(rank.ravel(), minlength=len(sources)) / rank.size
-    share = MATCH_SHARES[matched_share(outputs, given @ sources)]
-    weights, share = blended(weights, share), float(share)
-    if share == 0.0:  # every pixel its own source: rebuild()'s correction is exactly 0
-        return weights, None, share
-    if share == 1.0:  # the weights are voting's, bit for bit
-        return weights, full, share
-    return weights, vote_correction(rank, j, residual, weights), share  # exactly what rebuild() computes
 
 
 def _cut(text: str, limit: int = 120) -> str:
