@@ -26,7 +26,6 @@ import numpy as np
 from ..errors import ConfigError
 from ..search.cpu_kernels import dot
 from ..spectra import log_spectra, spectrum_distance
-from .compose import finish
 
 COPY_MODES = ("eq3", "coherent", "vote", "coherent-vote", "matched")
 # 'eq3' is the paper's independent per-pixel copy; full voting smooths more and varies less. 'matched'
@@ -236,6 +235,11 @@ def matched_share(outputs: np.ndarray, target: np.ndarray) -> int:
 
     outputs (N, H, W, 3) in [0, 1]: one candidate with each share of MATCH_SHARES."""
     return int(np.argmin(spectrum_distance(log_spectra(outputs), target)))
+
+
+def finish(out: np.ndarray, correction: np.ndarray | None = None) -> np.ndarray:
+    """An output from compose.copied's (..., H, W, 3) and a correction (voting's, or None), clipped to [0, 1]."""
+    return np.clip(out if correction is None else out + correction, 0.0, 1.0)
 
 
 def voting(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .coherence import finish, vote_correction
 from .grid import Spec
 
 
@@ -60,8 +61,6 @@ def choose(matches: Matches, spec: Spec, available: int) -> tuple[np.ndarray, np
 def rebuild(corr: Correspondence, fq: np.ndarray, f_of, y_of) -> np.ndarray:
     """A candidate rebuilt from its correspondence map alone: fq (H, W, 3) float32 f(x); f_of / y_of
     map bank ids (n,) to the exemplars' f(x_n) and y_n as (n, H, W, 3) float32 in [0, 1]."""
-    from .coherence import vote_correction
-
     H, W = corr.exemplar.shape
     ids, index = np.unique(corr.exemplar, return_inverse=True)
     residual = (np.asarray(y_of(ids), np.float32) - np.asarray(f_of(ids), np.float32)).reshape(len(ids), H * W, 3)
@@ -90,8 +89,3 @@ def copied(fq: np.ndarray, f_ex: np.ndarray, y_ex: np.ndarray, rank: np.ndarray,
     src_y = y_ex.reshape(K, H * W, 3)[rank, j]  # (H, W, 3)
     src_f = f_ex.reshape(K, H * W, 3)[rank, j]
     return src_y + (fq - src_f)
-
-
-def finish(out: np.ndarray, correction: np.ndarray | None = None) -> np.ndarray:
-    """The output from `copied`'s (..., H, W, 3) and a correction (voting's, or None), clipped to [0, 1]."""
-    return np.clip(out if correction is None else out + correction, 0.0, 1.0)

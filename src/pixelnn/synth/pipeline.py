@@ -38,8 +38,8 @@ from ..spectra import log_spectra
 from ..threads import one_blas_thread, threaded
 from . import grid as grids
 from . import rank as ranking
-from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, uses_prior, voting
-from .compose import Correspondence, choose, copied, finish
+from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, finish, uses_prior, voting
+from .compose import Correspondence, choose, copied
 from .control import ExemplarSet, Pool, region_owner
 
 RUN_CONFIG = run_folder.CONFIG
