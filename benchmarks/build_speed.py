@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from pixelnn.bank import store
-from pixelnn.bank.build import fit_bank_projection, reduced_descriptors, stage1_outputs
+from pixelnn.bank.build import fit_bank_projection, reduced_descriptors
+from pixelnn.bank.stage1 import stage1_outputs
 from pixelnn.features.backbones import load_backbone
 from pixelnn.features.hypercolumn import global_descriptor, pixel_descriptors
 from pixelnn.features.inference import pass_arithmetic, probe, run_backbone

@@ -164,6 +164,7 @@ class Runner:
                 return False
         model, p2p, ev = base / "pixelnn", base / "pix2pix", base / "eval"
         budget = {"minutes": o.minutes, "size": o.size, "train_limit": o.train_limit, "descriptors": o.descriptors}
+        folds = {"folds": o.folds} if o.folds else {}  # absent without folds: runs made before them stay valid
         common = [
             *d.data,
             *self._labels(d),
@@ -174,7 +175,7 @@ class Runner:
         ok = self.step(
             "stage1",
             name,
-            budget,
+            {**budget, **folds},
             pixelnn_cli(
                 "train",
                 "--data",
@@ -187,6 +188,7 @@ class Runner:
                 "--minutes",
                 str(o.minutes),
                 *(["--descriptors", str(o.descriptors)] if o.descriptors else []),
+                *(["--folds", str(o.folds)] if o.folds else []),
             ),
         )
         ok = ok and self.step(
@@ -213,7 +215,7 @@ class Runner:
         ok = ok and self.step(
             "evaluate",
             name,
-            {"limit": o.limit, "seed": o.seed, "copy": o.copy, **budget},
+            {"limit": o.limit, "seed": o.seed, "copy": o.copy, **budget, **folds},
             pixelnn_cli(
                 "evaluate",
                 "--model",
@@ -249,11 +251,23 @@ class Runner:
         """The stage 1 behind a domain's rows: its normalisation, steps and validation PSNR."""
         run = self.folder(name) / "pixelnn"
         config, metrics = _read(run / "config.json") or {}, _read(run / "metrics.json") or {}
+        bank = _read(run / "bank" / "bank.json") or {}
+        folds = (bank.get("cross_fit") or {}).get("folds", 0)
+        fold_metrics = [_read(run / "folds" / str(k) / "metrics.json") or {} for k in range(folds)]
         return {
             "norm": config.get("stage1", {}).get("norm", "batch"),  # configs without the key were BatchNorm
             "steps": metrics.get("training", {}).get("steps"),
             "threads": metrics.get("training", {}).get("cpu", {}).get("threads"),
             "val_psnr": metrics.get("val", {}).get("stage1_psnr"),
+            "train_psnr": metrics.get("train", {}).get("stage1_psnr"),
+            "folds": [
+                {
+                    "steps": m.get("training", {}).get("steps"),
+                    "pairs": m.get("training", {}).get("pairs"),
+                    "val_psnr": m.get("val", {}).get("stage1_psnr"),
+                }
+                for m in fold_metrics
+            ],
         }
 
     def pix2pix_steps(self, name: str) -> int | None:
@@ -341,14 +355,18 @@ def _stage1_cell(domain: dict) -> str:
     facts = domain.get("stage1") or {}
     names = {"batch": "BatchNorm", "group": "GroupNorm", "none": "none"}
     steps = facts.get("steps")
-    return f"{names.get(facts.get('norm'), '?')}, {steps if steps is not None else '?'}"
+    cell = f"{names.get(facts.get('norm'), '?')}, {steps if steps is not None else '?'}"
+    folds = facts.get("folds") or []
+    if folds:
+        cell += f"; bank cross-fitted by {len(folds)} folds of {'/'.join(str(f['steps']) for f in folds)}"
+    return cell
 
 
 def _command(domain: str, settings: dict) -> str:
     """The command line of this script that reproduces a domain from its evaluate step's settings."""
     words = ["python benchmarks/paper_tables.py", "--domains", domain]
     parser = build_parser()
-    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy"):
+    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy", "folds"):
         if key in settings and settings[key] != parser.get_default(key):
             words += [
                 f"--{key.replace('_', '-')}",
@@ -714,6 +732,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, default=96, help="working size (default 96, as the paper; smaller only for a quick look)"
     )
     p.add_argument("--train-limit", type=int, help="use only the first N training images (a quick look; default: all)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="cross-fit each bank with K fold models (`pixelnn train --folds K`; their training is K - 1 times "
+        "stage 1's, on top of --minutes); default 0: the bank's f(x_k) from stage 1 itself",
+    )
     p.add_argument("--train-only", action="store_true", help="train stage 1, the bank and pix2pix; evaluate later")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")
     p.add_argument(

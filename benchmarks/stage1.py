@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelnn.bank.build import STAGE1_BATCH
+from pixelnn.bank.stage1 import STAGE1_BATCH
 from pixelnn.regress.precision import AVX2_LIMITS, Choice, cpu_summary, describe_cpu
 from pixelnn.regress.train import TrainConfig, _optimizer, _step
 from pixelnn.regress.unet import Stage1Config, UNet, predict

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import smooth_textures
-from pixelnn.bank.build import stage1_outputs
+from pixelnn.bank.stage1 import stage1_outputs
 from pixelnn.data.signals import lowres
 from pixelnn.features.projection import fit_projection
 from pixelnn.regress.unet import Stage1Config, UNet

@@ -163,7 +163,10 @@ def test_synthesize_from_a_data_folder_writes_pages_and_correspondences(trained,
         # a training photo is its own first neighbour: 1:1:1 copies it back exactly
         with np.load(d / "cand-00_1-1-1.corr.npz") as z:
             assert (z["exemplar"] == exemplar).all()
-        assert np.array_equal(_png(d / "cand-00_1-1-1.png"), _png(d / "target.png"))
+        # to within one 8-bit step: the query's f(x), computed alone, may round differently from the
+        # bank's batched f(x_k) by a float16 step at a few pixels (bank.build.stage1_outputs)
+        step = np.abs(_png(d / "cand-00_1-1-1.png").astype(int) - _png(d / "target.png").astype(int))
+        assert step.max() <= 1 and (step > 0).mean() < 0.01
         page = (d / "index.html").read_text()
         assert "cand-01_3-1-whole.corr.png" in page
     index = (out / "index.html").read_text()

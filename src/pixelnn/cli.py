@@ -27,6 +27,8 @@ TRAIN_EXAMPLES = f"""examples:
   # 3000 steps whatever the machine (repeatable), at most 30 minutes; float32 forced
   pixelnn train --data {DATA}/edges2shoes/train --pairs BtoA --out runs/shoes-3k --steps 3000 --minutes 30 \
 --precision fp32
+  # a small set (stage 1 learns its training pairs): cross-fit the bank with 2 fold models
+  pixelnn train --data {DATA}/edges2shoes/train --pairs BtoA --out runs/shoes --folds 2
 Training resumes where it stopped when run again with the same --out. It prints steps, epochs,
 the precision chosen for this CPU, and stage-1 PSNR beside its baselines (bicubic, mean image)."""
 
@@ -170,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backbone", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
     p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="cross-fit the bank: also train K fold models (OUT/folds/k, each on the pairs outside its fold, "
+        "for as many epochs: K - 1 times the training), so each stored f(x_k) comes from a stage 1 that "
+        "never saw that pair, as a query's does",
+    )
     p.add_argument(
         "--descriptors",
         type=int,

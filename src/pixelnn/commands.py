@@ -21,7 +21,15 @@ from .regress.train import TrainConfig
 from .report.batch import Batch, Job, folder_names, settings_key
 from .synth.control import ExemplarSet
 from .synth.pipeline import PixelNN, own_bank, read_run_config
-from .workflow import index_arrays, index_samples, report_training, synthesize_batch, train_run, update_model_card
+from .workflow import (
+    index_arrays,
+    index_samples,
+    report_training,
+    synthesize_batch,
+    train_folds,
+    train_run,
+    update_model_card,
+)
 
 log = logging.getLogger(__name__)  # the CLI shows INFO on stdout (cli.main, logs.console)
 
@@ -87,6 +95,8 @@ def _train_data(args, opts: DataOptions, cache: Path) -> tuple[Prepared, Prepare
 
 def train(args) -> None:
     t0 = time.time()
+    if args.folds is not None and args.folds < 2:
+        raise ConfigError(f"--folds must be at least 2 (got {args.folds})")
     _output_folder(args.out)
     opts = DataOptions.from_args(args)
     data, val = _train_data(args, opts, args.out / "cache")
@@ -99,8 +109,12 @@ def train(args) -> None:
         precision=args.precision,
     )
     config = {**opts.describe(), "backbone": args.backbone or backbones.DEFAULT}
-    metrics = train_run(args.out, data.x, data.y, config, cfg, width=args.width, val=(val.x, val.y) if val else None)
+    held_out = (val.x, val.y) if val else None
+    metrics = train_run(args.out, data.x, data.y, config, cfg, width=args.width, val=held_out)
     log.info("\n".join(report_training(metrics)))
+    if args.folds:
+        folds = train_folds(args.out, data.x, data.y, config, cfg, args.folds, width=args.width, val=held_out)
+        log.info("\n".join(f"fold {k + 1}: " + report_training(m)[0] for k, m in enumerate(folds)))
     if not args.no_index:
         rebuild_bank(args.out, data, args.descriptors)
     log.info(f"model folder: {args.out}  ({(time.time() - t0) / 60:.1f} min)")

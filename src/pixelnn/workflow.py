@@ -5,13 +5,16 @@ A model folder holds config.json (the resolved configuration), stage1.safetensor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .bank import store
 from .bank.build import CHUNK, PROJECTION_IMAGES, Exemplars, add_chunks
+from .bank.stage1 import FOLDS, fold_folder, fold_of, fold_record, load_folds
 from .data.notice import warn_data
 from .data.prepare import prepare
 from .data.sources import Sample
@@ -24,6 +27,8 @@ from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psn
 from .regress.unet import Stage1Config, UNet
 from .report.batch import Batch, Job, folder_names, run_batch, settings_key
 from .synth.pipeline import BANK, own_bank, read_run_config
+
+log = logging.getLogger(__name__)
 
 
 def write_run(root: Path, model: UNet, config: dict) -> None:
@@ -56,6 +61,37 @@ def train_run(
     run_folder.write_metrics(root, metrics)
     update_model_card(root)
     return metrics
+
+
+def train_folds(
+    root: Path, x, y, config: dict, train_cfg: TrainConfig, folds: int, width: int = 16, levels: int = 4, val=None
+) -> list[dict]:
+    """Train (or resume) the fold models of a cross-fitted bank into root/folds/k (bank/stage1.py), after
+    the model in root: fold k on the pairs outside fold k, for as many epochs as that model trained (its
+    steps scaled by the share of pairs kept), so K folds cost K - 1 times its training. Folds of another
+    K are removed first. Returns each fold's metrics."""
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2 (got {folds}): with one fold no model is left to train")
+    trained = run_folder.read_metrics(root).get("training", {}).get("steps")
+    if not trained:
+        raise ConfigError(f"{root} has no finished stage 1 to size the folds by; train it first")
+    old = run_folder.read_metrics(fold_folder(root, 0)).get("fold") if fold_folder(root, 0).is_dir() else None
+    if (Path(root) / FOLDS).is_dir() and old != fold_record(0, folds):
+        log.info("removing %s: its folds were not made for --folds %d", Path(root) / FOLDS, folds)
+        shutil.rmtree(Path(root) / FOLDS)
+    which = fold_of(store.exemplar_hashes(x, y), folds)
+    out = []
+    for k in range(folds):
+        rows = np.flatnonzero(which != k)
+        steps = max(1, round(trained * len(rows) / len(x)))
+        log.info("fold %d of %d: %d of %d pairs, %d steps", k + 1, folds, len(rows), len(x), steps)
+        cfg = replace(train_cfg, minutes=None, steps=steps, epochs=0)
+        folder, record = fold_folder(root, k), fold_record(k, folds)
+        metrics = train_run(folder, x[rows], y[rows], {**config, "fold": record}, cfg, width, levels, val)
+        metrics["fold"] = record
+        run_folder.write_metrics(folder, metrics)
+        out.append(metrics)
+    return out
 
 
 def update_model_card(root: Path) -> Path:
@@ -131,7 +167,10 @@ def index_arrays(
         return job.finish(index_on_ray(ray, job, pieces, lambda: exemplars.x, len(exemplars), chunk))
     chunks = exemplars.chunks(chunk or CHUNK)
     total = len(exemplars)
-    return job.finish(add_chunks(job.bank, job.model, job.backbone, job.signal, chunks, *job.options, total, version))
+    added = add_chunks(
+        job.bank, job.model, job.backbone, job.signal, chunks, *job.options, total, version, folds=job.folds
+    )
+    return job.finish(added)
 
 
 def index_samples(
@@ -163,7 +202,10 @@ def index_samples(
         first = lambda: pieces(PROJECTION_IMAGES)[0].loaded().x  # noqa: E731
         return job.finish(index_on_ray(ray, job, pieces, first, len(samples), chunk))
     chunks = (c for c in map(SampleChunk.load, pieces(chunk or CHUNK)) if c is not None)
-    return job.finish(add_chunks(job.bank, job.model, job.backbone, job.signal, chunks, *job.options, len(samples)))
+    added = add_chunks(
+        job.bank, job.model, job.backbone, job.signal, chunks, *job.options, len(samples), folds=job.folds
+    )
+    return job.finish(added)
 
 
 @dataclass(frozen=True)
@@ -209,6 +251,7 @@ class IndexJob:
     descriptors: int | None
     allow_duplicates: bool
     progress: bool
+    folds: tuple[UNet, ...]  # the folder's fold models (bank/stage1.py): they give the stored f(x_k)
 
     @classmethod
     def of(cls, root, bank, backbone, descriptors, allow_duplicates, progress) -> IndexJob:
@@ -220,7 +263,9 @@ class IndexJob:
         backbone = backbone or config.get("backbone", backbones.DEFAULT)
         model = checkpoint.load_model(path)
         same = bank.resolve() == own.resolve()
-        return cls(root, bank, same, model, path, backbone, config["signal"], descriptors, allow_duplicates, progress)
+        folds = load_folds(root, model)
+        signal = config["signal"]
+        return cls(root, bank, same, model, path, backbone, signal, descriptors, allow_duplicates, progress, folds)
 
     @property
     def options(self) -> tuple:

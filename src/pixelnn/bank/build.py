@@ -20,8 +20,9 @@ from ..features.hypercolumn import global_descriptor
 from ..features.inference import FP32, pass_arithmetic, run_backbone
 from ..features.projection import fit_projection, project_taps, sample_hypercolumns
 from ..regress.checkpoint import fingerprint
-from ..regress.unet import UNet, predict
+from ..regress.unet import UNet
 from . import store
+from .stage1 import bank_outputs, manifest_entry, stage1_outputs
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +33,9 @@ def expected_manifest(model: UNet, backbone: str, signal: str, global_dim: int) 
     return store.new_manifest(fingerprint(model), backbone, cfg.size, signal, input_shape, global_dim)
 
 
-STAGE1_BATCH = 16  # fastest of 1, 8, 16, 32 on 2 cores (docs/benchmarks.md)
 # Images projected at a time: the full-resolution temporaries of a chunk (2.4 MB per image each) stay in
 # cache and below glibc's mmap threshold; a batch of 16 at once was 2.5x slower (docs/benchmarks.md).
 PROJECT_CHUNK = 2
-
-
-def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progress: bool = True) -> np.ndarray:
-    """f(x) as stored in a bank: (N, S, S, 3) float16. Queries use the same rounding.
-
-    Computed in batches. A query computes its f(x) alone, and convolution kernels may round
-    differently for one image than for a batch, so a bank exemplar given as a query may differ
-    from its stored f(x_n) by one float16 step at a few pixels (tests/test_bank_build.py); the
-    pixel search treats such near-equal similarities as ties won by the nearest pixel, so the
-    exemplar still copies itself.
-    """
-    outs = []
-    for i in tqdm(range(0, len(x), batch), desc="stage 1", disable=not progress, leave=False, unit_scale=batch):
-        outs.append(predict(model, x[i : i + batch], batch=batch).permute(0, 2, 3, 1).half().numpy())
-    return np.concatenate(outs)
 
 
 def fit_bank_projection(
@@ -200,9 +185,13 @@ class BankPlan:
     encoding: store.Encoding  # the bank's, or the one fitted for a new bank
     known: frozenset[str] | None  # content hashes already in the bank; None: add duplicates too
     checked: frozenset[str] | None  # the names of the shards `known` was read from
+    folds: tuple[UNet, ...] = ()  # fold models that give the stored f(x_k) (stage1.py); none: the model's own
 
     def template(self, model: UNet, global_dim: int) -> dict:
-        return expected_manifest(model, self.backbone, self.signal, global_dim)
+        manifest = expected_manifest(model, self.backbone, self.signal, global_dim)
+        if self.folds:
+            manifest["cross_fit"] = manifest_entry(self.folds)
+        return manifest
 
     def after(self, manifest: dict, hashes: list[str]) -> BankPlan:
         """The plan once `manifest` lists a chunk whose exemplars have `hashes`: the bank's projection is now
@@ -251,12 +240,14 @@ def plan_bank(
     allow_duplicates: bool = False,
     first_x: np.ndarray | None = None,
     version: int = store.VERSION,
+    folds: tuple[UNet, ...] = (),
 ) -> BankPlan:
     """The plan of a run that adds to the bank at `root` (made by the first commit if missing).
 
-    An existing bank must have been built with the same model weights, backbone, size and signal; its
-    encoding is kept. A new bank (format `version`) with `descriptors` d gets a projection and codec fitted
-    on `first_x`, the first inputs of the run (at least PROJECTION_IMAGES of them when there are that many)."""
+    An existing bank must have been built with the same model weights, backbone, size and signal, and
+    the same fold models (stage1.py) or none; its encoding is kept. A new bank (format `version`) with
+    `descriptors` d gets a projection and codec fitted on `first_x`, the first inputs of the run (at
+    least PROJECTION_IMAGES of them when there are that many), through the model itself."""
     root = Path(root)
     existing = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
     if existing is None:
@@ -266,15 +257,31 @@ def plan_bank(
                 raise BankError(f"no exemplars to fit the projection of the new bank {root} on")
             encoding = new_bank_encoding(model, network(backbone), first_x, descriptors, version)
         known = None if allow_duplicates else frozenset()
-        return BankPlan(root, backbone, signal, encoding, known, None if allow_duplicates else frozenset())
+        return BankPlan(root, backbone, signal, encoding, known, None if allow_duplicates else frozenset(), folds)
     backbone = existing["backbone"]
     store.check_compatible(existing, expected_manifest(model, backbone, signal, existing["global_dim"]), root)
+    _check_cross_fit(existing, folds, root)
     _check_descriptors(existing, descriptors, root)
     encoding = store.read_encoding(root, existing)
     if allow_duplicates:
-        return BankPlan(root, backbone, signal, encoding, None, None)
+        return BankPlan(root, backbone, signal, encoding, None, None, folds)
     names = frozenset(s["name"] for s in existing["shards"])
-    return BankPlan(root, backbone, signal, encoding, frozenset(store.bank_hashes(root, existing)), names)
+    return BankPlan(root, backbone, signal, encoding, frozenset(store.bank_hashes(root, existing)), names, folds)
+
+
+def _check_cross_fit(existing: dict, folds: tuple[UNet, ...], root: Path) -> None:
+    """Exemplars added to a bank get their f(x_k) as its others did: from the same fold models, or none."""
+    have, want = existing.get("cross_fit"), manifest_entry(folds)
+    if have != want:
+        raise BankError(
+            f"the bank {root} stores f(x_k) from {_origin(have)}, but this run would compute them with "
+            f"{_origin(want)}; build a new bank (--bank NEW_FOLDER), or rebuild this one with "
+            "`pixelnn train --out MODEL`"
+        )
+
+
+def _origin(cross_fit: dict | None) -> str:
+    return "the model itself" if cross_fit is None else f"{cross_fit['folds']} fold models"
 
 
 def stage_chunk(
@@ -290,8 +297,8 @@ def stage_chunk(
         return Staged(folder, 0, len(chunk), 0, hashes)
     new = chunk.take(keep) if len(keep) < len(chunk) else chunk
     shutil.rmtree(folder / "shard", ignore_errors=True)  # what an attempt killed before this one left
-    f = stage1_outputs(model, new.x, progress=progress)
     kept = [hashes[i] for i in keep]
+    f = bank_outputs(model, plan.folds, new.x, kept, progress=progress)
     dim = _stage(folder, backbone(), f, new.x, new.y, new.names, new.labels, kept, plan.encoding, progress)
     return Staged(folder, len(new), len(chunk) - len(new), dim, hashes)
 
@@ -357,6 +364,7 @@ def add_chunks(
     allow_duplicates: bool = False,
     total: int | None = None,
     version: int = store.VERSION,
+    folds: tuple[UNet, ...] = (),
 ) -> dict:
     """Create the bank at `root` or add to it chunk by chunk, each chunk computed, staged and committed
     as its own shard, so that memory does not grow with the number of exemplars; returns the manifest.
@@ -364,11 +372,12 @@ def add_chunks(
     A new bank's projection is fitted once, on the first PROJECTION_IMAGES exemplars, before any chunk
     is written. Inputs whose content (x and y bytes) is already in the bank are skipped unless
     `allow_duplicates`, so a rerun adds nothing twice, and a run that was stopped midway adds only the
-    chunks it had not committed. Several writers may add to one bank at once (see store).
+    chunks it had not committed. Several writers may add to one bank at once (see store). With `folds`
+    (stage1.load_folds), the stored f(x_k) are cross-fitted.
     """
     root = Path(root)
     first_x, chunks = peek(chunks, PROJECTION_IMAGES) if descriptors else (None, iter(chunks))
-    plan = plan_bank(root, model, backbone, signal, descriptors, allow_duplicates, first_x, version)
+    plan = plan_bank(root, model, backbone, signal, descriptors, allow_duplicates, first_x, version, folds)
     manifest = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
     backbone_model, seen, skipped = functools.partial(network, plan.backbone), 0, 0
     with tqdm(total=total, desc="indexing", unit="exemplar", disable=not progress) as bar:

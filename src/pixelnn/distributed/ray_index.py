@@ -26,7 +26,6 @@ import numpy as np
 from ..bank import store
 from ..bank.build import (
     CHUNK,
-    STAGE1_BATCH,
     BankPlan,
     Exemplars,
     Staged,
@@ -36,6 +35,7 @@ from ..bank.build import (
     plan_bank,
 )
 from ..bank.build import stage_chunk as stage_one
+from ..bank.stage1 import STAGE1_BATCH
 from ..errors import BankError, ConfigError
 from ..regress import checkpoint
 from .cluster import absolute, cluster_cpus, connect, even_chunk, results
@@ -60,7 +60,9 @@ def index_on_ray(
     root = absolute(job.bank)
     new = not (root / store.MANIFEST).exists()
     x0 = first_x() if new and job.descriptors else None
-    plan = plan_bank(root, job.model, job.backbone, job.signal, job.descriptors, job.allow_duplicates, x0)
+    plan = plan_bank(
+        root, job.model, job.backbone, job.signal, job.descriptors, job.allow_duplicates, x0, folds=job.folds
+    )
     size = chunk or even_chunk(total, cluster_cpus(ray), STAGE1_BATCH, CHUNK)
     work = pieces(size)
     log.info("index: %d exemplars in %d Ray task(s) of up to %d", total, len(work), size)

@@ -21,12 +21,14 @@ METRICS_VERSION = 2  # 2: Top-1, seams, Fréchet of the Top-1 outputs, diversity
 
 def run_key(manifest: dict, generator: torch.nn.Module | None, seed: int, n_samples: int, copy: str) -> list:
     """What every candidate file of a run depends on: the model and bank (a compact bank's encoding
-    too: its copy made by `pixelnn compact` has the same model and count), the pix2pix weights and
-    the options. Keys of version-1 banks are what they were before compact banks."""
+    too: its copy made by `pixelnn compact` has the same model and count; a cross-fitted bank's fold
+    models), the pix2pix weights and the options. Keys of version-1 banks are what they were before compact banks."""
     weights = weights_hash(generator) if generator is not None else None
     key = [CACHE_VERSION, manifest.get("model_fingerprint"), manifest.get("count"), weights, seed, n_samples, copy]
     if manifest.get("version", 1) != 1:
         key.append([manifest["version"], manifest.get("descriptors")])
+    if manifest.get("cross_fit"):  # stored f(x_k) from fold models: same model and count, other candidates
+        key.append(manifest["cross_fit"])
     return key
 
 
