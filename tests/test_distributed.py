@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray  # pinned in requirements-test.lock: without it these tests fail, they do not skip
+import torch
 from PIL import Image
 
 from conftest import smooth_textures
 from pixelnn import cli
-from pixelnn.bank import store
+from pixelnn.bank import stage1, store
 from pixelnn.bank.bank import Bank
 from pixelnn.data.signals import lowres
-from pixelnn.workflow import index_arrays
+from pixelnn.regress import checkpoint
+from pixelnn.workflow import index_arrays, write_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -140,6 +142,28 @@ def test_a_ray_built_bank_equals_the_single_process_one(cluster, tiny_run, pairs
     assert [s["count"] for s in m["shards"]] == [16, 16, 8]
     same_bank(reference, tmp_path / "bank")
     assert leftovers(tmp_path / "bank") == []
+
+
+def test_a_ray_built_cross_fitted_bank_equals_the_single_process_one(cluster, tiny_run, pairs, tmp_path):
+    """The fold models travel with the plan: Ray tasks store each f(x_k) from the fold that left it out."""
+    x, y = pairs
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run, ignore=shutil.ignore_patterns("bank"))
+    main_model = checkpoint.load_model(run / checkpoint.FILENAME)
+    for k in (0, 1):
+        torch.manual_seed(100 + k)  # two other (untrained) networks of the same shape
+        folder = stage1.fold_folder(run, k)
+        write_run(folder, type(main_model)(main_model.cfg).eval(), json.loads((run / "config.json").read_text()))
+        (folder / "metrics.json").write_text(json.dumps({"fold": stage1.fold_record(k, 2)}))
+    _index(run, tmp_path / "local", x, y, chunk=16)
+    m = _index(run, tmp_path / "ray", x, y, chunk=16, ray="auto")
+    assert m["cross_fit"]["folds"] == 2
+    same_bank(tmp_path / "local", tmp_path / "ray")
+    which = stage1.fold_of(store.exemplar_hashes(x, y), 2)
+    folds = stage1.load_folds(run, main_model)
+    stored = Bank.open(tmp_path / "ray").stage1(list(range(40)))
+    expect = np.stack([stage1.stage1_outputs(folds[k], x[i : i + 1], progress=False)[0] for i, k in enumerate(which)])
+    assert 0 < which.sum() < 40 and np.abs(stored - expect.astype(np.float32)).max() <= 1 / 255  # uint8 storage
 
 
 def test_a_killed_task_is_retried_and_leaves_no_partial_shard(cluster, tiny_run, pairs, reference, tmp_path):

@@ -133,6 +133,10 @@ def test_targets_name_each_check_and_results_json_has_the_documented_shape(table
     assert cells[2] == "0.900 vs 0.850 ✓"
     assert cells[3] == "0.050 vs 0.100 ✓"
     assert cells[4] == "2.7x ✓"
+    assert cells[5] == "n/a"  # no global NN in this report
+    d["methods"]["global"] = method("global NN", (18.0, 19.0), (0.7, 0.8), (0.2, 0.1), 0.045, 800.0)
+    d["methods"]["global"]["top1"] = d["methods"]["global"]["rand1"]
+    assert tables.targets_section({"edges2shoes": d})[-1].endswith("| 2.7x ✓ | 1.5x |")
     d["methods"]["pixelnn"]["top1"]["psnr"] = 19.0
     assert "19.00 vs 20.00 ✗" in tables.targets_section({"edges2shoes": d})[-1]
     out = tables.results_json({"generated": "now", "domains": {"edges2shoes": d}})
@@ -163,3 +167,15 @@ def test_a_longer_run_is_set_beside_its_domain_and_copy_modes_are_named(tables):
     assert tables._copy_modes({"a": near, "b": far}) == "`--copy coherent` for a; `--copy matched` for b"
     text = tables.render({"generated": "now", "domains": {"faces-lowres": near}, "longer": {"faces-lowres": far}}, None)
     assert "10 against 60 training minutes" in text and "`--copy coherent`" in text
+
+
+def test_cross_fitted_banks_are_named_in_the_command_the_cell_and_the_intro(tables):
+    settings = {"limit": 50, "seed": 0, "minutes": 10.0, "size": 96, "train_limit": None, "descriptors": 64}
+    assert tables._command("edges2shoes", {**settings, "folds": 2}).endswith("--minutes 10 --limit 50 --folds 2")
+    d = ranked_domain("Shoes")
+    d["stage1"] = {"norm": "batch", "steps": 2676, "folds": [{"steps": 1357}, {"steps": 1319}]}
+    assert tables._stage1_cell(d) == "BatchNorm, 2676; bank cross-fitted by 2 folds of 1357/1319"
+    plain = ranked_domain("Faces")
+    assert tables._cross_fit_lines({"faces-lowres": plain}) == []
+    intro = " ".join(tables._cross_fit_lines({"faces-lowres": plain, "edges2shoes": d}))
+    assert intro.startswith("Banks cross-fitted (edges2shoes: `--folds 2`)") and "faces" not in intro
