@@ -65,6 +65,7 @@ def test_the_bank_stores_each_pair_from_the_fold_that_left_it_out(folded):
     data, run = folded
     bank = Bank.open(run / "bank")
     assert bank.manifest["cross_fit"]["folds"] == 2
+    assert "cross-fitted: each from the one of 2 fold models" in (run / "README.md").read_text()
     prepared = _training_pairs(data)
     which = stage1.fold_of(exemplar_hashes(prepared.x, prepared.y), 2)
     assert set(which) == {0, 1}

@@ -152,10 +152,16 @@ def _card_bank(bank: dict | None, where: str) -> list[str]:
         if desc
         else "no reduced descriptors (exact search)"
     )
-    return [
+    lines = [
         f"{sum(s['count'] for s in bank['shards'])} exemplars in {len(bank['shards'])} shard(s) at `{where}`, "
         f"{bank.get('backbone', '?')} descriptors, {search}."
     ]
+    if bank.get("cross_fit"):
+        lines.append(
+            f"Its stored f(x_k) are cross-fitted: each from the one of {bank['cross_fit']['folds']} fold models "
+            "(`folds/`) that did not train on that pair."
+        )
+    return lines
 
 
 def model_card(config: dict, metrics: dict, bank: dict | None = None, bank_where: str = "bank/") -> str:
