@@ -34,7 +34,7 @@ def stage1_outputs(model: UNet, x: np.ndarray, batch: int = STAGE1_BATCH, progre
     differently for one image than for a batch, so a bank exemplar given as a query may differ
     from its stored f(x_n) by one float16 step at a few pixels (tests/test_bank_build.py); the
     pixel search treats such near-equal similarities as ties won by the nearest pixel, so the
-    exemplar still copies itself.
+    exemplar still copies itself (not in a cross-fitted bank, whose f(x_n) is a fold model's).
     """
     outs = []
     for i in tqdm(range(0, len(x), batch), desc="stage 1", disable=not progress, leave=False, unit_scale=batch):
