@@ -260,6 +260,7 @@ class Runner:
             "threads": metrics.get("training", {}).get("cpu", {}).get("threads"),
             "val_psnr": metrics.get("val", {}).get("stage1_psnr"),
             "train_psnr": metrics.get("train", {}).get("stage1_psnr"),
+            "bank_version": bank.get("version"),
             "folds": [
                 {
                     "steps": m.get("training", {}).get("steps"),
@@ -360,6 +361,12 @@ def _stage1_cell(domain: dict) -> str:
     if folds:
         cell += f"; bank cross-fitted by {len(folds)} folds of {'/'.join(str(f['steps']) for f in folds)}"
     return cell
+
+
+def _compact(domains: dict) -> str:
+    """The domains whose banks are in the compact format (version 2), for the intro."""
+    names = [n for n, d in domains.items() if (d.get("stage1") or {}).get("bank_version") == 2]
+    return ", ".join(names) or "none"
 
 
 def _cross_fit_lines(domains: dict) -> list[str]:
@@ -504,8 +511,8 @@ def render(table: dict, figure_dir: dict | None) -> str:
         "than the paper's, so absolute numbers are not the paper's; the comparison is between methods.",
         "The stage-1 column gives each domain's normalisation and the steps its budget allowed. Edge inputs get",
         'BatchNorm since the comparison in docs/benchmarks.md ("Stage-1 normalisation"). Banks built since',
-        "format version 2 (edges2shoes here) are compact; the others are version 1, whose Table-1 metrics the",
-        'compact copy matches within bootstrap noise (docs/benchmarks.md, "Compact banks").',
+        f"format version 2 ({_compact(domains)} here) are compact; the others are version 1, whose Table-1 metrics",
+        'the compact copy matches within bootstrap noise (docs/benchmarks.md, "Compact banks").',
         *_cross_fit_lines(domains),
         "",
         "Made by (one line per domain; each resumes or skips what is finished):",
