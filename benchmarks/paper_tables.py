@@ -503,8 +503,9 @@ def render(table: dict, figure_dir: dict | None) -> str:
             "the bank built from that training set;"
         ),
         "metrics on the first validation inputs. Rand-1: one candidate per input at random (fixed seed); Top-1: the",
-        "candidate ranked first by a score from the input alone (agreement with the input and, for PixelNN, the mean",
-        "similarity of its copied pixels; never the photo), the same function for every method; Oracle: the best",
+        "candidate ranked first by a score from the input alone (agreement with the input; for edge inputs, with",
+        "stage 1's colours at 1/8 size; for PixelNN, the mean similarity of its copied pixels; never the photo), the",
+        "same function for every method; Oracle: the best",
         "candidate per input for that metric. PixelNN has the 72 candidates of the authors' grid (copied with",
         f"{_copy_modes(domains)}), pix2pix 72 samples",
         "with dropout active, global NN the 10 nearest exemplars (Eq. 2), stage 1 one output. Budgets are far smaller",

@@ -36,6 +36,20 @@ def test_structure_agreement_prefers_edges_where_the_sketch_has_lines():
     assert agree[0] > 0.5 > agree[1] and agree[2] == 0.0  # a flat image has no structure to agree with
 
 
+def test_stage1_part_prefers_the_colours_of_f_and_only_for_inputs_of_the_output_size():
+    f = smooth_photo(1)
+    sketch = np.full((32, 32, 1), 255, np.uint8)
+    sketch[:, 15:17] = 0
+    recoloured = f[..., ::-1].copy()  # the same layout in other colours
+    detailed = np.clip(f + 0.05 * np.random.default_rng(2).standard_normal(f.shape), 0, 1).astype(np.float32)
+    parts = R.input_parts(np.stack([recoloured, detailed, f]), sketch, f)
+    assert set(parts) == {"consistency", "stage1"}
+    assert parts["stage1"][2] > parts["stage1"][1] > parts["stage1"][0]  # fine noise costs little, colour much
+    assert set(R.input_parts(np.stack([f]), sketch)) == {"consistency"}  # no f(x) given: no stage1 part
+    x = lowres((f[None] * 255 + 0.5).astype(np.uint8), 8)[0]
+    assert set(R.input_parts(np.stack([f, recoloured]), x, f)) == {"consistency"}  # x gives the colours itself
+
+
 def test_seam_cost_is_zero_for_one_coherent_source_and_grows_with_a_cut():
     H = W = 8
     residual = np.random.default_rng(0).normal(size=(2, H * W, 3)).astype(np.float32)

@@ -15,7 +15,7 @@ import torch
 from ..hashing import arrays_hash, json_hash, weights_hash
 from ..synth.compose import Correspondence
 
-CACHE_VERSION = 3  # 2: candidates ranked, with scores and seams; 3: ranking by consistency and match
+CACHE_VERSION = 4  # 2: candidates ranked, with scores and seams; 3: ranking by consistency and match; 4: and stage1
 METRICS_VERSION = 2  # 2: Top-1, seams, Fréchet of the Top-1 outputs, diversity of the top 10
 
 

@@ -35,7 +35,7 @@ def candidates(
 ) -> dict:
     """Every method's candidates for input i: {method: (n, S, S, 3) uint8}, best ranked first for
     PixelNN, with 'score__METHOD' (n,) the rank score from the input alone (synth/rank.py, the same
-    function for every method; pix2pix has no correspondences, so consistency alone), 'seam__pixelnn'
+    function for every method; pix2pix has no correspondences, so its agreement with x and f(x) alone), 'seam__pixelnn'
     and 'seam__global' (n,) the seams against the photo y (metrics.seam_step), 'specs', and for the
     first inputs the correspondences of two PixelNN candidates ('corr_rand1_*', 'corr_composite_*'):
     the Rand-1 one and the one drawn from the most exemplars (the first such in rank order)."""
@@ -61,7 +61,7 @@ def candidates(
         out.update({"seam__pixelnn": seams, "seam__global": seams[glob]})
     if generator is not None:
         out["pix2pix"] = to_uint8(sample(generator, x, n_samples, seed=_torch_seed(seed, i)))
-        out["score__pix2pix"] = ranking.combine({"consistency": ranking.consistency(out["pix2pix"], x)})
+        out["score__pix2pix"] = ranking.combine(ranking.input_parts(out["pix2pix"], x, result.stage1))
     if i < N_CORR:
         sources = [len(c.corr.shares()) for c in result.candidates]
         picks = {"rand1": M.rand1_index(seed, "pixelnn", i, len(specs)), "composite": int(np.argmax(sources))}

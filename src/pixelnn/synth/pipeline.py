@@ -399,7 +399,7 @@ class PixelNN:
             )
         with timed(profile, "ranking"):
             x = self.check_input(x)
-            candidates = self._ranked(made, x, rank)
+            candidates = self._ranked(made, x, fq, rank)
         base = pools[0]
         return Result(x, fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
 
@@ -542,11 +542,11 @@ class PixelNN:
         parts = {"seam": -ranking.seam_cost(rank, j, residual), "match": float(sim.mean())}
         return Candidate(spec, image, corr, voted=voted), parts
 
-    def _ranked(self, made: list[tuple[Candidate, dict]], x: np.ndarray, rank: bool) -> list[Candidate]:
-        """Score every candidate (its map's parts, plus consistency with x) and, if rank, sort best first."""
+    def _ranked(self, made: list[tuple[Candidate, dict]], x: np.ndarray, fq: np.ndarray, rank: bool) -> list[Candidate]:
+        """Score every candidate (its map's parts, plus its agreement with x and f(x)) and, if rank, sort best first."""
         candidates = [c for c, _ in made]
         parts = {k: np.array([p[k] for _, p in made]) for k in ("seam", "match")}
-        parts = {"consistency": ranking.consistency(np.stack([c.image for c in candidates]), x), **parts}
+        parts = {**ranking.input_parts(np.stack([c.image for c in candidates]), x, fq), **parts}
         for c, score in zip(candidates, ranking.scores(parts)):
             c.score = score
         return [candidates[i] for i in ranking.order([c.score for c in candidates])] if rank else candidates

@@ -7,6 +7,12 @@ Each candidate gets up to three parts, each one "higher is better":
   (edge map, sketch, any aligned signal) is compared by structure: the correlation between the
   candidate's gradient magnitude and the input's line strength (dark lines on a light ground) or,
   for other signals, the input's own gradient magnitude, both lightly blurred.
+- stage1: for inputs of the output's size, how well its colours at 1/STAGE1_FACTOR of the output's
+  size agree with stage 1's f(x) there (PSNR, dB). An edge map says little about colour; f(x), the
+  regression's estimate of the mean photo, is the input's best guess of it, so the first candidate
+  is the one whose colours a squared-error loss would expect, and the others give the alternatives.
+  A low-resolution input already gives those colours itself (consistency), so there it is left out.
+  Given f(x) (every method: pix2pix's samples are ranked against PixelNN's stage 1 too).
 - match: the mean cosine similarity of its copied pixels. Only for candidates with a map.
 - seam: minus the mean seam cost of its correspondence map (see `seam_cost`); 0 for a copy of
   one coherent source. Only for candidates with a map. Reported, not counted in the total: on
@@ -30,8 +36,9 @@ from scipy.ndimage import correlate1d, gaussian_filter
 from ..data.signals import lowres
 from ..pixels import psnr, to_uint8
 
-PARTS = ("consistency", "seam", "match")
-COUNTED = ("consistency", "match")  # the parts the total adds up
+PARTS = ("consistency", "stage1", "seam", "match")
+COUNTED = ("consistency", "stage1", "match")  # the parts the total adds up
+STAGE1_FACTOR = 8  # the stage1 part compares colours at 1/8 of the output's size (12x12 for 96x96)
 BLUR_SIGMA = 1.0  # pixels, applied to both structure maps before their correlation
 
 
@@ -41,6 +48,7 @@ class Score:
 
     total: float
     consistency: float
+    stage1: float | None = None
     seam: float | None = None
     match: float | None = None
 
@@ -104,6 +112,26 @@ def consistency(images: np.ndarray, x: np.ndarray) -> np.ndarray:
     if x.shape[0] < images.shape[1]:
         return lowres_agreement(images, x)
     return structure_agreement(images, x)
+
+
+def stage1_agreement(images: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """(n,) PSNR (dB) between candidates (n, S, S, 3) and stage 1's f(x) (S, S, 3), both in [0, 1], each
+    downsampled by STAGE1_FACTOR as low-resolution inputs are made (after rounding to uint8)."""
+    factor = min(STAGE1_FACTOR, images.shape[1])
+    small = lowres(to_uint8(images), factor) / 255.0
+    return psnr(small, lowres(to_uint8(np.asarray(f)[None]), factor)[0] / 255.0)
+
+
+def input_parts(images: np.ndarray, x: np.ndarray, f: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The parts every method's candidates (n, S, S, 3) get from the input alone: consistency with x,
+    and with f(x) given and an input of the output's size, stage1."""
+    parts = {"consistency": consistency(images, x)}
+    x = np.asarray(x)
+    if f is not None and x.shape[0] >= np.asarray(images).shape[1]:
+        imgs = np.asarray(images)
+        imgs = imgs.astype(np.float32) / 255.0 if imgs.dtype == np.uint8 else imgs
+        parts["stage1"] = stage1_agreement(imgs, f)
+    return parts
 
 
 def seam_cost(rank: np.ndarray, j: np.ndarray, residual: np.ndarray) -> float:
