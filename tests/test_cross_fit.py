@@ -121,3 +121,19 @@ def test_one_fold_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--folds must be at least 2" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_made_before_zero_head_existed_resumes_and_gets_folds(folded, tmp_path):
+    """`pixelnn train --folds` on a finished folder whose config.json predates the 'zero_head' key."""
+    data, run = folded
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("folds", "bank"))
+    config = json.loads((copy / "config.json").read_text())
+    del config["stage1"]["zero_head"]
+    (copy / "config.json").write_text(json.dumps(config))
+    argv = ["train", "--data", str(data), *COMMON, "--steps", "30", "--batch", "4", "--out", str(copy)]
+    assert main([*argv, "--folds", "2"]) == 0
+    assert Bank.open(copy / "bank").manifest["cross_fit"]["folds"] == 2
+    config["stage1"]["width"] = 16  # another network is still refused
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(argv) == 2

@@ -26,12 +26,18 @@ def claim(root: Path, config: dict, key: str, model_cfg: dict, train_cfg, what: 
     path = Path(root) / CONFIG
     if path.exists():
         old = read_config(path)
-        if old.get(key) != model_cfg or old.get("signal") != config.get("signal"):
+        if _network(old.get(key)) != _network(model_cfg) or old.get("signal") != config.get("signal"):
             raise ConfigError(
                 f"{root} already holds a {what} with another configuration ({old.get('signal')}, "
                 f"{old.get(key)}); choose another --out folder"
             )
     write_json(path, {**config, key: model_cfg, "train": asdict(train_cfg)})
+
+
+def _network(model_cfg: dict | None) -> dict | None:
+    """A model configuration without how its training starts ('zero_head', which folders made before it
+    existed lack): what decides whether a folder holds the same network."""
+    return None if model_cfg is None else {k: v for k, v in model_cfg.items() if k != "zero_head"}
 
 
 def read_config(path: Path) -> dict:
