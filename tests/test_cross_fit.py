@@ -137,3 +137,15 @@ def test_a_folder_made_before_zero_head_existed_resumes_and_gets_folds(folded, t
     config["stage1"]["width"] = 16  # another network is still refused
     (copy / "config.json").write_text(json.dumps(config))
     assert main(argv) == 2
+
+
+def test_training_other_folds_replaces_the_old_ones(folded, tmp_path):
+    data, run = folded
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("bank"))
+    argv = ["train", "--data", str(data), *COMMON, "--steps", "30", "--batch", "4", "--out", str(copy)]
+    assert main([*argv, "--folds", "3"]) == 0
+    assert sorted(p.name for p in (copy / "folds").iterdir()) == ["0", "1", "2"]
+    assert Bank.open(copy / "bank").manifest["cross_fit"]["folds"] == 3
+    records = [json.loads((stage1.fold_folder(copy, k) / "metrics.json").read_text())["fold"] for k in range(3)]
+    assert records == [{"index": k, "of": 3} for k in range(3)]

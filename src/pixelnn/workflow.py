@@ -75,7 +75,8 @@ def train_folds(
     trained = run_folder.read_metrics(root).get("training", {}).get("steps")
     if not trained:
         raise ConfigError(f"{root} has no finished stage 1 to size the folds by; train it first")
-    old = run_folder.read_metrics(fold_folder(root, 0)).get("fold") if fold_folder(root, 0).is_dir() else None
+    first = fold_folder(root, 0) / run_folder.CONFIG  # written when fold 0 starts: an unfinished fold resumes
+    old = run_folder.read_config(first).get("fold") if first.exists() else None
     if (Path(root) / FOLDS).is_dir() and old != fold_record(0, folds):
         log.info("removing %s: its folds were not made for --folds %d", Path(root) / FOLDS, folds)
         shutil.rmtree(Path(root) / FOLDS)
@@ -83,6 +84,8 @@ def train_folds(
     out = []
     for k in range(folds):
         rows = np.flatnonzero(which != k)
+        if not len(rows):
+            raise ConfigError(f"{len(x)} training pairs are too few for {folds} folds: fold {k + 1} has none to train")
         steps = max(1, round(trained * len(rows) / len(x)))
         log.info("fold %d of %d: %d of %d pairs, %d steps", k + 1, folds, len(rows), len(x), steps)
         cfg = replace(train_cfg, minutes=None, steps=steps, epochs=0)
