@@ -259,7 +259,6 @@ class Runner:
             "steps": metrics.get("training", {}).get("steps"),
             "threads": metrics.get("training", {}).get("cpu", {}).get("threads"),
             "val_psnr": metrics.get("val", {}).get("stage1_psnr"),
-            "train_psnr": metrics.get("train", {}).get("stage1_psnr"),
             "bank_version": bank.get("version"),
             "folds": [
                 {

@@ -101,15 +101,24 @@ def lowres_agreement(images: np.ndarray, x: np.ndarray) -> np.ndarray:
     return psnr(small / 255.0, np.asarray(x) / 255.0)
 
 
+def _unit(images: np.ndarray) -> np.ndarray:
+    """Candidates as floats in [0, 1] (uint8 ones scaled)."""
+    images = np.asarray(images)
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+
+
+def _low_resolution(x: np.ndarray, size: int) -> bool:
+    """Whether input x is a low-resolution image of size x size outputs (else: of the output's size)."""
+    return np.asarray(x).shape[0] < size
+
+
 def consistency(images: np.ndarray, x: np.ndarray) -> np.ndarray:
     """(n,) agreement of candidates (n, S, S, 3) in [0, 1] with their input x (h, w, c) uint8."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        images = images.astype(np.float32) / 255.0
+    images = _unit(images)
     x = np.asarray(x)
     if x.ndim == 2:
         x = x[:, :, None]
-    if x.shape[0] < images.shape[1]:
+    if _low_resolution(x, images.shape[1]):
         return lowres_agreement(images, x)
     return structure_agreement(images, x)
 
@@ -125,12 +134,10 @@ def stage1_agreement(images: np.ndarray, f: np.ndarray) -> np.ndarray:
 def input_parts(images: np.ndarray, x: np.ndarray, f: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The parts every method's candidates (n, S, S, 3) get from the input alone: consistency with x,
     and with f(x) given and an input of the output's size, stage1."""
+    images = _unit(images)
     parts = {"consistency": consistency(images, x)}
-    x = np.asarray(x)
-    if f is not None and x.shape[0] >= np.asarray(images).shape[1]:
-        imgs = np.asarray(images)
-        imgs = imgs.astype(np.float32) / 255.0 if imgs.dtype == np.uint8 else imgs
-        parts["stage1"] = stage1_agreement(imgs, f)
+    if f is not None and not _low_resolution(x, images.shape[1]):
+        parts["stage1"] = stage1_agreement(images, f)
     return parts
 
 
