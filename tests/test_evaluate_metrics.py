@@ -122,6 +122,15 @@ def test_pixel_diversity_of_known_sets():
     assert M.pairwise_l1(three) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
 
 
+def test_residual_spread_is_the_mean_distance_of_two_exemplars_residuals():
+    y = np.stack([np.full((4, 4, 3), v) for v in (0.2, 0.5, 0.9)])
+    f = np.stack([np.full((4, 4, 3), v) for v in (0.1, 0.5, 0.5)])  # residuals 0.1, 0.0, 0.4
+    spread = M.residual_spread(y, f, pairs=4000, seed=1)
+    assert spread == pytest.approx((0.1 + 0.4 + 0.3) / 3, abs=0.01)  # pairs drawn evenly, never an exemplar with itself
+    assert M.residual_spread(y, y, pairs=10) == 0.0  # perfect fits leave nothing to copy
+    assert M.residual_spread(y[:1], f[:1], pairs=10) == 0.0
+
+
 def test_hypercolumn_similarity_equals_the_explicit_descriptors():
     torch.manual_seed(0)
     taps = [torch.rand(3, 4, 8, 8), torch.rand(3, 6, 4, 4), torch.rand(3, 5, 2, 2)]

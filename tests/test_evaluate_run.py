@@ -122,6 +122,9 @@ def test_evaluate_writes_every_method_and_metric(evaluated):
     stage1 = rep["methods"]["stage1"]
     assert stage1["rand1"] == stage1["oracle"] and stage1["diversity_l1"] == 0.0
     assert rep["methods"]["pixelnn"]["diversity_l1"] > 0 and rep["methods"]["pix2pix"]["diversity_deep"] > 0
+    # the bank's scale for diversity: its 6 exemplars, and above 0 (an untrained stage 1 fits nothing)
+    assert rep["bank"]["exemplars"] == 6 and rep["bank"]["residual_spread"] > 0
+    assert "the bank's residual spread is" in (out / "report.md").read_text()
     assert set(rep["spectra"]) == {"real", "stage1", "global", "pixelnn", "pix2pix"}
     assert all(len(s) == 16 for s in rep["spectra"].values())
 

@@ -133,16 +133,18 @@ def test_targets_name_each_check_and_results_json_has_the_documented_shape(table
     assert cells[2] == "0.900 vs 0.850 ✓"
     assert cells[3] == "0.050 vs 0.100 ✓"
     assert cells[4] == "2.7x ✓"
-    assert cells[5] == "n/a"  # no global NN in this report
+    assert cells[5:] == ["n/a", "n/a"]  # no global NN and no bank spread in this report
     d["methods"]["global"] = method("global NN", (18.0, 19.0), (0.7, 0.8), (0.2, 0.1), 0.045, 800.0)
     d["methods"]["global"]["top1"] = d["methods"]["global"]["rand1"]
-    assert tables.targets_section({"edges2shoes": d})[-1].endswith("| 2.7x ✓ | 1.5x |")
+    d["bank"] = {"residual_spread": 0.12, "exemplars": 500, "pairs": 3000}
+    assert tables.targets_section({"edges2shoes": d})[-1].endswith("| 2.7x ✓ | 1.5x | 4.0x |")
     d["methods"]["pixelnn"]["top1"]["psnr"] = 19.0
     assert "19.00 vs 20.00 ✗" in tables.targets_section({"edges2shoes": d})[-1]
     out = tables.results_json({"generated": "now", "domains": {"edges2shoes": d}})
     entry = out["domains"]["edges2shoes"]["pixelnn"]
     assert entry["edge_ap"] == {"rand1": 0.70, "top1": 0.86, "oracle": 0.90}
     assert entry["frechet"] == {"rand1": 900.0, "top1": 800.0} and entry["diversity_l1"] == {"set": 0.08}
+    assert out["bank_residual_spread"] == {"edges2shoes": 0.12}
 
 
 def test_a_longer_run_is_set_beside_its_domain_and_copy_modes_are_named(tables):

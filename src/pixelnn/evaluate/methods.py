@@ -10,6 +10,7 @@ DEEP_SUBSET = 10  # candidates per input (fixed seed) whose pairs give the deep-
 N_CORR = 3  # inputs whose PixelNN correspondences (Rand-1 and the most composite candidate) are kept for figures
 KEPT_CORR = ("rand1", "composite")  # the cache's corr_<kind>_* fields
 TOP_N = 10  # the best-ranked candidates whose diversity is reported
+SPREAD_EXEMPLARS, SPREAD_PAIRS = 500, 3000  # bank exemplars (fixed seed) and their random pairs for the residual spread
 
 
 def per_candidate_metrics(signal: str) -> list[str]:

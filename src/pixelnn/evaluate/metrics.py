@@ -16,6 +16,8 @@ Definitions (the report repeats them):
 - consistency (lowres inputs): PSNR of the output downsampled by the factor (PIL bicubic, as
   data.signals.lowres, after rounding to uint8) against the input.
 - diversity L1: mean over pairs of an input's candidates of their mean absolute pixel difference.
+- residual spread (of a bank): mean over random pairs of exemplars of mean |r_a - r_b|, r = y - f(x):
+  what two candidates copying whole residuals of unrelated exemplars would differ by (before clipping).
 - diversity deep: mean over pairs of the mean over pixels of 1 - cosine between the two candidates'
   VGG-16 hypercolumn descriptors (features.hypercolumn.pixel_descriptors of the HED VGG-16 taps).
 - spectrum (pixelnn.spectra, shared with synthesis): grayscale (ITU-R 601 luma), minus its mean,
@@ -138,6 +140,20 @@ def pairwise_l1(images: np.ndarray) -> float:
     for i in range(n - 1):
         total += float(np.abs(flat[i + 1 :] - flat[i]).mean(1).sum())
     return total / (n * (n - 1) / 2)
+
+
+def residual_spread(y: np.ndarray, f: np.ndarray, pairs: int, seed: int = 0) -> float:
+    """Mean over `pairs` random pairs a != b of exemplars of mean |r_a - r_b|, r = y - f(x) with y, f
+    (N, H, W, 3) in [0, 1]: the diversity L1 of two candidates that copy the whole residuals of two
+    random exemplars onto one f(x), before clipping. 0.0 when N < 2."""
+    n = len(y)
+    if n < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, pairs)
+    b = (a + rng.integers(1, n, pairs)) % n  # never a itself
+    r = (np.asarray(y, np.float32) - np.asarray(f, np.float32)).reshape(n, -1)
+    return float(np.mean([np.abs(r[i] - r[j]).mean() for i, j in zip(a, b)]))
 
 
 def hypercolumn_similarity(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:

@@ -27,7 +27,8 @@ from . import cache, figures, tables
 from .aggregate import aggregate
 from .candidates import candidates
 from .input_metrics import input_metrics
-from .methods import KEPT_CORR, METHODS, N_CORR, N_SAMPLES
+from .metrics import residual_spread
+from .methods import KEPT_CORR, METHODS, N_CORR, N_SAMPLES, SPREAD_EXEMPLARS, SPREAD_PAIRS
 
 
 @dataclass
@@ -86,9 +87,20 @@ def evaluate_to_folder(
     bar.close()
     summary = aggregate(per_input, methods, signal)
     fig_paths = figures.write_all(out / "figures", model, kept, x, y, per_input, summary, methods, seed)
-    rep = tables.build(summary, methods, signal, factor, len(x), seed, n_samples, meta or {}, fig_paths, out)
+    bank = bank_spread(model.bank, seed)
+    rep = tables.build(summary, methods, signal, factor, len(x), seed, n_samples, meta or {}, fig_paths, out, bank)
     tables.write(out, rep)
     return Evaluation(rep, out, fig_paths)
+
+
+def bank_spread(bank, seed: int) -> dict:
+    """The residual spread (metrics.residual_spread) of up to SPREAD_EXEMPLARS exemplars of the bank,
+    drawn with the evaluation's seed: how far apart copies of unrelated exemplars' residuals lie."""
+    rng = np.random.default_rng([seed, len(bank)])
+    ids = np.sort(rng.choice(len(bank), size=min(len(bank), SPREAD_EXEMPLARS), replace=False))
+    y = bank.gather("y", ids).astype(np.float32) / 255.0
+    spread = residual_spread(y, bank.stage1(ids), SPREAD_PAIRS, seed)
+    return {"residual_spread": spread, "exemplars": len(ids), "pairs": SPREAD_PAIRS}
 
 
 def check_inputs(model, generator, x: np.ndarray, y: np.ndarray, names: list[str]) -> None:

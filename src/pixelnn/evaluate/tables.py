@@ -10,7 +10,7 @@ from .methods import LABELS, per_candidate_metrics
 from .metrics import BETTER
 
 FORMAT = "pixelnn-evaluation"
-VERSION = 2  # 2: Top-1 beside Rand-1 and Oracle; seams; Top-1 Fréchet; diversity of the top 10
+VERSION = 3  # 2: Top-1 beside Rand-1 and Oracle; seams; Top-1 Fréchet; diversity of the top 10. 3: bank spread
 
 # name -> (column title, unit, definition)
 PER_OUTPUT = {
@@ -121,6 +121,7 @@ def build(
     meta: dict,
     figures: list[Path],
     out: Path,
+    bank: dict | None = None,
 ) -> dict:
     names = per_candidate_metrics(signal)
     definitions = {
@@ -161,7 +162,9 @@ def build(
             "order": list(methods),  # report.json is written with sorted keys
             "methods": {m: {"label": LABELS[m], **summary["methods"][m]} for m in methods},
             "spectra": summary["spectra"],
-            "versus": summary.get("versus"),  # PixelNN minus pix2pix per metric, with bootstrap intervals
+            "versus": summary.get("versus"),
+            # the bank's residual spread (metrics.residual_spread): a scale for the diversities above
+            "bank": bank,  # PixelNN minus pix2pix per metric, with bootstrap intervals
             "figures": [str(Path(p).relative_to(out)) for p in figures],
         }
     )
@@ -220,6 +223,7 @@ def markdown(rep: dict) -> str:
     ]
     for row in (rep["methods"][m] for m in rep["order"]):
         lines.append(f"| {row['label']} | " + " | ".join(_fmt(row.get(k)) for k in set_names) + " |")
+    lines += spread_lines(rep)
     lines += ["", "The Fréchet distance here is **not comparable to published FID numbers**."]
     lines += versus_lines(rep)
     lines += ["", "## Definitions", ""]
@@ -231,6 +235,20 @@ def markdown(rep: dict) -> str:
         for f in rep["figures"]:
             lines += [f"![{Path(f).stem}]({f})", ""]
     return "\n".join(lines) + "\n"
+
+
+def spread_lines(rep: dict) -> list[str]:
+    """The bank's residual spread, as a scale for the diversity L1 column (if the report has it)."""
+    bank = rep.get("bank")
+    if not bank:
+        return []
+    return [
+        "",
+        f"For scale: the bank's residual spread is {_fmt(bank['residual_spread'])}, the mean |r_a - r_b| over "
+        f"{bank['pairs']} random pairs of {bank['exemplars']} exemplars (r = y - f(x), the residual candidates copy). "
+        "Copies of unrelated exemplars' whole residuals would be about this diverse; neighbours of one input, "
+        "which resemble each other, less.",
+    ]
 
 
 def versus_lines(rep: dict) -> list[str]:
