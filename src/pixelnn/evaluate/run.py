@@ -27,8 +27,8 @@ from . import cache, figures, tables
 from .aggregate import aggregate
 from .candidates import candidates
 from .input_metrics import input_metrics
-from .metrics import residual_spread
 from .methods import KEPT_CORR, METHODS, N_CORR, N_SAMPLES, SPREAD_EXEMPLARS, SPREAD_PAIRS
+from .metrics import residual_spread
 
 
 @dataclass
