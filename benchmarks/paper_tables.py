@@ -271,11 +271,12 @@ class Runner:
         }
 
     def pix2pix_steps(self, name: str) -> int | None:
-        """The training steps of a domain's pix2pix (from its checkpoint), if it has one."""
-        from pixelnn.baselines.pix2pix.checkpoint import read
+        """The training steps of a domain's pix2pix (from its checkpoint's description), if it has one."""
+        from pixelnn.baselines.pix2pix.checkpoint import FILENAME
+        from pixelnn.regress.checkpoint import read_description
 
-        path = self.folder(name) / "pix2pix"
-        return int(read(path)["step"]) if (path / "pix2pix.pt").exists() else None
+        path = self.folder(name) / "pix2pix" / FILENAME
+        return int(read_description(path, "pix2pix")["step"]) if path.exists() else None
 
     def tables(self) -> None:
         reports = self.finished()
@@ -462,7 +463,7 @@ def targets_section(domains: dict) -> list[str]:
             f"{_f(a['top1']['psnr'], 2)} vs {_f(b['rand1']['psnr'], 2)}",
             f"{_f(a['oracle']['edge_ap'])} vs {_f(b['oracle']['edge_ap'])}",
             f"{_f(a['spectrum_gap'])} vs {_f(b['spectrum_gap'])}",
-            f"{a['diversity_l1'] / b['diversity_l1']:.1f}x" if b["diversity_l1"] else "n/a",
+            f"{a['diversity_l1'] / b['diversity_l1']:.2f}x" if b["diversity_l1"] else "n/a",
         ]
         marked = [f"{c} {'✓' if ok else '✗'}" for c, ok in zip(cells, checks)]
         scale = [_over_pix2pix(d["methods"].get("global"), b), _over_pix2pix(d.get("bank"), b, "residual_spread")]
@@ -490,7 +491,7 @@ def _over_pix2pix(row: dict | None, pix2pix: dict, key: str = "diversity_l1") ->
     """row[key] over pix2pix's diversity L1, as '1.8x' ('n/a' without both)."""
     if not row or not row.get(key) or not pix2pix.get("diversity_l1"):
         return "n/a"
-    return f"{row[key] / pix2pix['diversity_l1']:.1f}x"
+    return f"{row[key] / pix2pix['diversity_l1']:.2f}x"
 
 
 def render(table: dict, figure_dir: dict | None) -> str:
@@ -638,6 +639,14 @@ def budget_section(domains: dict, longer: dict, out: str = "DIR") -> list[str]:
                     f"| {triple(row, 'edge_ap')} | {triple(row, 'psnr', 2)} | {triple(row, 'ssim')} "
                     f"| {_f(row.get('spectrum_gap'))} | {_f(row.get('diversity_l1'))} |"
                 )
+        spreads = [(d.get("bank") or {}).get("residual_spread") for d in (near, far)]
+        if None not in spreads:
+            lines += [
+                "",
+                f"The bank's residual spread (the scale of the targets table) is {_f(spreads[0], 4)} after "
+                f"{near['training_minutes']:g} minutes and {_f(spreads[1], 4)} after {far['training_minutes']:g} "
+                "(y - f(x) of the bank's exemplars: what candidates copy).",
+            ]
     return lines
 
 

@@ -81,6 +81,25 @@ def test_round_trip_keeps_weights_optimizer_and_state(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_the_description_alone_is_read_from_the_header_of_new_and_old_files(tmp_path):
+    torch.manual_seed(0)
+    model = UNet(CFG)
+    state = trained_state(model)
+    path = tmp_path / checkpoint.FILENAME
+    checkpoint.save(path, model, state)
+    described = checkpoint.read_description(path, "stage 1")
+    assert {k: described[k] for k in ("step", "history", "precision")} == {
+        k: state[k] for k in ("step", "history", "precision")
+    }
+    assert described["config"] == CFG.to_dict()
+    assert all(v is None for v in described["model"].values())  # the weights are left out, not loaded
+    old = old_folder(tmp_path / "old", model, state) / checkpoint.LEGACY_FILENAME
+    assert checkpoint.read_description(old, "stage 1")["step"] == 1
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ConfigError, match="not a readable stage 1 checkpoint"):
+        checkpoint.read_description(path, "stage 1")
+
+
 def test_the_file_is_plain_safetensors_with_a_json_description(tmp_path):
     from safetensors import safe_open
 

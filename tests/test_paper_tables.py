@@ -132,12 +132,12 @@ def test_targets_name_each_check_and_results_json_has_the_documented_shape(table
     assert cells[1] == "20.40 vs 20.00 ✓"
     assert cells[2] == "0.900 vs 0.850 ✓"
     assert cells[3] == "0.050 vs 0.100 ✓"
-    assert cells[4] == "2.7x ✓"
+    assert cells[4] == "2.67x ✓"
     assert cells[5:] == ["n/a", "n/a"]  # no global NN and no bank spread in this report
     d["methods"]["global"] = method("global NN", (18.0, 19.0), (0.7, 0.8), (0.2, 0.1), 0.045, 800.0)
     d["methods"]["global"]["top1"] = d["methods"]["global"]["rand1"]
     d["bank"] = {"residual_spread": 0.12, "exemplars": 500, "pairs": 3000}
-    assert tables.targets_section({"edges2shoes": d})[-1].endswith("| 2.7x ✓ | 1.5x | 4.0x |")
+    assert tables.targets_section({"edges2shoes": d})[-1].endswith("| 2.67x ✓ | 1.50x | 4.00x |")
     d["methods"]["pixelnn"]["top1"]["psnr"] = 19.0
     assert "19.00 vs 20.00 ✗" in tables.targets_section({"edges2shoes": d})[-1]
     out = tables.results_json({"generated": "now", "domains": {"edges2shoes": d}})
@@ -160,6 +160,10 @@ def test_a_longer_run_is_set_beside_its_domain_and_copy_modes_are_named(tables):
     assert len(rows) == 4  # pix2pix and PixelNN at each budget (no stage-1 row in this report)
     assert rows[2].startswith("| 60 | pix2pix | 4000 |")
     assert rows[3].startswith("| 60 | PixelNN | 6500 | 0.750 / 0.860 / 0.900 |")
+    assert not any("residual spread" in line for line in lines)  # these reports have none
+    near["bank"], far["bank"] = {"residual_spread": 0.07}, {"residual_spread": 0.06}
+    spread = [line for line in tables.budget_section({"faces-lowres": near}, {"faces-lowres": far}) if "spread" in line]
+    assert spread and "0.0700 after 10 minutes and 0.0600 after 60" in spread[0]
     assert rows[0].startswith("| 10 | pix2pix | ? |")  # steps not known for this one
     assert any("Threads per training run: ? and 1" in line for line in lines)
     assert any("--minutes 60 --limit 50 --out DIR`" in line for line in lines)

@@ -74,16 +74,16 @@ def _encode(value: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"a checkpoint cannot hold {type(value).__name__} (at {name or 'the top'})")
 
 
-def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of _encode."""
+def _decode(value: Any, tensors: dict[str, torch.Tensor] | None) -> Any:
+    """Inverse of _encode; with tensors None, every tensor and array is None (the description alone)."""
     if isinstance(value, list):
         return [_decode(v, tensors) for v in value]
     if not isinstance(value, dict):
         return value
     if value.keys() == {"__tensor__"}:
-        return tensors[value["__tensor__"]]
+        return None if tensors is None else tensors[value["__tensor__"]]
     if value.keys() == {"__ndarray__"}:
-        return tensors[value["__ndarray__"]].numpy()
+        return None if tensors is None else tensors[value["__ndarray__"]].numpy()
     if value.keys() == {"__tuple__"}:
         return tuple(_decode(v, tensors) for v in value["__tuple__"])
     if value.keys() == {"__items__"}:
@@ -140,6 +140,21 @@ def _read_safetensors(path: Path, what: str) -> dict:
         return _decode(json.loads(meta[_META_KEY]), tensors)
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is damaged: its description cannot be read ({e.__class__.__name__})") from None
+
+
+def read_description(path: Path, what: str) -> dict:
+    """The JSON part of a checkpoint (format, step, config, history, ...) with every tensor None, read
+    from the safetensors header alone: for reporting, never for loading weights (the tensors are not
+    checked). An old torch.save file is read whole."""
+    path = Path(path)
+    if is_legacy(path):
+        return {k: v for k, v in read_legacy(path, what).items() if not isinstance(v, torch.Tensor)}
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        return _decode(json.loads(header["__metadata__"][_META_KEY]), None)
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a readable {what} checkpoint ({e.__class__.__name__})") from None
 
 
 def read_legacy(path: Path, what: str, trust_pickle: bool = False) -> dict:
