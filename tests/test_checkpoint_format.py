@@ -62,12 +62,18 @@ def old_folder(root: Path, model: UNet, state: dict) -> Path:
     return root
 
 
-def test_round_trip_keeps_weights_optimizer_and_state(tmp_path):
+def saved(tmp_path: Path) -> tuple[UNet, dict, Path]:
+    """A seeded model and its training state, saved as a checkpoint in tmp_path."""
     torch.manual_seed(0)
     model = UNet(CFG)
     state = trained_state(model)
     path = tmp_path / checkpoint.FILENAME
     checkpoint.save(path, model, state)
+    return model, state, path
+
+
+def test_round_trip_keeps_weights_optimizer_and_state(tmp_path):
+    model, state, path = saved(tmp_path)
     blob = checkpoint.read(path)
     assert same(blob["model"], model.state_dict())
     assert same(blob["optimizer"], state["optimizer"])  # int keys of `state` and tuple betas survive
@@ -82,11 +88,7 @@ def test_round_trip_keeps_weights_optimizer_and_state(tmp_path):
 
 
 def test_the_description_alone_is_read_from_the_header_of_new_and_old_files(tmp_path):
-    torch.manual_seed(0)
-    model = UNet(CFG)
-    state = trained_state(model)
-    path = tmp_path / checkpoint.FILENAME
-    checkpoint.save(path, model, state)
+    model, state, path = saved(tmp_path)
     described = checkpoint.read_description(path, "stage 1")
     assert {k: described[k] for k in ("step", "history", "precision")} == {
         k: state[k] for k in ("step", "history", "precision")
