@@ -21,6 +21,20 @@ def smooth_textures(n: int, size: int, seed: int = 0) -> np.ndarray:
     return (out * 255).round().astype(np.uint8)
 
 
+def write_photos(folder, names: list[str], size: int, seed: int):
+    """smooth_textures saved as image files under `folder` by relative name (folders made, format from
+    the suffix); returns the folder."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    for name, im in zip(names, smooth_textures(len(names), size, seed=seed)):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(folder / name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads wait on each other.

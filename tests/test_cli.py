@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import smooth_textures
+from conftest import smooth_textures, write_photos
 from pixelnn.bank.bank import Bank
 from pixelnn.cli import _check_counts as cli_checks
 from pixelnn.cli import build_parser, main
@@ -38,11 +38,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _photos(folder, names, seed):
-    for name, im in zip(names, smooth_textures(len(names), 32, seed=seed)):
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(im).save(path, format="PNG")
-    return folder
+    return write_photos(folder, names, 32, seed)
 
 
 @pytest.fixture(scope="module")
@@ -190,10 +186,8 @@ def test_synthesize_from_a_photo(trained, tmp_path):
 
 def test_synthesize_keeps_inputs_whose_names_clean_to_the_same_folder(trained, tmp_path):
     _, _, run = trained
+    write_photos(tmp_path, ["p/in.png", "q/in.bmp"], 8, seed=8)  # both are 'in' once cleaned
     signals = smooth_textures(2, 8, seed=8)
-    for name, im in zip(["p/in.png", "q/in.bmp"], signals):  # both are 'in' once cleaned
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        Image.fromarray(im).save(tmp_path / name)
     out = tmp_path / "out"
     code = main(
         [

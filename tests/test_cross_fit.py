@@ -6,9 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import smooth_textures
+from conftest import write_photos
 from pixelnn.bank import stage1
 from pixelnn.bank.bank import Bank
 from pixelnn.bank.store import exemplar_hashes
@@ -27,10 +26,7 @@ COMMON = ["--signal", "lowres", "--size", "32", "--factor", "4", "--width", "8"]
 def folded(tmp_path_factory):
     """A model folder trained for 30 steps on 24 photos, with 2 fold models and its cross-fitted bank."""
     root = tmp_path_factory.mktemp("folds")
-    data = root / "photos"
-    data.mkdir()
-    for i, im in enumerate(smooth_textures(24, 32, seed=5)):
-        Image.fromarray(im).save(data / f"p{i:02d}.png")
+    data = write_photos(root / "photos", [f"p{i:02d}.png" for i in range(24)], 32, seed=5)
     run = root / "run"
     code = main(
         ["train", "--data", str(data), *COMMON, "--steps", "30", "--batch", "4", "--out", str(run), "--folds", "2"]

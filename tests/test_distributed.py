@@ -20,7 +20,7 @@ import ray  # pinned in requirements-test.lock: without it these tests fail, the
 import torch
 from PIL import Image
 
-from conftest import smooth_textures
+from conftest import smooth_textures, write_photos
 from pixelnn import cli
 from pixelnn.bank import stage1, store
 from pixelnn.bank.bank import Bank
@@ -217,11 +217,7 @@ def test_a_driver_killed_before_its_commit_leaves_the_bank_as_it_was(cluster, ti
 
 
 def _photos(folder: Path, n: int) -> Path:
-    for i, im in enumerate(smooth_textures(n, 32, seed=43)):
-        path = folder / f"{'ab'[i % 2]}/{i:02d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(im).save(path)
-    return folder
+    return write_photos(folder, [f"{'ab'[i % 2]}/{i:02d}.png" for i in range(n)], 32, seed=43)
 
 
 def test_the_cli_indexes_a_data_folder_on_ray_as_in_one_process(cluster, tiny_run, tmp_path):
@@ -305,10 +301,7 @@ def test_batch_synthesis_on_ray_equals_one_by_one(cluster, tiny_run, tmp_path):
 
 def test_batch_synthesis_resumes_and_redoes_what_other_settings_made(cluster, tiny_run, tmp_path):
     run = tiny_run[0]
-    inputs = tmp_path / "inputs"
-    inputs.mkdir()
-    for i, im in enumerate(smooth_textures(5, 8, seed=44)):
-        Image.fromarray(im).save(inputs / f"in{i}.png")
+    inputs = write_photos(tmp_path / "inputs", [f"in{i}.png" for i in range(5)], 8, seed=44)
     out = tmp_path / "out"
     argv = ["synthesize", "--model", str(run), str(inputs), "--out", str(out), *SYNTH]
     assert cli.main([*argv, "--ray", "auto"]) == 0

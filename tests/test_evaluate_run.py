@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import smooth_textures
+from conftest import smooth_textures, write_photos
 from pixelnn.cli import main
 from pixelnn.evaluate import cache, candidates, input_metrics
 from pixelnn.evaluate import metrics as M
@@ -49,10 +49,7 @@ def test_labelled_grid_size():
 def evaluated(tiny_run, tmp_path_factory):
     """`pixelnn train-pix2pix` (a few steps) and `pixelnn evaluate` on 2 validation photos."""
     root = tmp_path_factory.mktemp("evaluate")
-    val = root / "val"
-    val.mkdir()
-    for i, im in enumerate(smooth_textures(2, 32, seed=11)):
-        Image.fromarray(im).save(val / f"v{i}.png")
+    val = write_photos(root / "val", ["v0.png", "v1.png"], 32, seed=11)
     p2p = root / "p2p"
     code = main(
         [
@@ -197,10 +194,7 @@ def test_a_rerun_resumes_from_the_cache_without_synthesizing(evaluated, monkeypa
 
 
 def test_evaluate_refuses_a_pix2pix_of_another_shape(tiny_run, tmp_path, capsys):
-    val = tmp_path / "val"
-    val.mkdir()
-    for i, im in enumerate(smooth_textures(2, 32, seed=12)):
-        Image.fromarray(im).save(val / f"v{i}.png")
+    val = write_photos(tmp_path / "val", ["v0.png", "v1.png"], 32, seed=12)
     p2p = tmp_path / "p2p"
     assert (
         main(
