@@ -162,9 +162,8 @@ def build(
             "order": list(methods),  # report.json is written with sorted keys
             "methods": {m: {"label": LABELS[m], **summary["methods"][m]} for m in methods},
             "spectra": summary["spectra"],
-            "versus": summary.get("versus"),
-            # the bank's residual spread (metrics.residual_spread): a scale for the diversities above
-            "bank": bank,  # PixelNN minus pix2pix per metric, with bootstrap intervals
+            "versus": summary.get("versus"),  # PixelNN minus pix2pix per metric, with bootstrap intervals
+            "bank": bank,  # the bank's residual spread (metrics.residual_spread): a scale for the diversities
             "figures": [str(Path(p).relative_to(out)) for p in figures],
         }
     )
