@@ -122,10 +122,10 @@ def print_by_scale(folder: Path) -> None:
     print("| method | " + " | ".join(f"k = {k}" for k in factors) + " |")
     print("|---|" + "---:|" * len(factors))
     for m, per in table.items():
-        ratio = [
+        cells = [
             f"{per[k]:.4f}" + (f" ({per[k] / table['pix2pix'][k]:.2f}x)" if "pix2pix" in table else "") for k in factors
         ]
-        print(f"| {m} | " + " | ".join(ratio) + " |")
+        print(f"| {m} | " + " | ".join(cells) + " |")
     print(json.dumps(table))
 
 
