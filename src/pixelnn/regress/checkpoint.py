@@ -145,10 +145,10 @@ def _read_safetensors(path: Path, what: str) -> dict:
 def read_description(path: Path, what: str) -> dict:
     """The JSON part of a checkpoint (format, step, config, history, ...) with every tensor None, read
     from the safetensors header alone: for reporting, never for loading weights (the tensors are not
-    checked). An old torch.save file is read whole."""
+    checked). An old torch.save file is unpickled with its tensors memory-mapped (left in, not read)."""
     path = Path(path)
     if is_legacy(path):
-        return {k: v for k, v in read_legacy(path, what).items() if not isinstance(v, torch.Tensor)}
+        return read_legacy(path, what, mmap=True)
     try:
         with open(path, "rb") as f:
             header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
@@ -157,12 +157,13 @@ def read_description(path: Path, what: str) -> dict:
         raise ConfigError(f"{path} is not a readable {what} checkpoint ({e.__class__.__name__})") from None
 
 
-def read_legacy(path: Path, what: str, trust_pickle: bool = False) -> dict:
+def read_legacy(path: Path, what: str, trust_pickle: bool = False, mmap: bool = False) -> dict:
     """A torch.save checkpoint, read with weights_only=True: plain containers, tensors and numbers only.
 
-    trust_pickle unpickles anything (which can run code): only `pixelnn convert --trust-pickle` asks for it."""
+    trust_pickle unpickles anything (which can run code): only `pixelnn convert --trust-pickle` asks for it.
+    mmap: the tensors are memory-mapped, read only where used."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - a damaged file, or one that is not plain data: refused, never run
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         if "weights only load failed" not in first.lower():
