@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 torch.set_num_threads(2)
 
@@ -24,10 +27,6 @@ def smooth_textures(n: int, size: int, seed: int = 0) -> np.ndarray:
 def write_photos(folder, names: list[str], size: int, seed: int):
     """smooth_textures saved as image files under `folder` by relative name (folders made, format from
     the suffix); returns the folder."""
-    from pathlib import Path
-
-    from PIL import Image
-
     folder = Path(folder)
     for name, im in zip(names, smooth_textures(len(names), size, seed=seed)):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +56,7 @@ def tiny_run(tmp_path_factory):
     model = UNet(Stage1Config(in_channels=3, input_size=8, size=32, width=8, levels=2, residual=True)).eval()
     write_run(root, model, {"signal": "lowres", "factor": 4, "size": 32, "backbone": "vgg16-hed"})
     y = smooth_textures(6, 32)
-    x = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(im).resize((8, 8))) for im in y])
+    x = np.stack([np.asarray(Image.fromarray(im).resize((8, 8))) for im in y])
     labels = ["cat", "cat", "dog", "dog", "dog/terrier", None]
     index_arrays(root, x, y, [f"im{i}.png" for i in range(6)], labels, progress=False)
     return root, x, y, labels
