@@ -67,23 +67,23 @@ def pruned_search(search, rows):
     return search_pruned
 
 
-def measure(model: PixelNN, variant: str, xs: list, ys: list, vgg) -> dict:
+def measure(model: PixelNN, variant: str, xs: list, ys: list, vgg, real: list) -> dict:
+    """One variant's row; real: the photos' HED edges (S, S), computed once for every variant."""
     search = model.bank.search
     if variant == "pruned":
         model.bank.search = pruned_search(search, model.bank.index.rows)
     grid = ",".join(f"{n}:{r}:{w}" for n, r in RANKS3 for w in WINDOWS) if variant == "ranks3" else None
     diversity, psnr, ap, seconds = [], [], [], 0.0
     try:
-        for x, y in zip(xs, ys):
+        for x, y, real_edges in zip(xs, ys, real):
             t0 = time.perf_counter()
             result = model.synthesize(x, grid=grid)
             seconds += time.perf_counter() - t0
             images = pixels.to_uint8(np.stack([c.image for c in result.candidates]))
-            real, _ = edges_and_taps(vgg, y[None], NONE)
             edges, _ = edges_and_taps(vgg, images, NONE)
             diversity.append(M.pairwise_l1(images.astype(np.float64) / 255.0))
             psnr.append(pixels.psnr(images.astype(np.float64) / 255.0, y.astype(np.float64) / 255.0))
-            ap.append(M.edge_ap(edges, real[0]))
+            ap.append(M.edge_ap(edges, real_edges))
     finally:
         model.bank.search = search
     rand = [M.rand1_index(0, "pixelnn", i, len(p)) for i, p in enumerate(psnr)]
@@ -153,7 +153,8 @@ def main() -> int:
     if not xs:
         p.error(f"{args.data} has no input past --start {args.start}")
     vgg = pretrained()
-    rows = [measure(model, v, xs, ys, vgg) for v in variants]
+    real = [edges_and_taps(vgg, y[None], NONE)[0][0] for y in ys]
+    rows = [measure(model, v, xs, ys, vgg, real) for v in variants]
     spread = bank_spread(model.bank, 0)
     print(f"{args.model}: inputs {args.start}..{args.start + len(xs) - 1} of {args.data}; {describe_cpu()}")
     print("| variant | diversity L1 | PSNR R-1 / T-1 / O | edge AP R-1 / T-1 / O | s / input |")

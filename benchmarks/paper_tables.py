@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pixelnn.bank.stage1 import fold_folder
 from pixelnn.evaluate.methods import LABELS
 from pixelnn.fileio import atomic_path, write_json, write_text
 from pixelnn.synth.coherence import COPY_MODES, DEFAULT_COPY
@@ -253,7 +254,7 @@ class Runner:
         config, metrics = _read(run / "config.json") or {}, _read(run / "metrics.json") or {}
         bank = _read(run / "bank" / "bank.json") or {}
         folds = (bank.get("cross_fit") or {}).get("folds", 0)
-        fold_metrics = [_read(run / "folds" / str(k) / "metrics.json") or {} for k in range(folds)]
+        fold_metrics = [_read(fold_folder(run, k) / "metrics.json") or {} for k in range(folds)]
         return {
             "norm": config.get("stage1", {}).get("norm", "batch"),  # configs without the key were BatchNorm
             "steps": metrics.get("training", {}).get("steps"),
@@ -463,7 +464,7 @@ def targets_section(domains: dict) -> list[str]:
             f"{_f(a['top1']['psnr'], 2)} vs {_f(b['rand1']['psnr'], 2)}",
             f"{_f(a['oracle']['edge_ap'])} vs {_f(b['oracle']['edge_ap'])}",
             f"{_f(a['spectrum_gap'])} vs {_f(b['spectrum_gap'])}",
-            f"{a['diversity_l1'] / b['diversity_l1']:.2f}x" if b["diversity_l1"] else "n/a",
+            _over_pix2pix(a, b),
         ]
         marked = [f"{c} {'✓' if ok else '✗'}" for c, ok in zip(cells, checks)]
         scale = [_over_pix2pix(d["methods"].get("global"), b), _over_pix2pix(d.get("bank"), b, "residual_spread")]
@@ -488,7 +489,7 @@ def targets_section(domains: dict) -> list[str]:
 
 
 def _over_pix2pix(row: dict | None, pix2pix: dict, key: str = "diversity_l1") -> str:
-    """row[key] over pix2pix's diversity L1, as '1.8x' ('n/a' without both)."""
+    """row[key] over pix2pix's diversity L1, as '1.80x' ('n/a' without both)."""
     if not row or not row.get(key) or not pix2pix.get("diversity_l1"):
         return "n/a"
     return f"{row[key] / pix2pix['diversity_l1']:.2f}x"
