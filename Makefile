@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup setup-test demo test
+.PHONY: setup setup-normals setup-test demo test
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock scripts/setup-system.sh
@@ -17,9 +17,18 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/setup-system.sh
 	$(VENV)/bin/pixelnn setup-weights
 	touch $@
 
+# the optional face normals (--signal normals, evaluate --face-normals); the tests use them too
+setup-normals: $(VENV)/.installed-normals
+
+$(VENV)/.installed-normals: $(VENV)/.installed requirements-normals.lock
+	$(PY) -m pip install -q -r requirements-normals.lock
+	# 0.10.21: the last release that bundles its face models; its declared requirements would pull jax and numpy<2
+	$(PY) -m pip install -q --no-deps mediapipe==0.10.21
+	touch $@
+
 setup-test: $(VENV)/.installed-test
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
+$(VENV)/.installed-test: $(VENV)/.installed $(VENV)/.installed-normals requirements-test.lock
 	$(PY) -m pip install -q -r requirements-test.lock
 	# the reference network that tests/test_features_weights.py compares the project's EfficientNet-Lite0 with
 	$(PY) -m pip install -q --no-deps efficientnet-lite-pytorch==0.1.0

@@ -22,6 +22,8 @@ TRAIN_EXAMPLES = f"""examples:
       --val {DATA}/celeba/val --out runs/celeba-lowres --minutes 25
   # edges -> shoes from pix2pix pair files (photo|edges: B is the input, so BtoA)
   pixelnn train --data {DATA}/edges2shoes/train --pairs BtoA --val {DATA}/edges2shoes/val --out runs/shoes
+  # surface normals of faces -> photos: a normal map is estimated once per photo (needs `make setup-normals`)
+  pixelnn train --data {DATA}/celeba/train --signal normals --val {DATA}/celeba/val --out runs/celeba-normals
   # your own signal: matching file names in two folders
   pixelnn train --data my/normals --targets my/photos --out runs/normals
   # 3000 steps whatever the machine (repeatable), at most 30 minutes; float32 forced
@@ -97,6 +99,8 @@ EVALUATE_EXAMPLES = f"""examples:
   # stage 1, global NN, PixelNN (72 candidates) and pix2pix (72 dropout samples) on 100 validation faces
   pixelnn evaluate --model runs/celeba-lowres --pix2pix runs/celeba-lowres-p2p --data {DATA}/celeba/val \\
       --limit 100 --out eval/celeba-lowres
+  # the same faces also scored by the normals estimated on every output (the paper's angular statistics)
+  pixelnn evaluate --model runs/celeba-lowres --data {DATA}/celeba/val --limit 100 --face-normals on --out eval/cl
   # pair files; without --pix2pix only stage 1, global NN and PixelNN are compared
   pixelnn evaluate --model runs/shoes --data {DATA}/edges2shoes/val --pairs BtoA --limit 50 --out eval/shoes
 Writes OUT/report.md, OUT/report.json (Rand-1 / Oracle tables, diversity, spectra, Frechet distance)
@@ -120,7 +124,10 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--targets", type=Path, help="folder of target photos whose names match the files in --data (inputs)"
     )
     g.add_argument(
-        "--signal", choices=SIGNALS, help="input made from photos: 12x12 (lowres), HED edges, or Canny edges"
+        "--signal",
+        choices=SIGNALS,
+        help="input made from photos: 12x12 (lowres), HED edges, Canny edges, or surface normals of faces "
+        "(normals: MediaPipe's face mesh, the optional extra `make setup-normals`; photos without a face are skipped)",
     )
     g.add_argument("--labels", help="'path', 'path:N' (first N folders of each file's path) or a CSV file,label")
     g.add_argument("--size", type=int, default=96, help="working size of outputs (default 96)")
@@ -371,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)"
     )
     p.add_argument("--samples", type=int, default=72, help="pix2pix outputs per input (default 72, as PixelNN's grid)")
+    p.add_argument(
+        "--face-normals",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="score outputs of faces by the normals estimated on them against the photo's (the paper's six "
+        "angular statistics) and by whether a face is found (needs `make setup-normals`); "
+        "auto (default): on for models of the normals signal",
+    )
     _device_arg(p)
     _copy_arg(p)
     for p in verbs.choices.values():

@@ -381,6 +381,7 @@ def evaluate(args) -> None:
         "data": str(args.data),
         "copy": args.copy,
     }
+    faces = args.face_normals == "on" or (args.face_normals == "auto" and model.config["signal"] == "normals")
     ev = evaluate_to_folder(
         model,
         data.x,
@@ -392,6 +393,7 @@ def evaluate(args) -> None:
         n_samples=args.samples,
         meta=meta,
         copy=args.copy,
+        faces=faces,
     )
     for row in ev.report["methods"].values():
         cells = ", ".join(

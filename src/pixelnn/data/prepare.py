@@ -14,9 +14,9 @@ from tqdm import tqdm
 from ..errors import ConfigError, DataError
 from ..fileio import write_npz
 from .images import UnreadableImage, fit_square, load_rgb
-from .notice import warn_data
+from .notice import examples, warn_data
 from .options import SIGNALS
-from .signals import lowres, make_signal
+from .signals import lowres, signal_from_photos
 from .sources import Sample
 
 FORMAT = "pixelnn-prepared-1"
@@ -49,6 +49,10 @@ def _check_signal(kind: str, signal: str | None, size: int, factor: int) -> None
         raise ConfigError(f"a photo folder needs an input signal, one of {', '.join(SIGNALS)}; got {signal!r}")
     if signal == "lowres":
         lowres(np.zeros((0, size, size, 3), np.uint8), factor)  # size/factor check before loading
+    if signal == "normals":
+        from .face_normals import require
+
+        require()  # the optional extra, before loading anything
 
 
 def load_pair(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +122,7 @@ def prepare(
         warn_data(message)
         y_all, x_all = y_all[: len(kept)].copy(), x_all[: len(kept)].copy()
     if kind == "photos":
-        x_all = make_signal(signal, y_all, factor=factor, progress=progress)  # type: ignore[arg-type]
+        x_all, y_all, kept = _signal(signal, y_all, kept, factor, progress)  # type: ignore[arg-type]
     prepared = Prepared(
         x=x_all,
         y=y_all,
@@ -127,6 +131,23 @@ def prepare(
         signal=signal if kind == "photos" else kind,  # type: ignore[arg-type]
     )
     return prepared, skipped
+
+
+def _signal(
+    signal: str, y: np.ndarray, kept: list[Sample], factor: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, list[Sample]]:
+    """(x, y, samples) of the photos that have the signal: the normals signal leaves out, with a
+    count in the log, the photos in which no face is found (DataError when none has one)."""
+    x, has = signal_from_photos(signal, y, factor=factor, progress=progress)
+    if has.all():
+        return x, y, kept
+    names = [s.name for s, ok in zip(kept, has) if not ok]
+    if not has.any():
+        raise DataError(f"no face found in any of the {len(kept)} photos: the {signal} signal needs photos of faces")
+    warn_data(
+        f"skipped {len(names)} of {len(kept)} photos in which no face was found ({signal} signal): " + examples(names)
+    )
+    return x[has], y[has], [s for s, ok in zip(kept, has) if ok]
 
 
 def save_prepared(path: str | os.PathLike, prepared: Prepared) -> None:

@@ -1,6 +1,8 @@
-"""Make the incomplete input signal x from target photos: low-resolution images or edge maps.
+"""Make the incomplete input signal x from target photos: low-resolution images, edge maps or face normals.
 
-Edge maps are DARK lines on WHITE (like pix2pix's edges2shoes files and like a user's sketch).
+Edge maps are DARK lines on WHITE (like pix2pix's edges2shoes files and like a user's sketch). Normal
+maps are encoded as in data/face_normals.py (RGB (n + 1) / 2, black where there is no normal); they
+exist only for photos in which a face is found.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .options import SIGNALS
 
 
@@ -69,12 +71,43 @@ def canny(photos: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     return out
 
 
-def make_signal(kind: str, photos: np.ndarray, factor: int = 8, progress: bool = True) -> np.ndarray:
-    """Dispatch on kind: 'lowres' (factor), 'edges' (HED) or 'canny'."""
+def normals(photos: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Face normal maps: (N, S, S, 3) uint8 photos -> (encoded normal maps (N, S, S, 3) uint8, found (N,) bool).
+
+    A photo without a face gets an all-unknown map and found False. Needs the optional extra."""
+    _check_photos(photos)
+    from . import face_normals
+
+    maps = face_normals.estimate(photos, progress=progress)
+    return face_normals.encode(maps.normals, maps.mask), maps.found
+
+
+def signal_from_photos(
+    kind: str, photos: np.ndarray, factor: int = 8, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The input signal of every photo and which photos have one, (x, kept (N,) bool): every photo but
+    those in which the normals signal finds no face."""
+    if kind == "normals":
+        return normals(photos, progress=progress)
     if kind == "lowres":
-        return lowres(photos, factor)
-    if kind == "edges":
-        return hed(photos, progress=progress)
-    if kind == "canny":
-        return canny(photos)
-    raise ConfigError(f"unknown input signal {kind!r}; choose one of {', '.join(SIGNALS)}")
+        x = lowres(photos, factor)
+    elif kind == "edges":
+        x = hed(photos, progress=progress)
+    elif kind == "canny":
+        x = canny(photos)
+    else:
+        raise ConfigError(f"unknown input signal {kind!r}; choose one of {', '.join(SIGNALS)}")
+    return x, np.ones(len(photos), bool)
+
+
+def make_signal(kind: str, photos: np.ndarray, factor: int = 8, progress: bool = True) -> np.ndarray:
+    """The input signal of every photo: 'lowres' (factor), 'edges' (HED), 'canny' or 'normals' (faces;
+    DataError when a photo has no face)."""
+    x, kept = signal_from_photos(kind, photos, factor, progress)
+    if not kept.all():
+        missing = int((~kept).sum())
+        raise DataError(
+            f"no face found in {missing} of {len(kept)} photo(s): the {kind} signal is made from photos of faces "
+            "(MediaPipe's face mesh); use a photo with one clearly visible face"
+        )
+    return x

@@ -9,7 +9,7 @@ from . import metrics as M
 from .methods import per_candidate_metrics
 
 
-def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
+def aggregate(per_input: list[dict], methods: list[str], signal: str, faces: bool = False) -> dict:
     """Rand-1 / Oracle means per method and metric, diversity, spectra, Fréchet distances."""
     table: dict[str, dict] = {}
     real_spec = np.mean([p["real__spectrum"] for p in per_input], axis=0)  # (R,)
@@ -24,7 +24,7 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
             "top1": {},
             "oracle": {},
         }
-        for metric in per_candidate_metrics(signal):
+        for metric in per_candidate_metrics(signal, faces):
             if f"{m}__{metric}" not in per_input[0]:
                 continue
             sel = M.select([p[f"{m}__{metric}"] for p in per_input], rand, M.BETTER[metric], top)
@@ -33,6 +33,8 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
         row["diversity_l1"] = float(np.mean([p[f"{m}__div_l1"] for p in per_input]))
         row["diversity_l1_top10"] = float(np.mean([p[f"{m}__div_l1_top"] for p in per_input]))
         row["diversity_deep"] = float(np.mean([p[f"{m}__div_deep"] for p in per_input]))
+        if faces:
+            row["face_found_top10"] = float(np.mean([p[f"{m}__face_found_top"] for p in per_input]))
         mean_spec = np.sum([p[f"{m}__spectrum_sum"] for p in per_input], axis=0) / np.sum(
             [p[f"{m}__n"] for p in per_input]
         )
@@ -45,15 +47,15 @@ def aggregate(per_input: list[dict], methods: list[str], signal: str) -> dict:
         table[m] = row
     summary = {"methods": table, "spectra": {k: v.tolist() for k, v in spectra.items()}}
     if "pixelnn" in methods and "pix2pix" in methods:
-        summary["versus"] = versus(per_input, signal)
+        summary["versus"] = versus(per_input, signal, faces=faces)
     return summary
 
 
-def versus(per_input: list[dict], signal: str, a: str = "pixelnn", b: str = "pix2pix") -> dict:
+def versus(per_input: list[dict], signal: str, a: str = "pixelnn", b: str = "pix2pix", faces: bool = False) -> dict:
     """Method a against method b, per metric: the mean per-input difference signed so that positive
     means a is better, with its paired 95% bootstrap interval (Rand-1 and Oracle for per-output metrics)."""
     out: dict[str, dict] = {}
-    for metric in per_candidate_metrics(signal):
+    for metric in per_candidate_metrics(signal, faces):
         if any(f"{m}__{metric}" not in per_input[0] for m in (a, b)):
             continue
         better = M.BETTER[metric]

@@ -17,6 +17,7 @@ from ..synth.compose import Correspondence
 
 CACHE_VERSION = 4  # 2: candidates ranked, with scores and seams; 3: ranking by consistency and match; 4: and stage1
 METRICS_VERSION = 2  # 2: Top-1, seams, Fréchet of the Top-1 outputs, diversity of the top 10
+FACE_METRICS_VERSION = 1  # the face metrics (data/face_normals.py): change it when the estimator changes
 
 
 def run_key(manifest: dict, generator: torch.nn.Module | None, seed: int, n_samples: int, copy: str) -> list:
@@ -37,9 +38,10 @@ def candidates_key(run: list, x: np.ndarray, y: np.ndarray) -> str:
     return json_hash([run, arrays_hash(x, y)])
 
 
-def metrics_key(candidates: str) -> str:
-    """The key of one input's metrics file, from its candidate file's key."""
-    return json_hash([candidates, METRICS_VERSION])
+def metrics_key(candidates: str, faces: bool = False) -> str:
+    """The key of one input's metrics file, from its candidate file's key (and, with the face metrics,
+    the face-normal estimator's version: keys without them are those of files made before them)."""
+    return json_hash([candidates, METRICS_VERSION] + ([["faces", FACE_METRICS_VERSION]] if faces else []))
 
 
 def candidates_path(cache: Path, i: int) -> Path:

@@ -71,13 +71,28 @@ def vgg_outputs(y: np.ndarray, cands: dict, subsets: dict) -> tuple[np.ndarray, 
     return edges[index[0][0]], method_edges, method_taps
 
 
-def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str, factor: int, seed: int = 0) -> dict:
+def face_metrics(y: np.ndarray, cands: dict, methods: list[str]) -> dict[str, np.ndarray]:
+    """The face metrics of every method's candidates against the photo y (S, S, 3) uint8: METHOD__NAME (n,)
+    for NAME in methods.FACE_METRICS. Normals are estimated once per distinct image (data/face_normals.py);
+    the angular statistics are NaN for an output without a face, and for every output when the photo has none."""
+    from ..data import face_normals
+
+    images, index = distinct_images([y[None]] + [cands[m] for m in methods])
+    maps = face_normals.estimate(images)
+    stats = face_normals.compare(maps, maps.normals[0], maps.mask[0])  # {name: (U,)}, per distinct image
+    return {f"{m}__{name}": v[index[k + 1]] for k, m in enumerate(methods) for name, v in stats.items()}
+
+
+def input_metrics(
+    cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str, factor: int, seed: int = 0, faces: bool = False
+) -> dict:
     """Metrics of every method's candidates (uint8 (n, S, S, 3)) for input i with photo y (S, S, 3) uint8.
 
     Returns flat arrays named METHOD__NAME: per candidate psnr, ssim, edge_ap, spectrum_dist
     (consistency_psnr for lowres) (n,); div_l1, div_deep, rand1, n (scalars); spectrum_sum (R,), the
     sum of the candidates' log spectra; feat (1280,), EfficientNet-Lite0 features of the Rand-1
-    candidate. Plus real__spectrum (R,) and real__feat (1280,).
+    candidate. Plus real__spectrum (R,) and real__feat (1280,). With faces, the face metrics (face_metrics)
+    and face_found_top, the share of the TOP_N best-ranked candidates in which a face is found.
     """
     from ..features.efficientnet import pooled_features
 
@@ -88,6 +103,8 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
     real_edges, edges, taps = vgg_outputs(y, cands, subsets)
     real_spec = M.log_spectra(real[None])[0]  # (R,)
     out: dict[str, np.ndarray] = {"real__spectrum": real_spec}
+    if faces:
+        out.update(face_metrics(y, cands, methods))
     picks = [y]
     for m in methods:
         imgs = cands[m]  # (n, S, S, 3) uint8
@@ -110,6 +127,8 @@ def input_metrics(cands: dict, x: np.ndarray, y: np.ndarray, i: int, signal: str
         out[f"{m}__top1"] = np.array(best[0])
         out[f"{m}__div_l1"] = np.array(M.pairwise_l1(f))
         out[f"{m}__div_l1_top"] = np.array(M.pairwise_l1(f[best[:TOP_N]]))
+        if faces:
+            out[f"{m}__face_found_top"] = np.array(out[f"{m}__face_found"][best[:TOP_N]].mean())
         if len(subsets[m]) >= 2:
             out[f"{m}__div_deep"] = np.array(M.mean_pair_distance(M.hypercolumn_similarity(taps[m], (S, S))))
         else:

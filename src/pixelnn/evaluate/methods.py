@@ -13,7 +13,14 @@ TOP_N = 10  # the best-ranked candidates whose diversity is reported
 SPREAD_EXEMPLARS, SPREAD_PAIRS = 500, 3000  # bank exemplars (fixed seed) and their random pairs for the residual spread
 
 
-def per_candidate_metrics(signal: str) -> list[str]:
-    """Per-output metrics of an evaluation (seam: only methods that copy, see metrics.seam_step)."""
+# per-output metrics of face evaluations (--face-normals): the angular error between the normals estimated
+# on the output and on the photo (data/face_normals.py), the paper's six statistics, and whether a face is found
+FACE_METRICS = ("normal_mean", "normal_median", "normal_rmse", "normal_11", "normal_22", "normal_30", "face_found")
+
+
+def per_candidate_metrics(signal: str, faces: bool = False) -> list[str]:
+    """Per-output metrics of an evaluation (seam: only methods that copy, see metrics.seam_step; the face
+    metrics with faces)."""
     names = ["psnr", "ssim", "edge_ap", "spectrum_dist", "seam"]
-    return names[:2] + ["consistency_psnr"] + names[2:] if signal == "lowres" else names
+    names = names[:2] + ["consistency_psnr"] + names[2:] if signal == "lowres" else names
+    return names + list(FACE_METRICS) if faces else names

@@ -47,6 +47,13 @@ BETTER = {
     "consistency_psnr": "higher",
     "spectrum_dist": "lower",
     "seam": "lower",
+    "normal_mean": "lower",
+    "normal_median": "lower",
+    "normal_rmse": "lower",
+    "normal_11": "higher",
+    "normal_22": "higher",
+    "normal_30": "higher",
+    "face_found": "higher",
 }
 
 

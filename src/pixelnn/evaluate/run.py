@@ -52,13 +52,20 @@ def evaluate_to_folder(
     meta: dict | None = None,
     progress: bool = True,
     copy: str = DEFAULT_COPY,
+    faces: bool = False,
 ) -> Evaluation:
     """Evaluate a PixelNN model (and a pix2pix generator) on inputs x (N, h, w, c) with photos y (N, S, S, 3).
 
+    faces: also score every output by the normals estimated on it against the photo's, and whether a face
+    is found in it (methods.FACE_METRICS; needs the optional extra of data/face_normals.py).
     Resumes from OUT/cache; writes OUT/report.json, OUT/report.md and OUT/figures/*.png.
     """
     out = Path(out)
     check_inputs(model, generator, x, y, names)
+    if faces:
+        from ..data.face_normals import require
+
+        require()  # the optional extra, before any work
     signal = model.config["signal"]
     factor = int(model.config.get("factor", 8))
     methods = [m for m in METHODS if m != "pix2pix" or generator is not None]
@@ -74,21 +81,23 @@ def evaluate_to_folder(
             bar.set_postfix_str("synthesizing")
             cands = candidates(model, x[i], i, generator, seed, n_samples, y[i], copy)
             write_npz(cand_path, key=np.array(ckey), **cands)
-        mkey = cache.metrics_key(ckey)
+        mkey = cache.metrics_key(ckey, faces)
         met_path = cache.metrics_path(out / "cache", i)
         met = cache.read(met_path, mkey)
         if met is None:
             bar.set_postfix_str("metrics")
-            met = input_metrics(cands, x[i], y[i], i, signal, factor, seed)
+            met = input_metrics(cands, x[i], y[i], i, signal, factor, seed, faces)
             write_npz(met_path, key=np.array(mkey), **met)
         per_input.append(met)
         if i < figures.N_SHOWN:
             kept.append(cands)
     bar.close()
-    summary = aggregate(per_input, methods, signal)
+    summary = aggregate(per_input, methods, signal, faces)
     fig_paths = figures.write_all(out / "figures", model, kept, x, y, per_input, summary, methods, seed)
     bank = bank_spread(model.bank, seed)
-    rep = tables.build(summary, methods, signal, factor, len(x), seed, n_samples, meta or {}, fig_paths, out, bank)
+    rep = tables.build(
+        summary, methods, signal, factor, len(x), seed, n_samples, meta or {}, fig_paths, out, bank, faces
+    )
     tables.write(out, rep)
     return Evaluation(rep, out, fig_paths)
 

@@ -89,7 +89,35 @@ SET = {
         "published FID (another network, other sizes, few samples: strongly biased upwards for small sets).",
     ),
 }
+_NORMALS = (
+    "the angle between the unit normals estimated on the output and on the real photo with the same estimator "
+    "(MediaPipe's face mesh, 468 landmarks triangulated on the image plane, vertex normals interpolated per "
+    "pixel; data/face_normals.py), over the pixels where both have a normal; outputs without a face are left out"
+)
+for _name, _title, _unit, _what in (
+    ("normal_mean", "normals: mean", "°", "mean of"),
+    ("normal_median", "normals: median", "°", "median of"),
+    ("normal_rmse", "normals: RMSE", "°", "root mean square of"),
+    ("normal_11", "normals: within 11.25°", "%", "percent of pixels within 11.25° in"),
+    ("normal_22", "normals: within 22.5°", "%", "percent of pixels within 22.5° in"),
+    ("normal_30", "normals: within 30°", "%", "percent of pixels within 30° in"),
+):
+    PER_OUTPUT[_name] = (_title, _unit, f"{_what} {_NORMALS} (the paper's Table 1 statistic).")
+PER_OUTPUT["face_found"] = (
+    "face found",
+    "",
+    "1 if MediaPipe's face mesh finds a face in the output, else 0: whether it is a face at all, not patchwork; "
+    "averaged over inputs, the share of outputs with a face.",
+)
+FACE_SET = {
+    "face_found_top10": (
+        "face found, top 10",
+        "the share of the 10 best-ranked candidates of each input (rank score from the input alone) in which a face "
+        "is found, averaged over inputs.",
+    ),
+}
 SET_BETTER = {
+    "face_found_top10": "higher (more outputs are faces)",
     "diversity_l1": "higher (more varied outputs)",
     "diversity_l1_top10": "higher (more varied outputs)",
     "diversity_deep": "higher (more varied outputs)",
@@ -122,8 +150,9 @@ def build(
     figures: list[Path],
     out: Path,
     bank: dict | None = None,
+    faces: bool = False,
 ) -> dict:
-    names = per_candidate_metrics(signal)
+    names = per_candidate_metrics(signal, faces)
     definitions = {
         k: {
             "title": PER_OUTPUT[k][0],
@@ -134,8 +163,12 @@ def build(
         }
         for k in names
     }
+    per_method = {**SET, **(FACE_SET if faces else {})}
     definitions.update(
-        {k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d} for k, (t, d) in SET.items()}
+        {
+            k: {"title": t, "better": SET_BETTER[k], "kind": "per method", "definition": d}
+            for k, (t, d) in per_method.items()
+        }
     )
     return _clean(
         {
@@ -172,7 +205,7 @@ def build(
 def _fmt(v, unit: str = "") -> str:
     if v is None:
         return "n/a"
-    return f"{v:.2f}" if unit == "dB" or abs(v) >= 10 else f"{v:.4f}"
+    return f"{v:.2f}" if unit in ("dB", "°", "%") or abs(v) >= 10 else f"{v:.4f}"
 
 
 def markdown(rep: dict) -> str:
@@ -210,13 +243,15 @@ def markdown(rep: dict) -> str:
             for k in names
         ]
         lines.append(f"| {row['label']} | {row['candidates']} | " + " | ".join(cells) + " |")
-    set_names = list(SET)
+    set_names = [k for k, d in rep["metrics"].items() if d["kind"] == "per method"]
     lines += [
         "",
         "## Diversity and distribution (per method)",
         "",
         "| method | "
-        + " | ".join(f"{rep['metrics'][k]['title']} {'↑' if k.startswith('diversity') else '↓'}" for k in set_names)
+        + " | ".join(
+            f"{rep['metrics'][k]['title']} {arrows[rep['metrics'][k]['better'].split()[0]]}" for k in set_names
+        )
         + " |",
         "|---|" + "---:|" * len(set_names),
     ]
