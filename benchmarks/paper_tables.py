@@ -202,6 +202,9 @@ class Runner:
         model, p2p, ev = base / "pixelnn", base / "pix2pix", base / "eval"
         budget = {"minutes": o.minutes, "size": o.size, "train_limit": o.train_limit, "descriptors": o.descriptors}
         folds = {"folds": o.folds} if o.folds else {}  # absent without folds: runs made before them stay valid
+        precision = ["--precision", o.precision] if o.precision != "auto" else []  # both networks alike
+        if precision:
+            budget = {**budget, "precision": o.precision}
         common = [
             *d.data,
             *self._labels(d),
@@ -224,6 +227,7 @@ class Runner:
                 str(model),
                 "--minutes",
                 str(o.minutes),
+                *precision,
                 *(["--descriptors", str(o.descriptors)] if o.descriptors else []),
                 *(["--folds", str(o.folds)] if o.folds else []),
             ),
@@ -243,6 +247,7 @@ class Runner:
                 str(p2p),
                 "--minutes",
                 str(o.minutes),
+                *precision,
                 "--cache",
                 str(model / "cache"),
             ),
@@ -359,17 +364,39 @@ class Runner:
         write_json(out / "table.json", table)
         write_text(out / "table.md", render(table, figure_dir=None))
         docs = Path(self.opts.docs)
+        table = carry(table, _read(docs / "results" / "table.json"))
         plots = {}
-        for n in reports:
+        for n in table["domains"]:
             src = self.folder(n) / "eval" / "figures" / "frequency.png"  # a plot, no photo
-            if src.exists():
-                dst = docs / "results" / f"{n}-frequency.png"
+            dst = docs / "results" / f"{n}-frequency.png"
+            if n in reports and src.exists():
                 with atomic_path(dst) as tmp:
                     shutil.copyfile(src, tmp)
+            if dst.exists():
                 plots[n] = f"results/{n}-frequency.png"
+        write_json(docs / "results" / "table.json", table)
         write_text(docs / "results.md", render(table, figure_dir=plots))
         write_json(docs / "results.json", results_json(table))
-        log(f"tables: {out / 'table.md'}, {out / 'table.json'}, {docs / 'results.md'} ({len(reports)} domains)")
+        log(
+            f"tables: {out / 'table.md'}, {out / 'table.json'}, {docs / 'results.md'} ({len(table['domains'])} domains)"
+        )
+
+
+def carry(table: dict, kept: dict | None) -> dict:
+    """The table with the domains of `kept` (docs/results/table.json: the docs' own copy of the last table)
+    that it lacks, each marked with the date of the run it comes from ("carried"), in DOMAINS order: the docs
+    keep every domain when a run redoes only some."""
+    if not kept:
+        return table
+    domains = dict(table["domains"])
+    for n, d in kept.get("domains", {}).items():
+        if n not in domains:
+            domains[n] = {**d, "carried": d.get("carried") or kept["generated"]}
+    order = [n for n in DOMAINS if n in domains] + [n for n in domains if n not in DOMAINS]
+    # a longer run stays beside the run it was set against: only where that domain is carried too
+    carried_longer = {n: d for n, d in (kept.get("longer") or {}).items() if n not in table["domains"]}
+    longer = {**carried_longer, **(table.get("longer") or {})}
+    return {**table, "domains": {n: domains[n] for n in order}, **({"longer": longer} if longer else {})}
 
 
 COPY_WORDS = {
@@ -424,11 +451,23 @@ def _cross_fit_lines(domains: dict) -> list[str]:
     ]
 
 
+def _carried_lines(domains: dict) -> list[str]:
+    """What the intro says of the domains carried from an earlier run (none: nothing)."""
+    runs: dict[str, list[str]] = {}
+    for n, d in domains.items():
+        if d.get("carried"):
+            runs.setdefault(d["carried"], []).append(n)
+    return [
+        f"Carried unchanged from the run of {date} (not rerun by the run above): {', '.join(names)}."
+        for date, names in runs.items()
+    ]
+
+
 def _command(domain: str, settings: dict) -> str:
     """The command line of this script that reproduces a domain from its evaluate step's settings."""
     words = ["python benchmarks/paper_tables.py", "--domains", domain]
     parser = build_parser()
-    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy", "folds"):
+    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy", "folds", "precision"):
         if key in settings and settings[key] != parser.get_default(key):
             words += [
                 f"--{key.replace('_', '-')}",
@@ -560,6 +599,7 @@ def render(table: dict, figure_dir: dict | None) -> str:
         f"format version 2 ({_compact(domains)} here) are compact; the others are version 1, whose Table-1 metrics",
         'the compact copy matches within bootstrap noise (docs/benchmarks.md, "Compact banks").',
         *_cross_fit_lines(domains),
+        *_carried_lines(domains),
         "",
         "Made by (one line per domain; each resumes or skips what is finished):",
         "",
@@ -840,7 +880,11 @@ def _significant(versus: dict | None, metric: str, selections: tuple[str, ...]) 
     found = (versus or {}).get(metric) or {}
     marks = []
     for sel in selections:
-        low, high = (found.get(sel) or {}).get("low"), (found.get(sel) or {}).get("high")
+        entry = found.get(sel) or {}
+        low, high = entry.get("low"), entry.get("high")
+        if low is None and high is None and "significant" in entry:  # a carried table that kept only the verdict
+            marks.append("\\*" if entry["significant"] else "")
+            continue
         marks.append("\\*" if low is not None and high is not None and (low > 0 or high < 0) else "")
     return marks
 
@@ -892,6 +936,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="cross-fit each bank with K fold models (`pixelnn train --folds K`; their training is K - 1 times "
         "stage 1's, on top of --minutes); default 0: the bank's f(x_k) from stage 1 itself",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="training precision of both networks (default auto: each run probes the CPU when it starts, which "
+        "other work on the machine can sway)",
     )
     p.add_argument("--train-only", action="store_true", help="train stage 1, the bank and pix2pix; evaluate later")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")

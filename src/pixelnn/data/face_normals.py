@@ -16,6 +16,7 @@ value (its blue channel is at least 128), so stage 1 and the ranking see "no nor
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,6 +31,7 @@ INSTALL = (
     "`pip install 'pixelnn[normals]' && pip install --no-deps mediapipe==0.10.21` "
     "(the last release that bundles its face models)"
 )
+_LOCK = threading.Lock()  # one FaceMesh per process, and its graph takes one image at a time (the web app's threads)
 STATISTICS = ("normal_mean", "normal_median", "normal_rmse", "normal_11", "normal_22", "normal_30")
 THRESHOLDS = {"normal_11": 11.25, "normal_22": 22.5, "normal_30": 30.0}  # degrees
 
@@ -80,7 +82,8 @@ def landmarks(image: np.ndarray) -> np.ndarray | None:
     image = np.ascontiguousarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB image (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    found = _mesh().process(image).multi_face_landmarks
+    with _LOCK:
+        found = _mesh().process(image).multi_face_landmarks
     if not found:
         return None
     h, w = image.shape[:2]

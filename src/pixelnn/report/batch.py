@@ -182,7 +182,7 @@ def run_chunk(model, batch: Batch, jobs: list[Job], tick=None) -> ChunkReport:
         if final.exists():  # made with other settings, or left by a run without resume
             shutil.rmtree(final)
         with atomic_folder(final) as tmp:
-            write_result(tmp, result, model.bank, target=target, title=job.title)
+            write_result(tmp, result, model.bank, target=target, title=job.title, signal=model.config["signal"])
             (tmp / MARK).write_text(_mark(batch, job))
         made += 1
         tick(1)

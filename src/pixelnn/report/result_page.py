@@ -43,6 +43,26 @@ def display(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(im).resize((size, size), Image.NEAREST))
 
 
+def normal_mask(x: np.ndarray, size: int) -> np.ndarray:
+    """The mask of an encoded normal map x (h, w, 3) uint8 (data/face_normals.py) for display: white where
+    a pixel has a normal, dark grey where not; (size, size, 3) uint8."""
+    from ..data.face_normals import decode
+
+    _, mask = decode(x)
+    return display(np.where(mask, 255, 48).astype(np.uint8)[..., None], size)
+
+
+def input_panels(x: np.ndarray, signal: str | None, size: int) -> list[tuple[str, np.ndarray, str]]:
+    """(file name, image, caption) of the pictures that show an input: the input enlarged to the output size,
+    and for a normal map its mask beside it."""
+    if signal != "normals":
+        return [("input.png", display(x, size), "input")]
+    return [
+        ("input.png", display(x, size), "input: surface normals (RGB = (n + 1) / 2)"),
+        ("mask.png", normal_mask(x, size), "normal mask (black: no normal)"),
+    ]
+
+
 def _score(cand) -> str:
     return "n/a" if cand.score is None else f"{cand.score.total:+.2f}"
 
@@ -51,14 +71,19 @@ def _stem(i: int, spec) -> str:
     return f"cand-{i:02d}_{str(spec).replace(':', '-')}"
 
 
-def write_result(folder: Path, result: Result, bank, target: np.ndarray | None = None, title: str = "") -> Path:
-    """Write one result's files and page; returns the page's path."""
+def write_result(
+    folder: Path, result: Result, bank, target: np.ndarray | None = None, title: str = "", signal: str | None = None
+) -> Path:
+    """Write one result's files and page (signal: the model's, for how the input is shown); returns the page's path."""
     folder = Path(folder)
     S = result.stage1.shape[0]
     w = max(2 * S, 160)
-    write_png(folder / "input.png", display(result.input, S))
+    head = []
+    for name, image, caption in input_panels(result.input, signal, S):
+        write_png(folder / name, image)
+        head.append({"src": name, "caption": caption})
     write_png(folder / "stage1.png", to_uint8(result.stage1))
-    head = [{"src": "input.png", "caption": "input"}, {"src": "stage1.png", "caption": "stage 1 f(x)"}]
+    head.append({"src": "stage1.png", "caption": "stage 1 f(x)"})
     if target is not None:
         write_png(folder / "target.png", target)
         head.append({"src": "target.png", "caption": "original"})

@@ -6,7 +6,7 @@
     POST /api/synthesize                           form: source=example|bank|upload|sketch|result and
                                                    example / bank_id / image (+kind) / result, grid, copy,
                                                    labels (repeatable), ids, like (an image), like_k
-    GET  /api/results/<id>/input.png|stage1.png|original.png
+    GET  /api/results/<id>/input.png|mask.png|stage1.png|original.png   (mask: of a normal-map input)
     GET  /api/results/<id>/candidates/<i>.png      a candidate; .../<i>/corr.json|corr.npz|figure.png
     GET  /api/exemplars/<id>/photo.png|input.png   a bank exemplar's photo y or input x
 
@@ -265,7 +265,7 @@ def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_
             result = model.synthesize(x, **control)
             seconds = time.monotonic() - t0
         rid = store.add(Entry(result, original, title, shown))
-        return jsonify(render.result_json(rid, store.get(rid), model.bank, seconds))
+        return jsonify(render.result_json(rid, store.get(rid), model.bank, seconds, model.config["signal"]))
 
 
 def _files(app: Flask, model, store: ResultStore) -> None:
@@ -275,11 +275,13 @@ def _files(app: Flask, model, store: ResultStore) -> None:
             raise params.RequestError(f"no candidate {i}: this result has {len(cands)}", 404)
         return cands[i]
 
-    @app.get("/api/results/<rid>/<any(input, stage1, original):what>.png")
+    @app.get("/api/results/<rid>/<any(input, mask, stage1, original):what>.png")
     def result_image(rid: str, what: str):
         entry = store.get(rid)
         if what == "original" and entry.original is None:
             raise params.RequestError("this result has no original photo", 404)
+        if what == "mask" and model.config["signal"] != "normals":
+            raise params.RequestError("only a normal-map input has a mask", 404)
         return _png(store.file(rid, f"{what}.png", lambda: render.image_png(entry, what)))
 
     @app.get("/api/results/<rid>/candidates/<int:i>.png")

@@ -9,14 +9,14 @@ import numpy as np
 
 from ..pixels import to_uint8
 from ..report.correspondence import figure
-from ..report.result_page import display
+from ..report.result_page import display, normal_mask
 from ..synth.compose import Correspondence
 from .results import Entry
 from .uploads import png_bytes
 
 
-def result_json(rid: str, entry: Entry, bank, seconds: float) -> dict:
-    """Everything the page needs about a result; images and maps are URLs fetched on demand."""
+def result_json(rid: str, entry: Entry, bank, seconds: float, signal: str | None = None) -> dict:
+    """Everything the page needs about a result (signal: the model's); images and maps are URLs fetched on demand."""
     r = entry.result
     base = f"/api/results/{rid}"
     S = r.stage1.shape[0]
@@ -30,6 +30,7 @@ def result_json(rid: str, entry: Entry, bank, seconds: float) -> dict:
         "input": f"{base}/input.png",
         "stage1": f"{base}/stage1.png",
         "original": f"{base}/original.png" if entry.original is not None else None,
+        "mask": f"{base}/mask.png" if signal == "normals" else None,  # which input pixels have a normal
         "neighbours": [[int(i), round(float(s), 4)] for i, s in zip(r.neighbours, r.neighbour_sims)],
         "exemplars": {str(int(i)): exemplar_json(bank, int(i)) for i in used},
         "candidates": [candidate_json(base, i, c) for i, c in enumerate(r.candidates)],
@@ -89,10 +90,12 @@ def figure_png(cand, bank) -> bytes:
 
 
 def image_png(entry: Entry, what: str) -> bytes:
-    """'input' (enlarged to the output size), 'stage1' or 'original' as PNG bytes."""
+    """'input' (enlarged to the output size), 'mask' (of a normal-map input), 'stage1' or 'original' as PNG bytes."""
     r = entry.result
     if what == "input":
         return png_bytes(display(r.input, r.stage1.shape[0]))
+    if what == "mask":
+        return png_bytes(normal_mask(r.input, r.stage1.shape[0]))
     if what == "stage1":
         return png_bytes(to_uint8(r.stage1))
     return png_bytes(entry.original)

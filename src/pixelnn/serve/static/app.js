@@ -293,6 +293,9 @@ function showResult(result) {
   $("empty").hidden = true;
   $("head").hidden = false;
   $("input-img").src = result.input;
+  $("mask-fig").hidden = !result.mask;
+  if (result.mask) $("mask-img").src = result.mask;
+  $("input-caption").textContent = result.mask ? "input: surface normals" : "input";
   $("stage1-img").src = result.stage1;
   $("original-fig").hidden = !result.original;
   if (result.original) $("original-img").src = result.original;
