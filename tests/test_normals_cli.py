@@ -88,3 +88,35 @@ def test_evaluate_reports_the_normal_statistics_and_the_face_found_rate(normals_
     if rand["normal_mean"] is not None:
         assert oracle["normal_mean"] <= rand["normal_mean"] and oracle["normal_30"] >= rand["normal_30"]
     assert "normals: mean" in (out / "report.md").read_text()
+
+
+def test_web_app_turns_an_uploaded_face_photo_into_its_normal_map(normals_run, tmp_path):
+    import io
+
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import encode_multipart
+
+    from pixelnn import PixelNN
+    from serve_support import FAST_GRID, decode, png, tiny_app
+
+    _, _, run, _ = normals_run
+    model = PixelNN.load(run)
+    app, _, _ = tiny_app(model, face_photos(4, 64), tmp_path)
+    client = app.test_client()
+
+    def post(image: np.ndarray):
+        fields = {"source": "upload", "kind": "photo", "grid": FAST_GRID}
+        fields["image"] = FileStorage(io.BytesIO(png(image)), filename="me.png")
+        boundary, body = encode_multipart(fields)
+        return client.post("/api/synthesize", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+    face = face_photos(6, 64)[5]
+    r = post(face)
+    assert r.status_code == 200, r.json
+    x = decode(client.get(r.json["input"]).data)
+    assert np.array_equal(x, model.input_from_photo(face))  # the normal map made from the photo
+    mask = decode(client.get(r.json["mask"]).data)[..., 0] == 255
+    assert 0.03 < mask.mean() < 0.6 and (x[~mask] == 0).all()
+    assert len(r.json["candidates"]) == 3
+    r = post(fit_square(data.chelsea(), 64))
+    assert r.status_code == 400 and "no face found" in r.json["error"], r.json

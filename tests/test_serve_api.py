@@ -627,3 +627,12 @@ def test_the_copy_mode_is_chosen_per_request_and_checked(served):
     assert npz["weights"].shape == (32, 32, 9)  # the blending weights travel with the map
     bad = post(client, source="example", example="1", copy="smudge")
     assert bad.status_code == 400 and "copy must be one of eq3, coherent, vote, coherent-vote" in bad.json["error"]
+
+
+def test_only_a_normal_map_input_has_a_mask(served, tiny_run):
+    _, client, _, _ = served
+    r = post(client, source="upload", kind="photo", image=png(tiny_run[2][1]))
+    assert r.status_code == 200, r.json
+    assert r.json["mask"] is None
+    missing = client.get(f"/api/results/{r.json['id']}/mask.png")
+    assert missing.status_code == 404 and "normal-map" in missing.json["error"]
