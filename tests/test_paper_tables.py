@@ -185,3 +185,73 @@ def test_cross_fitted_banks_are_named_in_the_command_the_cell_and_the_intro(tabl
     assert tables._cross_fit_lines({"faces-lowres": plain}) == []
     intro = " ".join(tables._cross_fit_lines({"faces-lowres": plain, "edges2shoes": d}))
     assert intro.startswith("Banks cross-fitted (edges2shoes: `--folds 2`)") and "faces" not in intro
+
+
+def face_domain(title):
+    """ranked_domain with the face metrics: PixelNN's Top-1 beats pix2pix's Rand-1 on mean angular error."""
+    d = ranked_domain(title)
+    face = {
+        "pixelnn": {"rand1": (14.0, 0.9), "top1": (12.0, 1.0), "oracle": (9.0, 1.0), "top10": 0.95},
+        "pix2pix": {"rand1": (13.0, 1.0), "top1": (13.5, 1.0), "oracle": (11.0, 1.0), "top10": 0.9},
+    }
+    for m, sels in face.items():
+        for sel in ("rand1", "top1", "oracle"):
+            mean, found = sels[sel]
+            d["methods"][m][sel].update(
+                normal_mean=mean,
+                normal_median=mean - 2,
+                normal_rmse=mean + 3,
+                normal_11=50.0,
+                normal_22=80.0,
+                normal_30=90.0,
+                face_found=found,
+            )
+        d["methods"][m]["face_found_top10"] = sels["top10"]
+    for k in ("normal_mean", "face_found"):
+        better = "lower" if k == "normal_mean" else "higher"
+        d["metrics"][k] = {"title": k, "better": better, "kind": "per output", "definition": "d"}
+    return d
+
+
+def test_normals_section_sets_the_paper_beside_ours_and_checks_the_targets(tables):
+    assert tables.normals_section({"edges2shoes": ranked_domain("Shoes")}) == []  # no face metrics: no section
+    lines = tables.normals_section({"faces-normals": face_domain("Normals")})
+    ours = next(line for line in lines if line.startswith("| Normals | PixelNN"))
+    assert "| 14.0 / 12.0 / 9.0 |" in ours and ours.endswith("| 0.90 / 1.00 / 1.00 | 0.95 |")
+    paper = next(line for line in lines if line.startswith("| Normals | paper: PixelNN"))
+    assert "| 12.8 / 10.8 | 10.4 / 8.7 |" in paper and "| 0.38 / 0.42 |" in paper
+    target = [c.strip() for c in lines[-1].strip("|").split("|")][1:]
+    assert target == ["12.0 vs 13.0 ✓", "0.860 vs 0.800 ✓", "9.0 vs 11.0 ✓", "0.900 vs 0.850 ✓", "0.95 vs 0.90 ✓"]
+    d = face_domain("Normals")
+    d["methods"]["pixelnn"]["face_found_top10"] = 0.5
+    assert tables.normals_section({"faces-normals": d})[-1].endswith("| 0.50 vs 0.90 ✗ |")
+    out = tables.results_json({"generated": "now", "domains": {"faces-normals": d}})
+    assert out["domains"]["faces-normals"]["pixelnn"]["normal_mean"] == {"rand1": 14.0, "top1": 12.0, "oracle": 9.0}
+    assert out["domains"]["faces-normals"]["pixelnn"]["face_found_top10"] == {"set": 0.5}
+
+
+def test_domains_a_run_does_not_redo_are_carried_with_their_date(tables):
+    new = {"generated": "today", "domains": {"faces-normals": face_domain("Normals")}}
+    kept = {
+        "generated": "last week",
+        "domains": {"edges2shoes": ranked_domain("Shoes"), "faces-normals": domain("Old normals")},
+        "longer": {"edges2shoes": ranked_domain("Shoes 60"), "faces-normals": domain("Old normals 60")},
+    }
+    kept["longer"]["edges2shoes"]["command"] = "python benchmarks/paper_tables.py --domains edges2shoes --minutes 60"
+    table = tables.carry(new, kept)
+    assert list(table["domains"]) == ["faces-normals", "edges2shoes"]  # in DOMAINS order
+    assert table["domains"]["faces-normals"]["title"] == "Normals"  # the new run wins
+    assert (
+        table["domains"]["edges2shoes"]["carried"] == "last week" and "carried" not in table["domains"]["faces-normals"]
+    )
+    assert list(table["longer"]) == ["edges2shoes"]  # a longer run only beside the run it was set against
+    assert tables.carry(new, None) is new
+    text = tables.render(table, figure_dir=None)
+    assert "Carried unchanged from the run of last week (not rerun by the run above): edges2shoes." in text
+
+
+def test_a_carried_verdict_marks_a_difference_without_its_interval(tables):
+    versus = {"psnr": {"rand1": {"mean": 1.0, "low": None, "high": None, "significant": True}}}
+    assert tables._significant(versus, "psnr", ("rand1",)) == ["\\*"]
+    versus["psnr"]["rand1"]["significant"] = False
+    assert tables._significant(versus, "psnr", ("rand1",)) == [""]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 SIGNALS = ("lowres", "edges", "canny", "normals")  # the inputs PixelNN can make from photos (data/signals.py)
 EDGE_SIGNALS = ("edges", "canny")  # of which edge maps
-FACE_SIGNALS = ("normals",)  # of which made only from photos of faces (the others from any photo)
 
 
 @dataclass(frozen=True)
