@@ -202,9 +202,9 @@ class Runner:
         model, p2p, ev = base / "pixelnn", base / "pix2pix", base / "eval"
         budget = {"minutes": o.minutes, "size": o.size, "train_limit": o.train_limit, "descriptors": o.descriptors}
         folds = {"folds": o.folds} if o.folds else {}  # absent without folds: runs made before them stay valid
-        precision = ["--precision", o.precision] if o.precision != "auto" else []  # both networks alike
-        if precision:
-            budget = {**budget, "precision": o.precision}
+        precision = ["--precision", o.stage1_precision] if o.stage1_precision != "auto" else []
+        stage1_precision = {"stage1_precision": o.stage1_precision} if precision else {}  # for the command line
+        stage1_settings = {**budget, **folds, **({"precision": o.stage1_precision} if precision else {})}
         common = [
             *d.data,
             *self._labels(d),
@@ -215,7 +215,7 @@ class Runner:
         ok = self.step(
             "stage1",
             name,
-            {**budget, **folds},
+            stage1_settings,
             pixelnn_cli(
                 "train",
                 "--data",
@@ -247,7 +247,6 @@ class Runner:
                 str(p2p),
                 "--minutes",
                 str(o.minutes),
-                *precision,
                 "--cache",
                 str(model / "cache"),
             ),
@@ -258,7 +257,7 @@ class Runner:
         ok = ok and self.step(
             "evaluate",
             name,
-            {"limit": o.limit, "seed": o.seed, "copy": o.copy, **budget, **folds, **faces},
+            {"limit": o.limit, "seed": o.seed, "copy": o.copy, **budget, **folds, **faces, **stage1_precision},
             pixelnn_cli(
                 "evaluate",
                 "--model",
@@ -467,7 +466,7 @@ def _command(domain: str, settings: dict) -> str:
     """The command line of this script that reproduces a domain from its evaluate step's settings."""
     words = ["python benchmarks/paper_tables.py", "--domains", domain]
     parser = build_parser()
-    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy", "folds", "precision"):
+    for key in ("minutes", "limit", "descriptors", "seed", "size", "train_limit", "copy", "folds", "stage1_precision"):
         if key in settings and settings[key] != parser.get_default(key):
             words += [
                 f"--{key.replace('_', '-')}",
@@ -938,11 +937,11 @@ def build_parser() -> argparse.ArgumentParser:
         "stage 1's, on top of --minutes); default 0: the bank's f(x_k) from stage 1 itself",
     )
     p.add_argument(
-        "--precision",
+        "--stage1-precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
-        help="training precision of both networks (default auto: each run probes the CPU when it starts, which "
-        "other work on the machine can sway)",
+        help="stage 1's training precision (default auto: the run probes the CPU when it starts, and other work on "
+        "the machine can sway the probe); pix2pix always probes",
     )
     p.add_argument("--train-only", action="store_true", help="train stage 1, the bank and pix2pix; evaluate later")
     p.add_argument("--table-only", action="store_true", help="only assemble the tables from finished domains")
