@@ -73,6 +73,6 @@ def test_make_signal_dispatch_and_unknown() -> None:
     photos = np.full((1, 16, 16, 3), 255, np.uint8)
     assert make_signal("lowres", photos, factor=4).shape == (1, 4, 4, 3)
     assert make_signal("canny", photos).shape == (1, 16, 16, 1)
-    assert SIGNALS == ("lowres", "edges", "canny")
-    with pytest.raises(ConfigError, match="lowres, edges, canny"):
+    assert SIGNALS == ("lowres", "edges", "canny", "normals")
+    with pytest.raises(ConfigError, match="lowres, edges, canny, normals"):
         make_signal("sketch", photos)

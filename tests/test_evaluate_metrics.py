@@ -256,6 +256,13 @@ def test_each_metric_has_the_right_direction():
         "consistency_psnr": "higher",
         "spectrum_dist": "lower",
         "seam": "lower",
+        "normal_mean": "lower",  # angular errors: lower is better
+        "normal_median": "lower",
+        "normal_rmse": "lower",
+        "normal_11": "higher",  # shares of pixels within a bound: higher is better
+        "normal_22": "higher",
+        "normal_30": "higher",
+        "face_found": "higher",
     }
 
 
