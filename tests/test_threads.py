@@ -23,3 +23,13 @@ def test_one_blas_thread_limits_every_blas_library_and_restores_them():
 def test_threaded_keeps_the_order_of_the_items():
     assert threaded(lambda i: i * i, list(range(50))) == [i * i for i in range(50)]
     assert threaded(str, []) == []
+
+
+def test_one_blas_thread_also_limits_a_library_imported_after_its_first_use():
+    with one_blas_thread():
+        pass
+    import cv2  # brings an OpenBLAS of its own
+
+    cv2.setNumThreads(cv2.getNumThreads())
+    with one_blas_thread():
+        assert blas_threads() == {1}

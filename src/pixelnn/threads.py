@@ -9,6 +9,7 @@ those libraries limited to one thread each (threadpoolctl); PyTorch's own thread
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,12 +29,15 @@ def threaded(fn: Callable, items: list) -> list:
 
 
 @lru_cache(maxsize=1)
-def _controller() -> ThreadpoolController:
-    return ThreadpoolController()  # the libraries loaded at its first use (all of them, by then)
+def _controller(modules: int) -> ThreadpoolController:
+    return ThreadpoolController()  # the libraries loaded by now (a scan takes about 4 ms)
 
 
 @contextmanager
 def one_blas_thread():
-    """Within the block, every BLAS library runs on one thread (restored after)."""
-    with _controller().limit(limits=1, user_api="blas"):
+    """Within the block, every BLAS library runs on one thread (restored after).
+
+    The scan of loaded libraries is redone once more Python modules are imported, since an import
+    can bring a BLAS library of its own (OpenCV's, with the face normals)."""
+    with _controller(len(sys.modules)).limit(limits=1, user_api="blas"):
         yield
