@@ -1,5 +1,7 @@
 """Atomic, durable writes: every artefact is written to a temporary file in the same folder, flushed
-to disk (fsync), renamed, and the rename itself flushed (fsync of the folder)."""
+to disk (fsync), renamed, and the rename itself flushed (fsync of the folder). Files and folders get
+the modes the user's umask gives (tempfile's private 0600 and 0700 would make a model folder copied
+to a shared disk unreadable by anyone else)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def open_locked(path: str | os.PathLike, *, blocking: bool = True, create: bool 
     (blocking=False) or the file does not exist (create=False). Links are not followed."""
     flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o666)  # less the umask
     except FileNotFoundError:
         if create:
             raise
@@ -39,6 +41,25 @@ def open_locked(path: str | os.PathLike, *, blocking: bool = True, create: bool 
         os.close(fd)
         raise
     return fd
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where /proc tells it (os.umask can only set it,
+    and setting it back and forth races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def user_mode(path: str | os.PathLike) -> None:
+    """Give a file made by tempfile (0600) or a folder (0700) the mode of one made by open or mkdir."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask())
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -72,6 +93,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        user_mode(tmp)  # after the block: some writers (safetensors) replace the file they are given
         replace_durably(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -95,6 +117,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        user_mode(tmp)
         yield tmp
         fsync_tree(tmp)
         try:
