@@ -34,9 +34,9 @@ def list_backbones() -> list[str]:
     >>> list_backbones()[0]
     'vgg16-hed'
     """
-    from .features import backbones
+    from .features import BACKBONES
 
-    return [backbones.DEFAULT, *(name for name in backbones.FACTORIES if name != backbones.DEFAULT)]
+    return list(BACKBONES)
 
 
 def __getattr__(name):  # lazy: `import pixelnn` stays cheap for the CLI's --help

@@ -9,10 +9,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from .data.options import SIGNALS
+from .data.options import FACTOR, SIGNALS, SIZE
 from .errors import ConfigError, PixelNNError
+from .features import BACKBONES, DEFAULT_BACKBONE
 from .logs import console
 from .regress.options import DEMO_STEPS, PRECISION_HELP, PRECISIONS
+from .synth import LIKE_K
 
 DATA = "../shared/data"
 
@@ -130,8 +132,14 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "(normals: MediaPipe's face mesh, the optional extra `make setup-normals`; photos without a face are skipped)",
     )
     g.add_argument("--labels", help="'path', 'path:N' (first N folders of each file's path) or a CSV file,label")
-    g.add_argument("--size", type=int, default=96, help="working size of outputs (default 96)")
-    g.add_argument("--factor", type=int, default=8, help="downsampling factor of --signal lowres (default 8)")
+    g.add_argument(
+        "--size", type=int, help=f"working size of outputs (default {SIZE} when training; a model's own otherwise)"
+    )
+    g.add_argument(
+        "--factor",
+        type=int,
+        help=f"downsampling factor of --signal lowres (default {FACTOR} when training; a model's own otherwise)",
+    )
     g.add_argument("--limit", type=int, help="use only the first N images")
 
 
@@ -160,14 +168,7 @@ def _budget_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pixelnn", description="PixelNN: many outputs, with their sources, for an incomplete image."
-    )
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    fmt = argparse.RawDescriptionHelpFormatter
-
-    p = verbs.add_parser("train", help="train stage 1 (and build its bank)", epilog=TRAIN_EXAMPLES, formatter_class=fmt)
+def _train_args(p: argparse.ArgumentParser) -> None:
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, help="model folder to create or resume")
     p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR against bicubic")
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay", type=float, default=0.0, help="L2 penalty on the weights (the paper's Eq. 1; default 0)"
     )
-    p.add_argument("--backbone", help="pixel descriptors: vgg16-hed (default) or efficientnet-lite0")
+    _backbone_arg(p, f"pixel descriptors (default {DEFAULT_BACKBONE})")
     p.add_argument("--no-index", action="store_true", help="do not build the bank from the training data")
     p.add_argument(
         "--folds",
@@ -194,13 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="store D-dim reduced pixel descriptors in the bank for the fast search (e.g. 32)",
     )
 
-    p = verbs.add_parser(
-        "index", help="build or extend the exemplar bank of a model", epilog=INDEX_EXAMPLES, formatter_class=fmt
-    )
-    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+
+def _index_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
     _data_args(p)
-    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
-    p.add_argument("--backbone", help="descriptor backbone for a new bank (default: the model's)")
+    _bank_arg(p)
+    _backbone_arg(p, "descriptor backbone of a new bank (default: the model's; an existing bank keeps its own)")
     p.add_argument(
         "--descriptors",
         type=int,
@@ -222,38 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _ray_arg(p)
 
-    p = verbs.add_parser(
-        "verify",
-        help="check a model's bank file by file against the sha256 sums stored with it",
-        epilog=VERIFY_EXAMPLES,
-        formatter_class=fmt,
-    )
-    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
-    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
 
-    p = verbs.add_parser(
-        "compact",
-        help="write a compact copy (format version 2) of an older exemplar bank",
-        epilog=COMPACT_EXAMPLES,
-        formatter_class=fmt,
-    )
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    _bank_arg(p)
+
+
+def _compact_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bank", type=Path, metavar="BANK", help="the bank folder to copy (version 1)")
     p.add_argument("--out", type=Path, required=True, help="new folder for the compact bank")
 
-    p = verbs.add_parser(
-        "setup-weights",
-        help="convert the backbones' installed weight packages once into "
-        "checksummed safetensors in the cache ($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)",
-        epilog=SETUP_WEIGHTS_EXAMPLES,
-        formatter_class=fmt,
-    )
 
-    p = verbs.add_parser(
-        "convert",
-        help="rewrite a model folder's old torch.save checkpoints as safetensors",
-        epilog=CONVERT_EXAMPLES,
-        formatter_class=fmt,
-    )
+def _convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", type=Path, metavar="MODEL_DIR", help="model (or pix2pix) folder to convert in place")
     p.add_argument(
         "--keep-old",
@@ -267,20 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         "code: only for a file you made yourself or fully trust",
     )
 
-    p = verbs.add_parser(
-        "synthesize",
-        help="many outputs and their correspondences for inputs",
-        epilog=SYNTH_EXAMPLES,
-        formatter_class=fmt,
-    )
-    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+
+def _synthesize_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
     p.add_argument("inputs", nargs="*", type=Path, help="input signal images (or folders of them)")
     _data_args(p, required=False)
     p.add_argument(
         "--from-photo", action="store_true", help="the positional inputs are photos: make the model's input from them"
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    _bank_arg(p)
     p.add_argument(
         "--search",
         choices=["auto", "exact", "fast"],
@@ -288,21 +264,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="pixel search (default auto: fast when the bank stores reduced descriptors)",
     )
     _device_arg(p)
-    p.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
-    _copy_arg(p)
     _ray_arg(p)
-    p.add_argument(
+    _request_args(p)
+
+
+def _request_args(p: argparse.ArgumentParser) -> None:
+    """What to make and from which exemplars (synth/request.py reads these into a Request)."""
+    g = p.add_argument_group("request")
+    g.add_argument("--grid", default="paper72", help="candidates: paper72 (default), global, or n:first:window,...")
+    _copy_arg(g)
+    g.add_argument(
         "--restrict",
         dest="restrict_labels",
         action="append",
         help="copy only from exemplars with this label (repeatable)",
     )
-    p.add_argument("--ids", help="copy only from these comma-separated exemplar ids")
-    p.add_argument(
+    g.add_argument("--ids", help="copy only from these comma-separated exemplar ids")
+    g.add_argument(
         "--like", type=Path, help="copy only from the exemplars nearest this example photo ('looks like this')"
     )
-    p.add_argument("--like-k", type=int, default=25, help="how many exemplars --like keeps (default 25)")
-    p.add_argument(
+    g.add_argument("--like-k", type=int, help=f"how many exemplars --like keeps (default {LIKE_K})")
+    g.add_argument(
         "--region",
         action="append",
         metavar="MASK.png:RULE",
@@ -310,14 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
         "ids=1,2,3 | label=NAME | like=PHOTO (repeatable; later regions win)",
     )
 
-    p = verbs.add_parser(
-        "serve",
-        help="a local web app: draw or pick inputs, explore candidates and sources",
-        epilog=SERVE_EXAMPLES,
-        formatter_class=fmt,
-    )
-    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
-    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    _bank_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--val", type=Path, help="folder of validation photos (or input images) the page lists")
@@ -331,12 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _device_arg(p)
 
-    p = verbs.add_parser(
-        "demo",
-        help="train, index and synthesize on an embedded dataset; writes an HTML page",
-        epilog=DEMO_EXAMPLES,
-        formatter_class=fmt,
-    )
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"stage-1 optimizer steps (default {DEMO_STEPS})")
     p.add_argument("--minutes", type=float, default=10.0, help="cap on stage-1 training time (default 10)")
@@ -344,12 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--inputs", type=int, default=6, help="held-out inputs to synthesize (default 6)")
 
-    p = verbs.add_parser(
-        "train-pix2pix",
-        help="train the pix2pix baseline on the same data as stage 1",
-        epilog=PIX2PIX_EXAMPLES,
-        formatter_class=fmt,
-    )
+
+def _pix2pix_args(p: argparse.ArgumentParser) -> None:
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, help="pix2pix folder to create or resume")
     p.add_argument("--val", type=Path, help="validation data of the same kind, for PSNR of one dropout sample")
@@ -363,17 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of prepared data (default OUT/cache; a stage-1 model's cache/ is reused as is)",
     )
 
-    p = verbs.add_parser(
-        "evaluate",
-        help="measure PixelNN as the paper does, beside stage 1, global NN and pix2pix",
-        epilog=EVALUATE_EXAMPLES,
-        formatter_class=fmt,
-    )
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train` (with its bank)")
     _data_args(p)
     p.add_argument("--pix2pix", type=Path, help="pix2pix folder made by `pixelnn train-pix2pix` on the same data")
     p.add_argument("--out", type=Path, required=True, help="output folder (report.md, report.json, figures/, cache/)")
-    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+    _bank_arg(p)
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the Rand-1 picks, pix2pix dropout and subsets (default 0)"
     )
@@ -388,9 +354,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _device_arg(p)
     _copy_arg(p)
-    for p in verbs.choices.values():
+
+
+# verb: (its help line, its examples, what adds its arguments)
+VERBS = {
+    "train": ("train stage 1 (and build its bank)", TRAIN_EXAMPLES, _train_args),
+    "index": ("build or extend the exemplar bank of a model", INDEX_EXAMPLES, _index_args),
+    "verify": (
+        "check a model's bank file by file against the sha256 sums stored with it",
+        VERIFY_EXAMPLES,
+        _verify_args,
+    ),
+    "compact": ("write a compact copy (format version 2) of an older exemplar bank", COMPACT_EXAMPLES, _compact_args),
+    "setup-weights": (
+        "convert the backbones' installed weight packages once into checksummed safetensors in the cache "
+        "($PIXELNN_CACHE/weights or ~/.cache/pixelnn/weights)",
+        SETUP_WEIGHTS_EXAMPLES,
+        lambda p: None,
+    ),
+    "convert": ("rewrite a model folder's old torch.save checkpoints as safetensors", CONVERT_EXAMPLES, _convert_args),
+    "synthesize": ("many outputs and their correspondences for inputs", SYNTH_EXAMPLES, _synthesize_args),
+    "serve": ("a local web app: draw or pick inputs, explore candidates and sources", SERVE_EXAMPLES, _serve_args),
+    "demo": ("train, index and synthesize on an embedded dataset; writes an HTML page", DEMO_EXAMPLES, _demo_args),
+    "train-pix2pix": ("train the pix2pix baseline on the same data as stage 1", PIX2PIX_EXAMPLES, _pix2pix_args),
+    "evaluate": (
+        "measure PixelNN as the paper does, beside stage 1, global NN and pix2pix",
+        EVALUATE_EXAMPLES,
+        _evaluate_args,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pixelnn", description="PixelNN: many outputs, with their sources, for an incomplete image."
+    )
+    parser.add_argument("--version", action="version", version=f"pixelnn {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for name, (help_line, examples, add_args) in VERBS.items():
+        p = verbs.add_parser(
+            name, help=help_line, epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        add_args(p)
         _verbosity_args(p)
     return parser
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="model folder made by `pixelnn train`")
+
+
+def _bank_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bank", type=Path, help="bank folder (default MODEL/bank)")
+
+
+def _backbone_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--backbone", choices=BACKBONES, help=help_text)
 
 
 def _verbosity_args(p: argparse.ArgumentParser) -> None:
@@ -487,8 +508,9 @@ def _check_ranges(args: argparse.Namespace) -> None:
     size = getattr(args, "size", None)
     if size is not None and not 8 <= size <= MAX_SIZE:
         raise ConfigError(f"--size must be in 8..{MAX_SIZE}, got {size}")
-    if size is not None and args.factor > size:
-        raise ConfigError(f"--factor must be at most --size ({size}), got {args.factor}")
+    factor = getattr(args, "factor", None)
+    if factor is not None and factor > (size or SIZE):
+        raise ConfigError(f"--factor must be at most --size ({size or SIZE}), got {factor}")
     port = getattr(args, "port", None)
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {port}")

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from . import BACKBONES, DEFAULT_BACKBONE
 from .hypercolumn import global_descriptor, pixel_descriptors
 
 
@@ -31,7 +32,8 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "vgg16-hed": _vgg16_hed,
     "efficientnet-lite0": _efficientnet_lite0,
 }
-DEFAULT = "vgg16-hed"
+DEFAULT = DEFAULT_BACKBONE
+assert tuple(FACTORIES) == BACKBONES, "features/__init__.py names every backbone, in this order"
 
 
 def setup_weights() -> list[str]:
