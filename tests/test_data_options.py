@@ -16,7 +16,22 @@ def test_fitting_to_a_model_takes_its_size_factor_and_signal_without_touching_th
     opts = DataOptions.from_args(args)
     fitted = opts.for_model({"signal": "edges", "factor": 8}, 64)
     assert (fitted.signal, fitted.size, fitted.factor, fitted.kind) == ("edges", 64, 8, "edges")
-    assert (args.signal, args.size) == (None, 96)  # the namespace is left as parsed
+    assert (args.signal, args.size) == (None, None)  # the namespace is left as parsed
+
+
+def test_a_size_or_factor_the_user_set_must_be_the_models():
+    import pytest
+
+    from pixelnn.errors import ConfigError
+
+    args = build_parser().parse_args(["index", "--model", "m", "--data", "d", "--size", "96", "--factor", "4"])
+    opts = DataOptions.from_args(args)
+    assert opts.given == {"size", "factor"}
+    assert opts.for_model({"signal": "lowres", "factor": 4}, 96).size == 96  # the same as the model's: fine
+    with pytest.raises(ConfigError, match="--factor 4: this model was trained with factor 8"):
+        opts.for_model({"signal": "lowres", "factor": 8}, 96)
+    with pytest.raises(ConfigError, match="--size 96: this model was trained with size 64"):
+        opts.for_model({"signal": "lowres", "factor": 4}, 64)
 
 
 def test_pair_files_keep_their_kind_and_a_given_signal_is_kept():

@@ -265,7 +265,7 @@ def test_bad_uploads_are_refused(served, case, field):
         ({"source": "example", "example": "0", "grid": "nonsense"}, 400, "n:first:window"),
         ({"source": "example", "example": "0", "grid": "1:1000:1"}, 400, "neighbour rank"),
         ({"source": "example", "example": "0", "grid": ",".join(f"1:1:{w}" for w in range(1, 9))}, 400, "window sizes"),
-        ({"source": "example", "example": "0", "grid": ",".join(["1:1:1"] * 101)}, 400, "at most 100"),
+        ({"source": "example", "example": "0", "grid": ",".join(["1:1:1"] * 101)}, 400, "101; the limit is 100"),
         ({"source": "example", "example": "0", "like_k": "many"}, 400, "like_k"),
         ({"source": "upload"}, 400, "needs an image"),
         ({"source": "upload", "kind": "thumbnail", "image": png(np.zeros((8, 8, 3), np.uint8))}, 400, "kind"),

@@ -30,7 +30,7 @@ def test_each_region_copies_only_from_its_own_exemplars(model, tiny_run):
     res = model.synthesize(
         x[0],
         grid="1:1:5,2:1:whole",
-        exemplar_ids=[5],
+        ids=[5],
         regions=[ExemplarSet(ids=[1], mask=left), ExemplarSet(labels=["dog"], mask=top_right)],
     )
     rest = ~left & ~top_right

@@ -15,6 +15,7 @@ from pixelnn.synth.grid import (
     parse,
     search_bytes,
 )
+from pixelnn.synth.request import Request
 
 
 def test_authors_grid_has_72_distinct_candidates_over_11_neighbours():
@@ -56,13 +57,17 @@ def test_windows_of_2s_minus_1_or_more_are_the_whole_image():
         (",".join(["1:1:1"] * 501), "candidates 501; the limit is 500"),
         ("1:300:1", "neighbour rank 300; the limit is 200"),
         (",".join(f"1:1:{w}" for w in range(1, 14)), "distinct window sizes 13; the limit is 12"),
-        ("5:1:129", "GiB for 96x96 outputs; the limit is 4 GiB"),
     ],
 )
-def test_budget_refuses_grids_over_the_limits_naming_limit_and_value(grid, words):
-    specs = fitted(parse(grid), 96)
+def test_a_request_over_the_limits_is_refused_naming_limit_and_value(grid, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
-        check_budget(specs, 96, 32, fast=True)
+        Request.make(grid=grid)
+
+
+def test_budget_refuses_a_grid_whose_search_needs_too_much_memory():
+    Request.make(grid="5:1:129")  # within a request's limits; its memory depends on the model's size
+    with pytest.raises(ConfigError, match=re.escape("GiB for 96x96 outputs; the limit is 4 GiB")):
+        check_budget(fitted(parse("5:1:129"), 96), 96, 32, fast=True)
 
 
 def test_budget_estimate_grows_with_the_window_and_passes_the_default_grid():

@@ -112,10 +112,10 @@ def test_label_restriction_keeps_every_correspondence_inside_the_subset(model, t
 
 def test_exemplar_id_restriction_and_empty_restriction(model, tiny_run):
     _, x, _, _ = tiny_run
-    res = model.synthesize(x[0], grid="3:1:5", exemplar_ids=[1, 5])
+    res = model.synthesize(x[0], grid="3:1:5", ids=[1, 5])
     assert set(np.unique(res.candidates[0].corr.exemplar).tolist()) <= {1, 5}
     with pytest.raises(ConfigError, match="no exemplar"):
-        model.synthesize(x[0], grid="1:1:1", labels=["cat"], exemplar_ids=[2])
+        model.synthesize(x[0], grid="1:1:1", labels=["cat"], ids=[2])
     with pytest.raises(ConfigError, match="no exemplar has label"):
         model.synthesize(x[0], grid="1:1:1", labels=["horse"])
 
@@ -247,9 +247,9 @@ def test_budget_and_grid_are_checked_before_any_work(model, tiny_run, monkeypatc
 def test_candidates_beyond_the_restricted_set_are_refused_or_dropped_with_a_message(model, tiny_run):
     _, x, _, _ = tiny_run
     with pytest.raises(ConfigError, match=r"\(1 chosen ids\) has 1 exemplar\(s\).*1:3:1"):
-        model.synthesize(x[0], grid="1:3:1", exemplar_ids=[1])
+        model.synthesize(x[0], grid="1:3:1", ids=[1])
     with pytest.warns(UserWarning, match=r"dropped candidate\(s\) 1:3:1: the exemplar set \(2 chosen ids\) has only 2"):
-        res = model.synthesize(x[0], grid="1:1:1,1:3:1", exemplar_ids=[1, 4])
+        res = model.synthesize(x[0], grid="1:1:1,1:3:1", ids=[1, 4])
     assert [str(c.spec) for c in res.candidates] == ["1:1:1"]
     assert res.notes == ["dropped candidate(s) 1:3:1: the exemplar set (2 chosen ids) has only 2 exemplar(s)"]
     assert model.synthesize(x[0], grid="1:1:1").notes == []

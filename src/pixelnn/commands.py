@@ -8,19 +8,17 @@ import shutil
 import time
 from pathlib import Path
 
-from .data.images import fit_square, load_rgb
-from .data.options import DataOptions
+from .data.options import SIZE, DataOptions
 from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import BankError, ConfigError, DataError
 from .features import backbones
 from .fileio import fsync_path
 from .hashing import json_hash
-from .numbers import strict_int
 from .regress.train import TrainConfig
-from .report.batch import Batch, Job, folder_names, settings_key
-from .synth.control import ExemplarSet
+from .report.batch import Batch, Job, folder_names
 from .synth.pipeline import PixelNN, own_bank, read_run_config
+from .synth.request import Request
 from .workflow import (
     index_arrays,
     index_samples,
@@ -250,12 +248,16 @@ def _output_folder(out: Path) -> None:
 def synthesize(args) -> None:
     """Synthesize input files or a data folder's samples into --out, here or with --ray on a Ray cluster;
     inputs whose result folder is complete (same settings, same input) are skipped (report/batch.py)."""
+    _refuse_ignored(args)
+    _outside_model(args.out, args.model, *([args.bank] if args.bank else []))
+    config = read_run_config(args.model)
+    opts = DataOptions.from_args(args).for_model(config, config.get("size", SIZE))  # refuses another --size
     _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank, search=args.search, device=args.device)
-    model.checked_grid(args.grid)  # a ConfigError now, before any input is read
+    request = Request.from_cli(args, model.model.cfg.size)
+    model.checked_grid(request.grid)  # a ConfigError now, before any input is read
     prep = None
     if args.data:
-        opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)
         samples = _samples(opts, opts.data, None)[: opts.limit]
         prep = (opts.size, None if opts.kind in ("pairs", "folders") else opts.kind, opts.factor)
         jobs = [Job(f, s.name, sample=s) for f, s in zip(folder_names([s.name for s in samples]), samples)]
@@ -264,42 +266,34 @@ def synthesize(args) -> None:
         jobs = [Job(f, p.name, file=p) for f, p in zip(folder_names([p.name for p in files]), files)]
     else:
         raise ConfigError("give input images, or --data with a folder of validation data")
-    control = {
-        "labels": args.restrict_labels,
-        "exemplar_ids": _ids(args.ids) if args.ids else None,
-        "like": load_rgb(args.like) if args.like else None,
-        "like_k": args.like_k,
-        "regions": [_region(text, model.model.cfg.size) for text in args.region or []],
-        "copy": args.copy,
-    }
-    from_photo = bool(args.from_photo) and not args.data
-    key = settings_key(model, args.grid, control, prep, from_photo)
-    batch = Batch(args.out, key, args.grid, control, prep, from_photo)
+    batch = Batch.make(model, args.out, request, prep, bool(args.from_photo))
     pages = synthesize_batch(model, batch, jobs, ray=args.ray)
     log.info(f"wrote {len(pages)} result pages; open {args.out / 'index.html'}")
 
 
-def _ids(text: str) -> list[int]:
-    try:
-        return [strict_int(i) for i in text.split(",") if i.strip()]
-    except ValueError:
-        raise ConfigError(f"--ids takes comma-separated exemplar ids such as 3,17,42; got {text!r}") from None
-
-
-def _region(text: str, size: int) -> ExemplarSet:
-    """'MASK.png:ids=1,2' | 'MASK.png:label=Boots' | 'MASK.png:like=photo.jpg' -> an ExemplarSet."""
-    path, sep, rule = text.rpartition(":")
-    key, eq, value = rule.partition("=")
-    if not sep or not eq or key not in ("ids", "label", "like"):
+def _refuse_ignored(args) -> None:
+    """Options of synthesize that cannot apply together, refused before any work."""
+    if args.data and args.inputs:
+        raise ConfigError("give input images or --data, not both (with --data the positional inputs would be unused)")
+    if args.data and args.from_photo:
         raise ConfigError(
-            f"bad --region {text!r}: write MASK.png:ids=1,2 or MASK.png:label=NAME or MASK.png:like=PHOTO"
+            "--from-photo is for positional inputs; --data already makes the model's input from its photos"
         )
-    mask = fit_square(load_rgb(Path(path)), size).mean(axis=2) > 127  # white = inside the region
-    if key == "ids":
-        return ExemplarSet(ids=_ids(value), mask=mask)
-    if key == "label":
-        return ExemplarSet(labels=[value], mask=mask)
-    return ExemplarSet(like=load_rgb(Path(value)), mask=mask)
+    if args.labels:
+        raise ConfigError(
+            "--labels names the labels of training data; to copy only from exemplars with a label, use --restrict"
+        )
+    if args.targets and not args.data:
+        raise ConfigError("--targets pairs a --data folder of inputs with photos; give --data too")
+
+
+def _outside_model(out: Path, *folders: Path) -> None:
+    """Refuse an --out inside (or equal to) the model folder or its bank: results must not land in the model."""
+    where = Path(out).resolve()
+    for folder in folders:
+        folder = Path(folder).resolve()
+        if where == folder or folder in where.parents:
+            raise ConfigError(f"--out {out} is inside the model folder {folder}: write results elsewhere")
 
 
 def _need_extra(modules: tuple[str, ...], extra: str, verb: str) -> None:
@@ -369,6 +363,9 @@ def evaluate(args) -> None:
     from .baselines.pix2pix.checkpoint import load_generator
     from .evaluate.run import evaluate_to_folder
 
+    if args.labels:
+        raise ConfigError("--labels names the labels of training data; evaluate scores every input it is given")
+    _outside_model(args.out, args.model, *([args.bank] if args.bank else []))
     _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank, device=args.device)
     opts = DataOptions.from_args(args).for_model(model.config, model.model.cfg.size)

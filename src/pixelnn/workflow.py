@@ -25,8 +25,9 @@ from .regress import checkpoint, run_folder
 from .regress.precision import cpu_summary
 from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
-from .report.batch import Batch, Job, folder_names, run_batch, settings_key
+from .report.batch import Batch, Job, folder_names, run_batch
 from .synth.pipeline import BANK, own_bank, read_run_config
+from .synth.request import Request
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def index_arrays(
     allow_duplicates: bool = False,
     chunk: int | None = None,
     ray: str | None = None,
-    version: int = store.VERSION,
+    version: int | None = None,
 ) -> dict:
     """Add exemplars (x, y) to the model folder's bank (created on first use); returns the manifest.
 
@@ -158,11 +159,12 @@ def index_arrays(
     so memory does not grow with their number; with `ray` (an address, or 'auto') the chunks are
     computed by tasks on a Ray cluster and committed together (distributed/ray_index.py).
     Exemplars already in the bank are skipped unless `allow_duplicates`; `version`: the format of a
-    new bank (default: the current, see bank/store.py; the Ray build makes the current). A bank larger than
+    new bank (default: the current, see bank/store.py; the Ray build makes the current); backbone, descriptors
+    and version are refused for an existing bank whose own differ. A bank larger than
     global_index.FLAT_LIMIT then has its global index saved (bank/global_index_build.py). The model card
     (README.md) is updated when the bank is the folder's own (root/bank, or the one its bank-ref.json names)."""
     exemplars = Exemplars(x, y, names, labels)
-    job = IndexJob.of(root, bank, backbone, descriptors, allow_duplicates, progress)
+    job = IndexJob.of(root, bank, backbone, descriptors, allow_duplicates, progress, version)
     if ray:
         from .distributed.ray_index import index_on_ray
 
@@ -171,7 +173,15 @@ def index_arrays(
     chunks = exemplars.chunks(chunk or CHUNK)
     total = len(exemplars)
     added = add_chunks(
-        job.bank, job.model, job.backbone, job.signal, chunks, *job.options, total, version, folds=job.folds
+        job.bank,
+        job.model,
+        job.backbone,
+        job.signal,
+        chunks,
+        *job.options,
+        total,
+        version or store.VERSION,
+        folds=job.folds,
     )
     return job.finish(added)
 
@@ -240,6 +250,26 @@ class SampleChunk:
         return chunk
 
 
+def _refuse_new_bank_options(bank: Path, **given) -> None:
+    """Options that shape a new bank (backbone, descriptors, version), refused when given for an existing
+    bank whose own differ: it keeps its own, and adding to it must not look as if they applied."""
+    if not (bank / store.MANIFEST).exists():
+        return
+    manifest = store.read_manifest(bank)
+    own = {
+        "backbone": manifest["backbone"],
+        "descriptors": (manifest.get("descriptors") or {}).get("dim"),
+        "version": manifest["version"],
+    }
+    for name, value in given.items():
+        if value is not None and value != own[name]:
+            option = "version" if name == "version" else f"--{name}"  # version has no CLI option
+            raise ConfigError(
+                f"{option} {value}: the bank {bank} exists with {name} {own[name]}, which it keeps; "
+                f"{option} applies to a new bank only (leave it out, or give a new --bank)"
+            )
+
+
 @dataclass(frozen=True)
 class IndexJob:
     """A model folder and the bank an indexing run adds to, with the run's options."""
@@ -257,12 +287,13 @@ class IndexJob:
     folds: tuple[UNet, ...]  # the folder's fold models (bank/stage1.py): they give the stored f(x_k)
 
     @classmethod
-    def of(cls, root, bank, backbone, descriptors, allow_duplicates, progress) -> IndexJob:
+    def of(cls, root, bank, backbone, descriptors, allow_duplicates, progress, version=None) -> IndexJob:
         root = Path(root)
         config = read_run_config(root)
         path = checkpoint.locate(root / checkpoint.FILENAME)
         own = own_bank(root)
         bank = Path(bank) if bank else own
+        _refuse_new_bank_options(bank, backbone=backbone, descriptors=descriptors, version=version)
         backbone = backbone or config.get("backbone", backbones.DEFAULT)
         model = checkpoint.load_model(path)
         same = bank.resolve() == own.resolve()
@@ -286,19 +317,22 @@ class IndexJob:
 
 
 def synthesize_to_folder(
-    model, inputs, names, out: Path, grid=None, targets=None, ray: str | None = None, **control
+    model, inputs, names, out: Path, request: Request | None = None, targets=None, ray: str | None = None, **options
 ) -> list[Path]:
     """Synthesize every input (arrays) and write its folder of PNGs, correspondences and an HTML page, then
     out/index.html; a rerun skips the inputs already done with the same settings (report/batch.py).
 
-    control: the exemplar restrictions of PixelNN.synthesize (labels, exemplar_ids, like, like_k, regions).
+    request: a Request, or its values as keyword arguments (grid, labels, ids, like, like_k, regions, copy).
     ray: an address, or 'auto', to synthesize on a Ray cluster (the model must be loaded from a folder).
     """
+    if request is None:
+        request = Request.make(**options)
+    elif options:
+        raise ConfigError(f"give a Request or its values ({', '.join(sorted(options))}), not both")
     folders = folder_names(list(names))
     target = (lambda i: None) if targets is None else (lambda i: targets[i])
     jobs = [Job(f, n, x=np.asarray(x), target=target(i)) for i, (f, n, x) in enumerate(zip(folders, names, inputs))]
-    batch = Batch(Path(out), settings_key(model, grid, control, None, False), grid, control)
-    return synthesize_batch(model, batch, jobs, ray)
+    return synthesize_batch(model, Batch.make(model, out, request), jobs, ray)
 
 
 def synthesize_batch(model, batch: Batch, jobs: list[Job], ray: str | None = None, progress: bool = True) -> list[Path]:

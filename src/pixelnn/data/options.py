@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import ConfigError
+
+SIZE, FACTOR = 96, 8  # the paper's working size, and its 12x12 inputs of 96x96 faces
 SIGNALS = ("lowres", "edges", "canny", "normals")  # the inputs PixelNN can make from photos (data/signals.py)
 EDGE_SIGNALS = ("edges", "canny")  # of which edge maps
 
@@ -21,14 +24,31 @@ class DataOptions:
     targets: Path | None = None  # folder of target photos matching the inputs in `data`
     signal: str | None = None  # one of SIGNALS, for a folder of photos
     labels: str | None = None  # 'path', 'path:N' or a CSV file
-    size: int = 96  # working size of outputs
-    factor: int = 8  # downsampling factor of the lowres signal
+    size: int = SIZE  # working size of outputs
+    factor: int = FACTOR  # downsampling factor of the lowres signal
     limit: int | None = None  # only the first `limit` samples
+    given: frozenset[str] = frozenset()  # of size and factor, those the user set (a model's own win otherwise)
 
     @classmethod
     def from_args(cls, args) -> DataOptions:
-        """The data options of parsed CLI arguments (cli._data_args)."""
-        return cls(args.data, args.pairs, args.targets, args.signal, args.labels, args.size, args.factor, args.limit)
+        """The data options of parsed CLI arguments (cli._data_args), refusing ways of reading data that
+        exclude each other.
+
+        >>> from argparse import Namespace as N
+        >>> DataOptions.from_args(N(data=None, pairs="BtoA", targets=None, signal="edges", labels=None,
+        ...                         size=None, factor=None, limit=None))
+        Traceback (most recent call last):
+        pixelnn.errors.ConfigError: --pairs and --signal exclude each other: pair files hold their input ...
+        """
+        ways = [f"--{name}" for name in ("pairs", "targets", "signal") if getattr(args, name)]
+        if len(ways) > 1:
+            raise ConfigError(
+                f"{' and '.join(ways)} exclude each other: pair files hold their input (--pairs), a --targets "
+                "folder pairs inputs with photos by name, and --signal makes the input from photos"
+            )
+        given = frozenset(name for name in ("size", "factor") if getattr(args, name) is not None)
+        size, factor = args.size or SIZE, args.factor or FACTOR
+        return cls(args.data, args.pairs, args.targets, args.signal, args.labels, size, factor, args.limit, given)
 
     @property
     def kind(self) -> str:
@@ -41,11 +61,19 @@ class DataOptions:
 
     def for_model(self, config: dict, size: int) -> DataOptions:
         """These options fitted to a model of configuration `config` making size x size outputs: its size
-        and factor, and for a folder of photos given without a signal, the model's signal."""
+        and factor, and for a folder of photos given without a signal, the model's signal. A size or
+        factor the user set that differs from the model's is refused (the model cannot use it)."""
+        factor = config.get("factor", self.factor)
+        for name, own in (("size", size), ("factor", factor)):
+            if name in self.given and getattr(self, name) != own:
+                raise ConfigError(
+                    f"--{name} {getattr(self, name)}: this model was trained with {name} {own} and works at that "
+                    f"only; leave --{name} out"
+                )
         signal = self.signal
         if signal is None and not (self.pairs or self.targets) and config["signal"] in SIGNALS:
             signal = config["signal"]
-        return replace(self, signal=signal, size=size, factor=config.get("factor", self.factor))
+        return replace(self, signal=signal, size=size, factor=factor)
 
     def describe(self) -> dict:
         """The options as written into a model folder's config.json."""

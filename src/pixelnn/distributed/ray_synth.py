@@ -63,7 +63,7 @@ def _synthesize_task(source: tuple[str, str, str, str], batch: Batch, jobs: list
 
 
 def _key(model, batch: Batch) -> str:
-    return settings_key(model, batch.grid, batch.control, batch.prep, batch.from_photo)
+    return settings_key(model, batch.request, batch.prep, batch.from_photo)
 
 
 @functools.lru_cache(maxsize=1)

@@ -31,7 +31,24 @@ def claim(root: Path, config: dict, key: str, model_cfg: dict, train_cfg, what: 
                 f"{root} already holds a {what} with another configuration ({old.get('signal')}, "
                 f"{old.get(key)}); choose another --out folder"
             )
+        _same_budget(root, old.get("train"), asdict(train_cfg))
     write_json(path, {**config, key: model_cfg, "train": asdict(train_cfg)})
+
+
+BUDGET = ("minutes", "steps", "epochs", "batch", "lr", "weight_decay", "seed", "flip")  # what shapes a training run
+
+
+def _same_budget(root: Path, old: dict | None, new: dict) -> None:
+    """Refuse to resume a training run with another budget: its learning rate follows a cosine over the
+    budget it started with, so a changed one would be ignored in part and silently rewritten."""
+    changed = [k for k in BUDGET if old is not None and k in old and k in new and old[k] != new[k]]
+    if changed:
+        was = ", ".join(f"{k} {old[k]}" for k in changed)
+        now = ", ".join(f"{k} {new[k]}" for k in changed)
+        raise ConfigError(
+            f"{root} was trained with {was}, and this run asks for {now}: resume with the same budget "
+            "(--minutes, --steps, --epochs, --batch, --weight-decay), or train into another --out"
+        )
 
 
 def _network(model_cfg: dict | None) -> dict | None:

@@ -16,9 +16,8 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from ..errors import DataError
 from ..fileio import atomic_folder
 from ..hashing import arrays_hash, json_hash
 from ..regress.checkpoint import fingerprint
+from ..synth.request import Request
 from .result_page import write_index, write_result
 
 MARK = ".pixelnn-result"  # in a finished result folder: the key of the settings it was made with
@@ -55,10 +55,14 @@ class Batch:
 
     out: Path
     key: str
-    grid: Any = None
-    control: dict = field(default_factory=dict)  # PixelNN.synthesize's restrictions and copy mode
+    request: Request
     prep: tuple | None = None  # (size, signal, factor) for samples of a data folder
     from_photo: bool = False
+
+    @classmethod
+    def make(cls, model, out: Path, request: Request, prep: tuple | None = None, from_photo: bool = False) -> Batch:
+        """The batch of `request` on `model` into `out`, keyed by settings_key."""
+        return cls(Path(out), settings_key(model, request, prep, from_photo), request, prep, from_photo)
 
 
 @dataclass
@@ -86,33 +90,20 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "input"
 
 
-def settings_key(model, grid, control: dict, prep: tuple | None, from_photo: bool) -> str:
+def settings_key(model, request: Request, prep: tuple | None, from_photo: bool) -> str:
     """The key of what decides a batch's results: the model's weights, its bank as listed, the search,
-    the grid, the restrictions (example images and masks by content) and how inputs are read."""
+    the request (its grid as fitted to the model) and how inputs are read."""
     manifest = model.bank.manifest
     described = {
         "model": fingerprint(model.model),
         "bank": [str(model.bank.root.resolve()), manifest["shards"], manifest["count"]],
         "search": model.search,
-        "grid": [str(s) for s in model.checked_grid(grid)],
-        "control": _plain(control),
+        "grid": [str(s) for s in model.checked_grid(request.grid)],
+        "request": request.key(),
         "prep": list(prep) if prep else None,
         "from_photo": from_photo,
     }
     return json_hash(described)
-
-
-def _plain(value):
-    """A JSON-able stand-in for a restriction: arrays by their content hash, dataclasses as dicts."""
-    if isinstance(value, np.ndarray):
-        return {"array": arrays_hash(value), "shape": list(value.shape), "dtype": str(value.dtype)}
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def chunks(jobs: list[Job]) -> list[list[Job]]:
@@ -177,7 +168,7 @@ def run_chunk(model, batch: Batch, jobs: list[Job], tick=None) -> ChunkReport:
             tick(1)
             continue
         x, target = inputs[job.folder]
-        result = model.synthesize(x, grid=batch.grid, **batch.control)
+        result = model.synthesize(x, batch.request)
         final = batch.out / job.folder
         if final.exists():  # made with other settings, or left by a run without resume
             shutil.rmtree(final)

@@ -35,6 +35,7 @@ from ..data.options import EDGE_SIGNALS
 from ..errors import PixelNNError
 from ..pixels import to_uint8
 from ..synth.coherence import COPY_MODES, DEFAULT_COPY
+from ..synth.request import Request as SynthesisRequest  # flask has a Request too
 from . import inputs, params, render
 from .results import Entry, ResultStore
 from .uploads import MAX_PIXELS, decode_image, pixel_cap, png_bytes, read_file
@@ -235,34 +236,29 @@ def _synthesis(app: Flask, model, examples, store: ResultStore, gate: Gate, max_
             return inputs.fit_input(model, image), None, "uploaded input"
         raise params.RequestError("kind must be 'photo' or 'input'")
 
-    def read_control(form, files) -> tuple[dict, dict]:
-        """(keyword arguments of model.synthesize, what the page shows of them)."""
+    def read_request(form, files) -> tuple[SynthesisRequest, dict]:
+        """(the request, what the page shows of it)."""
         grid_name, specs = params.grid(form)
         like = read_file(files, "like", "example image")
-        control = {
-            "grid": specs,
-            "labels": params.labels(form, label_choices),
-            "exemplar_ids": params.ids(form, len(model.bank)),
-            "like": decode_image(like, "example image", max_pixels, need) if like is not None else None,
-            "like_k": params.like_k(form, len(model.bank)),
-            "copy": params.copy_mode(form),
-        }
-        shown = {
-            "grid": grid_name,
-            "labels": control["labels"],
-            "ids": control["exemplar_ids"],
-            "copy": control["copy"],
-        }
-        shown["like_k"] = control["like_k"] if like is not None else None
-        return control, shown
+        like_k = params.like_k(form, len(model.bank))  # checked even when unused
+        asked = SynthesisRequest.make(
+            grid=specs,
+            labels=params.labels(form, label_choices),
+            ids=params.ids(form, len(model.bank)),
+            like=decode_image(like, "example image", max_pixels, need) if like is not None else None,
+            like_k=like_k if like is not None else None,  # the page sends like_k always; it applies with like
+            copy=params.copy_mode(form),
+            limits=params.LIMITS,
+        )
+        return asked, {**asked.describe(), "grid": grid_name}  # the grid by the name it was asked by
 
     @app.post("/api/synthesize")
     def synthesize():
         x, original, title = read_input(request.form, request.files)
-        control, shown = read_control(request.form, request.files)
+        asked, shown = read_request(request.form, request.files)
         with gate.slot():
             t0 = time.monotonic()
-            result = model.synthesize(x, **control)
+            result = model.synthesize(x, asked)
             seconds = time.monotonic() - t0
         rid = store.add(Entry(result, original, title, shown))
         return jsonify(render.result_json(rid, store.get(rid), model.bank, seconds, model.config["signal"]))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from ..errors import PixelNNError
 from ..numbers import strict_int
+from ..synth import LIKE_K
 from ..synth import grid as grids
+from ..synth.request import Limits
 
 # the page's default: 10 candidates from 5 neighbours (a few seconds, where paper72 takes ~4x longer)
 QUICK = "1:1:1,1:2:1,1:3:1,1:1:3,3:1:3,5:1:3,1:1:whole,2:1:whole,3:1:whole,5:1:whole"
 GRIDS = {"quick": QUICK, "paper72": "paper72", "global": "global"}
 DEFAULT_GRID = "quick"
-MAX_CANDIDATES = 100
-MAX_NEIGHBOURS = 50
-MAX_WINDOWS = 6  # each distinct window size is one more matching pass per exemplar
+LIMITS = Limits(candidates=100, neighbours=50, windows=6)  # tighter than the CLI's: a request is seconds of work
 MAX_TEXT = 2000
 
 
@@ -45,19 +45,9 @@ def integer(value: str | None, name: str, lo: int, hi: int) -> int:
 
 
 def grid(form) -> tuple[str, list[grids.Spec]]:
-    """The candidate grid: a name (quick, paper72, global) or 'n:first:window,...', within bounds."""
+    """The candidate grid: a name (quick, paper72, global) or 'n:first:window,...' (its limits: LIMITS)."""
     value = text(form, "grid", DEFAULT_GRID)
-    specs = grids.parse(GRIDS.get(value, value))  # ConfigError (a 400) for a malformed string
-    if len(specs) > MAX_CANDIDATES:
-        raise RequestError(f"the grid has {len(specs)} candidates; the server makes at most {MAX_CANDIDATES}")
-    windows = {s.window for s in specs}
-    if len(windows) > MAX_WINDOWS:
-        raise RequestError(f"the grid uses {len(windows)} window sizes; the server allows {MAX_WINDOWS}")
-    if grids.neighbours_needed(specs) > MAX_NEIGHBOURS:
-        raise RequestError(
-            f"the grid reaches neighbour rank {grids.neighbours_needed(specs)}; the server goes to {MAX_NEIGHBOURS}"
-        )
-    return value, specs
+    return value, grids.parse(GRIDS.get(value, value))  # ConfigError (a 400) for a malformed string
 
 
 def copy_mode(form) -> str:
@@ -101,7 +91,7 @@ def ids(form, bank_size: int) -> list[int] | None:
 
 def like_k(form, bank_size: int) -> int:
     """How many exemplars nearest the example image to keep (at most the whole bank)."""
-    return min(integer(text(form, "like_k", "25"), "like_k", 1, 100_000), max(bank_size, 1))
+    return min(integer(text(form, "like_k", str(LIKE_K)), "like_k", 1, 100_000), max(bank_size, 1))
 
 
 def _show(value) -> str:

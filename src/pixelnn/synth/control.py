@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from . import LIKE_K
 from .compose import Correspondence, Matches
 
 
@@ -25,7 +26,7 @@ class ExemplarSet:
     labels: Sequence[str] | None = None
     ids: Sequence[int] | None = None
     like: np.ndarray | None = None
-    like_k: int = 25
+    like_k: int = LIKE_K
     mask: np.ndarray | None = None
 
     def describe(self) -> str:

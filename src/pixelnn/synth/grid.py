@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..numbers import strict_int
 from ..search.pixel_match import LOCAL_MAX, WHOLE
 
-# what one synthesis may ask for (the web app has tighter limits of its own, in serve/params.py)
+# what one synthesis may ask for (synth/request.py: Limits; the web app has tighter limits, serve/params.py)
 MAX_CANDIDATES = 500
 MAX_NEIGHBOURS = 200
 MAX_WINDOWS = 12
@@ -122,17 +122,8 @@ def search_bytes(specs: list[Spec], size: int, dim: int, fast: bool) -> int:
 
 
 def check_budget(specs: list[Spec], size: int, dim: int, fast: bool) -> None:
-    """Refuse, before any work, a grid whose candidates, neighbours, windows or memory are over the limits."""
-    if not specs:
-        raise ConfigError("the grid has no candidate")
-    limits = [
-        ("candidates", len(specs), MAX_CANDIDATES),
-        ("neighbour rank", neighbours_needed(specs), MAX_NEIGHBOURS),
-        ("distinct window sizes", len({s.window for s in specs}), MAX_WINDOWS),
-    ]
-    for what, value, limit in limits:
-        if value > limit:
-            raise ConfigError(f"the grid asks for {what} {value}; the limit is {limit}")
+    """Refuse, before any work, a grid whose pixel search would need more memory than MAX_SEARCH_BYTES
+    (the counts of candidates, neighbours and windows are a request's limits: synth/request.py)."""
     need = search_bytes(specs, size, dim, fast)
     if need > MAX_SEARCH_BYTES:
         raise ConfigError(

@@ -38,9 +38,10 @@ from ..spectra import log_spectra
 from ..threads import one_blas_thread, threaded
 from . import grid as grids
 from . import rank as ranking
-from .coherence import COHERENCE_TAU, DEFAULT_COPY, check_mode, coherent, finish, uses_prior, voting
+from .coherence import COHERENCE_TAU, coherent, finish, uses_prior, voting
 from .compose import Correspondence, choose, copied
 from .control import ExemplarSet, Pool, region_owner
+from .request import Request
 
 RUN_CONFIG = run_folder.CONFIG
 BANK = "bank"  # a model folder's own bank
@@ -334,44 +335,30 @@ class PixelNN:
         _, ids = self.bank.search(g.numpy(), k, subset)
         return np.sort(ids[0][ids[0] >= 0])
 
-    def synthesize(
-        self,
-        x: np.ndarray,
-        grid: list[grids.Spec] | str | None = None,
-        labels=None,
-        exemplar_ids=None,
-        like: np.ndarray | None = None,
-        like_k: int = 25,
-        regions: list[ExemplarSet] = (),
-        profile: dict[str, float] | None = None,
-        copy: str = DEFAULT_COPY,
-        rank: bool = True,
-    ) -> Result:
-        """All candidates of `grid` (default: the authors' 72) for one input signal x, best first.
+    def synthesize(self, x: np.ndarray, request: Request | None = None, *, profile: dict | None = None, **options):
+        """All candidates of a request for one input signal x, best first (a Result).
 
-        labels / exemplar_ids / like (the like_k exemplars nearest an example photo) restrict the
-        exemplars everywhere; each region (an ExemplarSet
-        with a mask) replaces that restriction inside its mask, later regions over earlier ones.
-        copy: how pixels are copied (synth/coherence.py): 'eq3', 'coherent', 'vote', 'coherent-vote' or
-            'matched'.
-        rank: order the candidates by their score from the input alone (synth/rank.py), best first;
-        False keeps the grid's order (every candidate is scored either way).
+        request: a Request (synth/request.py), or its values as keyword arguments (Request.make):
+            grid (default: the authors' 72), labels / ids / like (the like_k exemplars nearest an
+            example photo) restricting the exemplars everywhere, regions (ExemplarSets with a mask,
+            each replacing that restriction inside its mask, later ones over earlier ones), copy
+            ('eq3', 'coherent', 'vote', 'coherent-vote' or 'matched'; synth/coherence.py) and rank
+            (False keeps the grid's order; every candidate is scored either way).
         profile: if given, seconds spent per step are added to it.
         """
+        if request is None:
+            request = Request.make(**options)
+        elif options:
+            raise ConfigError(f"give a Request or its values ({', '.join(sorted(options))}), not both")
         with one_blas_thread():
-            return self._synthesize(x, grid, labels, exemplar_ids, like, like_k, regions, profile, copy, rank)
+            return self._synthesize(x, request, profile)
 
-    def _synthesize(self, x, grid, labels, exemplar_ids, like, like_k, regions, profile, copy, rank) -> Result:
-        S = self.model.cfg.size
-        check_mode(copy)
-        specs = self.checked_grid(grid)
-        if like is not None and like_k < 1:
-            raise ConfigError(
-                f"like_k (how many exemplars like the example image to keep) must be at least 1, got {like_k}"
-            )
+    def _synthesize(self, x, request: Request, profile) -> Result:
+        S, copy = self.model.cfg.size, request.copy
+        specs = self.checked_grid(request.grid)
         sets = [
-            ExemplarSet(labels=labels, ids=exemplar_ids, like=like, like_k=like_k),
-            *[r.checked(S) for r in regions],
+            ExemplarSet(labels=request.labels, ids=request.ids, like=request.like, like_k=request.like_k),
+            *[r.checked(S) for r in request.regions],
         ]
         subsets = [self.restrict(s) for s in sets]  # validate every restriction before any heavy work
         specs, notes = self._reachable(specs, sets, subsets)
@@ -399,12 +386,12 @@ class PixelNN:
             )
         with timed(profile, "ranking"):
             x = self.check_input(x)
-            candidates = self._ranked(made, x, fq, rank)
+            candidates = self._ranked(made, x, fq, request.rank)
         base = pools[0]
         return Result(x, fq, base.ids, base.sims, candidates, [p.ids for p in pools[1:]], notes)
 
     def checked_grid(self, grid: list[grids.Spec] | str | None) -> list[grids.Spec]:
-        """The grid (default: the authors' 72) fitted to the output size and within the limits of
+        """The grid (default: the authors' 72) fitted to the output size and within the memory budget of
         grid.check_budget, refused (ConfigError) before any work when it is not."""
         specs = grids.parse(grid) if isinstance(grid, str) else (list(grid or grids.paper72()))
         specs = grids.fitted(specs, self.model.cfg.size)
