@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from pixelnn.data.options import DataOptions
+from pixelnn.model_folder import ModelFolder
 from pixelnn.regress.precision import describe_cpu
-from pixelnn.synth.pipeline import read_run_config
 from pixelnn.workflow import index_samples
 
 
@@ -29,7 +29,8 @@ def samples(model: Path, data: Path, signal: str | None, limit: int):
     from pixelnn.commands import _samples
 
     opts = DataOptions(data=data, signal=signal, limit=limit)
-    opts = opts.for_model(read_run_config(model), read_run_config(model).get("size", 96))
+    config = ModelFolder(model).config()
+    opts = opts.for_model(config, config.get("size", 96))
     kind = None if opts.kind in ("pairs", "folders") else opts.kind
     return _samples(opts, data, None)[:limit], opts.size, kind, opts.factor
 

@@ -12,8 +12,9 @@ import torch
 
 import pixelnn
 from pixelnn.errors import ConfigError
+from pixelnn.model_folder import BANK_REF
 from pixelnn.regress import checkpoint, run_folder
-from pixelnn.synth.pipeline import BANK_REF, PixelNN
+from pixelnn.synth.pipeline import PixelNN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

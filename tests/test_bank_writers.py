@@ -254,14 +254,14 @@ def test_random_kills_of_index_runs_never_break_the_bank(tiny_run, tmp_path):
 
 
 def test_rebuilding_a_bank_swaps_it_in_durably(tiny_run, tmp_path, monkeypatch):
-    from pixelnn import commands
+    from pixelnn import commands, model_folder
     from pixelnn.data.prepare import Prepared
 
     _, x, y, labels = tiny_run
     run = shutil.copytree(tiny_run[0], tmp_path / "run")
     synced = []
     monkeypatch.setattr(
-        commands, "fsync_path", lambda p: synced.append((Path(p), (Path(p) / "bank" / "bank.json").exists()))
+        model_folder, "fsync_path", lambda p: synced.append((Path(p), (Path(p) / "bank" / "bank.json").exists()))
     )
     commands.rebuild_bank(run, Prepared(x[:4], y[:4], [f"r{i}" for i in range(4)], labels[:4], "lowres"))
     assert synced == [(run, True)]  # the run folder, once the new bank is in place

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -13,11 +12,11 @@ from .data.prepare import Prepared, load_prepared, prepare, save_prepared
 from .data.sources import pair_files, paired_folders, photo_folder, scan_images
 from .errors import BankError, ConfigError, DataError
 from .features import backbones
-from .fileio import fsync_path
 from .hashing import json_hash
+from .model_folder import ModelFolder
 from .regress.train import TrainConfig
 from .report.batch import Batch, Job, folder_names
-from .synth.pipeline import PixelNN, own_bank, read_run_config
+from .synth.pipeline import PixelNN
 from .synth.request import Request
 from .workflow import (
     index_arrays,
@@ -26,7 +25,6 @@ from .workflow import (
     synthesize_batch,
     train_folds,
     train_run,
-    update_model_card,
 )
 
 log = logging.getLogger(__name__)  # the CLI shows INFO on stdout (cli.main, logs.console)
@@ -97,7 +95,7 @@ def train(args) -> None:
         raise ConfigError(f"--folds must be at least 2 (got {args.folds})")
     _output_folder(args.out)
     opts = DataOptions.from_args(args)
-    data, val = _train_data(args, opts, args.out / "cache")
+    data, val = _train_data(args, opts, ModelFolder(args.out).cache)
     cfg = TrainConfig(
         minutes=args.minutes,
         steps=args.steps,
@@ -120,25 +118,17 @@ def train(args) -> None:
 
 def rebuild_bank(run: Path, data: Prepared, descriptors: int | None = None) -> None:
     """Build run/bank from scratch next to the old one, then swap (the old bank survives a failure)."""
-    fresh, old = run / ".bank-new", run / ".bank-old"
-    if old.exists() and not (run / "bank").exists():  # an earlier swap was interrupted: restore
-        old.rename(run / "bank")
-    for p in (fresh, old):
-        shutil.rmtree(p, ignore_errors=True)
-    manifest = index_arrays(run, data.x, data.y, data.names, data.labels, bank=fresh, descriptors=descriptors)
-    if (run / "bank").exists():
-        (run / "bank").rename(old)
-    fresh.rename(run / "bank")
-    fsync_path(run)  # the swap survives a power cut
-    shutil.rmtree(old, ignore_errors=True)
-    update_model_card(run)
-    log.info(f"bank: {manifest['count']} exemplars in {run / 'bank'}")
+    folder = ModelFolder(run)
+    manifest = folder.swap_bank(
+        lambda fresh: index_arrays(run, data.x, data.y, data.names, data.labels, bank=fresh, descriptors=descriptors)
+    )
+    log.info(f"bank: {manifest['count']} exemplars in {folder.bank()}")
 
 
 def index(args) -> None:
     """Add a data folder's samples to the bank, read and computed one chunk at a time (never all of them
     in memory: index keeps no prepared-data cache), on this machine or with --ray on a Ray cluster."""
-    config = read_run_config(args.model)
+    config = ModelFolder(args.model).config()
     opts = DataOptions.from_args(args)
     opts = opts.for_model(config, config.get("size", opts.size))  # inputs must fit the model
     _check_kind(opts, config)
@@ -158,7 +148,7 @@ def index(args) -> None:
     )
     log.info(
         f"bank: {manifest['count']} exemplars in {len(manifest['shards'])} shard(s) "
-        f"at {args.bank or own_bank(args.model)}"
+        f"at {args.bank or ModelFolder(args.model).bank()}"
     )
 
 
@@ -168,8 +158,9 @@ def verify(args) -> None:
     from .bank.bank import Bank
     from .bank.global_index import verify_index
 
-    read_run_config(args.model)
-    root = args.bank or own_bank(args.model)
+    folder = ModelFolder(args.model)
+    folder.config()  # a clear error when it is not a model folder
+    root = args.bank or folder.bank()
     bank = Bank.open(root)
     problems, unhashed = store.verify_bank(root, bank.manifest)
     problems += verify_index(root)
@@ -250,7 +241,7 @@ def synthesize(args) -> None:
     inputs whose result folder is complete (same settings, same input) are skipped (report/batch.py)."""
     _refuse_ignored(args)
     _outside_model(args.out, args.model, *([args.bank] if args.bank else []))
-    config = read_run_config(args.model)
+    config = ModelFolder(args.model).config()
     opts = DataOptions.from_args(args).for_model(config, config.get("size", SIZE))  # refuses another --size
     _output_folder(args.out)
     model = PixelNN.load(args.model, args.bank, search=args.search, device=args.device)

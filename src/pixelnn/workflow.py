@@ -21,12 +21,12 @@ from .data.sources import Sample
 from .errors import ConfigError, DataError
 from .features import backbones
 from .fileio import write_json
+from .model_folder import ModelFolder
 from .regress import checkpoint, run_folder
 from .regress.precision import cpu_summary
 from .regress.train import BASELINES, TrainConfig, below_baselines, evaluate_psnr, train
 from .regress.unet import Stage1Config, UNet
 from .report.batch import Batch, Job, folder_names, run_batch
-from .synth.pipeline import BANK, own_bank, read_run_config
 from .synth.request import Request
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def train_run(
     metrics = run_folder.measure(lambda xs, ys: evaluate_psnr(model, xs, ys, mean), x, y, val)
     metrics["training"] = training_summary(checkpoint.read(root / checkpoint.FILENAME), train_cfg.batch, len(x))
     run_folder.write_metrics(root, metrics)
-    update_model_card(root)
+    ModelFolder(root).write_card()
     return metrics
 
 
@@ -96,16 +96,6 @@ def train_folds(
         run_folder.write_metrics(folder, metrics)
         out.append(metrics)
     return out
-
-
-def update_model_card(root: Path) -> Path:
-    """Rewrite root/README.md (the model card) from the folder's configuration, metrics and own bank
-    (root/bank, or the one its bank-ref.json names)."""
-    root = Path(root)
-    bank = own_bank(root)
-    manifest = store.read_manifest(bank) if (bank / store.MANIFEST).exists() else None
-    where = f"{BANK}/" if bank == root / BANK else str(bank)
-    return run_folder.write_model_card(root, manifest, where)
 
 
 def training_summary(state: dict, batch: int, n: int) -> dict:
@@ -288,10 +278,8 @@ class IndexJob:
 
     @classmethod
     def of(cls, root, bank, backbone, descriptors, allow_duplicates, progress, version=None) -> IndexJob:
-        root = Path(root)
-        config = read_run_config(root)
-        path = checkpoint.locate(root / checkpoint.FILENAME)
-        own = own_bank(root)
+        folder = ModelFolder(root)
+        root, config, path, own = folder.root, folder.config(), folder.checkpoint, folder.bank()
         bank = Path(bank) if bank else own
         _refuse_new_bank_options(bank, backbone=backbone, descriptors=descriptors, version=version)
         backbone = backbone or config.get("backbone", backbones.DEFAULT)
@@ -312,7 +300,7 @@ class IndexJob:
 
         save_global_index(self.bank)
         if self.own:
-            update_model_card(self.root)
+            ModelFolder(self.root).write_card()
         return manifest
 
 

@@ -9,8 +9,6 @@ model.save("models/celeba-copy")             # a model folder that PixelNN.load 
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 import warnings
 from contextlib import contextmanager
@@ -29,8 +27,9 @@ from ..errors import BankError, ConfigError
 from ..features.backbones import describe, describe_global, load_backbone
 from ..features.hypercolumn import global_descriptor
 from ..features.projection import project_taps
-from ..fileio import atomic_folder, write_json
-from ..regress import checkpoint, run_folder
+from ..fileio import atomic_folder
+from ..model_folder import ModelFolder
+from ..regress import checkpoint
 from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
 from ..search.pixel_match import match
@@ -43,9 +42,6 @@ from .compose import Correspondence, choose, copied
 from .control import ExemplarSet, Pool, region_owner
 from .request import Request
 
-RUN_CONFIG = run_folder.CONFIG
-BANK = "bank"  # a model folder's own bank
-BANK_REF = "bank-ref.json"  # instead of bank/: {"path": the absolute path of a bank kept elsewhere} (PixelNN.save)
 BANK_MODES = ("copy", "reference")
 
 
@@ -80,38 +76,6 @@ class Result:
     notes: list[str] = field(default_factory=list)  # what was changed in the request (candidates dropped)
 
 
-# Keys of config.json a model folder needs (signal) or may have, with their types.
-RUN_KEYS = {"signal": str, "factor": int, "size": int, "backbone": str, "stage1": dict}
-REQUIRED_RUN_KEYS = ("signal",)
-
-
-def read_run_config(run: Path) -> dict:
-    path = Path(run) / RUN_CONFIG
-    if not path.exists():
-        raise ConfigError(f"{run} is not a PixelNN model folder (missing {RUN_CONFIG}); train one with `pixelnn train`")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is not a readable model configuration ({e})") from None
-    _check_run_config(path, config)
-    return config
-
-
-def _check_run_config(path: Path, config) -> None:
-    """Refuse a config.json that is not an object, lacks the signal, or has a key of the wrong type."""
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} is damaged: it holds a JSON {type(config).__name__}, not an object")
-    for key in REQUIRED_RUN_KEYS:
-        if key not in config:
-            raise ConfigError(f"{path} is damaged: it lacks the key {key!r}")
-    for key, kind in RUN_KEYS.items():
-        value = config.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise ConfigError(f"{path} is damaged: {key} must be a {kind.__name__}, not {value!r}")
-        if kind is int and value is not None and value < 1:
-            raise ConfigError(f"{path} is damaged: {key} must be at least 1, not {value!r}")
-
-
 SEARCHES = ("auto", "exact", "fast")
 # Stored float16 descriptors resolve a cosine to about 1e-3; matches closer than this to the best
 # are ties, won by the nearest pixel (so a bank exemplar given as input copies itself exactly).
@@ -130,35 +94,10 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def own_bank(run: Path) -> Path:
-    """The bank of a model folder: run/bank, or the folder named by run/bank-ref.json (PixelNN.save)."""
-    run = Path(run)
-    ref = run / BANK_REF
-    if (run / BANK).exists() or not ref.exists():
-        return run / BANK
-    try:
-        target = json.loads(ref.read_text())["path"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ConfigError(f"{ref} is damaged ({e.__class__.__name__}: {e}); save the model again") from None
-    if not isinstance(target, str):
-        raise ConfigError(f"{ref} is damaged: its path is not a string; save the model again")
-    return Path(target)
-
-
 def _check_free(path: Path) -> None:
     """Refuse, before any work, a save target that exists and is not an empty folder."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ConfigError(f"{path} exists and is not an empty folder: save to a new folder")
-
-
-def _copy_bank(bank: Bank, dest: Path) -> None:
-    """Copy the bank as opened (its manifest, the shards listed there and its projection) into the new folder dest."""
-    dest.mkdir()
-    for entry in bank.manifest["shards"]:
-        shutil.copytree(bank.root / entry["name"], dest / entry["name"])
-    for name in store.encoding_files(bank.manifest):
-        shutil.copyfile(bank.root / name, dest / name)
-    write_json(dest / store.MANIFEST, bank.manifest)
 
 
 class PixelNN:
@@ -217,11 +156,11 @@ class PixelNN:
         device: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' (CUDA when available). The networks and the
         pixel search run there; the global FAISS search and the composition stay on the CPU.
         """
-        run = Path(run)
-        config = read_run_config(run)
-        model = checkpoint.load_model(run / checkpoint.FILENAME)
-        pixelnn = cls(model, Bank.open(Path(bank) if bank else own_bank(run)), config, search, device)
-        pixelnn.source = run
+        folder = ModelFolder(run)
+        config = folder.config()
+        model = checkpoint.load_model(folder.checkpoint)
+        pixelnn = cls(model, Bank.open(Path(bank) if bank else folder.bank()), config, search, device)
+        pixelnn.source = folder.root
         return pixelnn
 
     source: Path | None = None  # the model folder this model was loaded from (PixelNN.load), if any
@@ -258,17 +197,8 @@ class PixelNN:
     def _write_folder(self, root: Path, bank: str) -> None:
         """Fill the empty folder `root` with config.json, stage1.safetensors, the bank or its reference,
         metrics, card."""
-        write_json(root / RUN_CONFIG, {**self.config, "stage1": self.model.cfg.to_dict()})
-        checkpoint.save(root / checkpoint.FILENAME, self.model, {"done": True})
-        if bank == "copy":
-            _copy_bank(self.bank, root / BANK)
-            where = f"{BANK}/"
-        else:
-            write_json(root / BANK_REF, {"path": str(self.bank.root.resolve())})
-            where = str(self.bank.root.resolve())
-        if self.source is not None and (self.source / run_folder.METRICS).exists():
-            shutil.copyfile(self.source / run_folder.METRICS, root / run_folder.METRICS)
-        run_folder.write_model_card(root, self.bank.manifest, where)
+        source = ModelFolder(self.source) if self.source is not None else None
+        ModelFolder(root).fill(self.config, self.model, self.bank, bank, metrics_from=source)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
