@@ -13,8 +13,8 @@ import torch
 from pixelnn.cli import main
 from pixelnn.errors import ConfigError
 from pixelnn.regress import checkpoint
-from pixelnn.regress.convert import convert_folder
 from pixelnn.regress.unet import Stage1Config, UNet
+from pixelnn.workflow import convert_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -19,6 +19,7 @@ from .report.batch import Batch, Job, folder_names
 from .synth.pipeline import PixelNN
 from .synth.request import Request
 from .workflow import (
+    convert_folder,
     index_arrays,
     index_samples,
     report_training,
@@ -202,9 +203,7 @@ def setup_weights(args) -> None:
 
 
 def convert(args) -> None:
-    """Rewrite the old torch.save checkpoints of a folder as safetensors (see regress/convert.py)."""
-    from .regress.convert import convert_folder
-
+    """Rewrite the old torch.save checkpoints of a folder as safetensors (see workflow.convert_folder)."""
     for line in convert_folder(args.folder, keep_old=args.keep_old, trust_pickle=args.trust_pickle):
         log.info(f"convert: {line}")
 

@@ -330,3 +330,17 @@ def synthesize_batch(model, batch: Batch, jobs: list[Job], ray: str | None = Non
 
         return synthesize_on_ray(ray, model, batch, jobs, progress)
     return run_batch(model, batch, jobs, progress)
+
+
+def convert_folder(folder: Path, keep_old: bool = False, trust_pickle: bool = False) -> list[str]:
+    """Convert the old checkpoints of a model (or pix2pix) folder; returns one line per file converted."""
+    from .baselines.pix2pix.convert import convert_legacy
+    from .regress.convert import convert_stage1
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder: give the model folder made by `pixelnn train` (or train-pix2pix)")
+    lines = (convert_stage1(folder, keep_old, trust_pickle), convert_legacy(folder, keep_old, trust_pickle))
+    return [line for line in lines if line] or [
+        f"{folder} holds no old checkpoint (stage1.pt, pix2pix.pt): nothing to convert"
+    ]

@@ -1,14 +1,13 @@
-"""`pixelnn convert MODEL_DIR`: rewrite a folder's old torch.save checkpoints as safetensors.
+"""Old torch.save checkpoints rewritten as safetensors (`pixelnn convert`; workflow.convert_folder).
 
-Old stage-1 checkpoints (`stage1.pt`) become `stage1.safetensors`; an old `pix2pix.pt` is rewritten
-in place. Each new file is written atomically, read back and compared tensor by tensor (and, for
-stage 1, by the fingerprint that banks store) before the old file is removed.
+An old stage-1 checkpoint (`stage1.pt`) becomes `stage1.safetensors` (convert_stage1); pix2pix's old
+files are converted by baselines/pix2pix/convert.py with the same write_verified. Each new file is
+written atomically, read back and compared tensor by tensor (and, for stage 1, by the fingerprint
+that banks store) before the old file is removed.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,6 @@ import torch
 
 from ..errors import ConfigError
 from . import checkpoint
-
-PIX2PIX_FILENAME = "pix2pix.pt"  # baselines.pix2pix.checkpoint.FILENAME, named here to keep this import light
-PIX2PIX_FORMAT = "pixelnn-pix2pix"
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -32,7 +28,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _write_verified(old: Path, new: Path, fmt: str, version: int, what: str, trust_pickle: bool) -> dict:
+def write_verified(old: Path, new: Path, fmt: str, version: int, what: str, trust_pickle: bool) -> dict:
     """Read `old` (a torch.save file), write `new` in the safetensors format and check they hold the same."""
     blob = checkpoint.read_legacy(old, what, trust_pickle=trust_pickle)
     if not isinstance(blob, dict) or blob.get("format") != fmt or blob.get("version") != version:
@@ -46,13 +42,14 @@ def _write_verified(old: Path, new: Path, fmt: str, version: int, what: str, tru
     return blob
 
 
-def _convert_stage1(folder: Path, keep_old: bool, trust_pickle: bool) -> str | None:
+def convert_stage1(folder: Path, keep_old: bool, trust_pickle: bool) -> str | None:
+    """folder/stage1.pt -> folder/stage1.safetensors, checked; a line saying what was done, None without stage1.pt."""
     old, new = folder / checkpoint.LEGACY_FILENAME, folder / checkpoint.FILENAME
     if not old.is_file():
         return None
     if new.exists():
         return f"{new.name} already exists; {old.name} is not read (remove it when you no longer need it)"
-    blob = _write_verified(old, new, checkpoint.FORMAT, checkpoint.VERSION, "stage-1", trust_pickle)
+    blob = write_verified(old, new, checkpoint.FORMAT, checkpoint.VERSION, "stage-1", trust_pickle)
     before = checkpoint.fingerprint(_model_from(blob))
     after = checkpoint.fingerprint(checkpoint.load_model(new))
     if before != after:
@@ -68,34 +65,3 @@ def _model_from(blob: dict) -> checkpoint.UNet:
     model = checkpoint.UNet(checkpoint.Stage1Config.from_dict(blob["config"]))
     model.load_state_dict(blob["model"])
     return model
-
-
-def _convert_pix2pix(folder: Path, keep_old: bool, trust_pickle: bool) -> str | None:
-    path = folder / PIX2PIX_FILENAME
-    if not path.is_file() or not checkpoint.is_legacy(path):
-        return None
-    from ..baselines.pix2pix.checkpoint import VERSION
-
-    backup = path.with_name(path.name + ".old")
-    shutil.copy2(path, backup)  # the original stays readable until the new file is checked
-    try:
-        _write_verified(backup, path, PIX2PIX_FORMAT, VERSION, "pix2pix", trust_pickle)
-    except BaseException:
-        os.replace(backup, path)
-        raise
-    if not keep_old:
-        backup.unlink()
-    return f"{path.name} rewritten as safetensors" + (f" (the old file kept as {backup.name})" if keep_old else "")
-
-
-def convert_folder(folder: Path, keep_old: bool = False, trust_pickle: bool = False) -> list[str]:
-    """Convert the old checkpoints of a model (or pix2pix) folder; returns one line per file converted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder: give the model folder made by `pixelnn train` (or train-pix2pix)")
-    done = [
-        line
-        for line in (_convert_stage1(folder, keep_old, trust_pickle), _convert_pix2pix(folder, keep_old, trust_pickle))
-        if line
-    ]
-    return done or [f"{folder} holds no old checkpoint (stage1.pt, pix2pix.pt): nothing to convert"]
