@@ -107,3 +107,53 @@ def test_model_card_reports_training_psnr_and_bank():
     assert "| train | 25.10 dB | 22.00 dB | 15.00 dB |" in card
     assert "No validation data was given" in card
     assert "15 exemplars in 2 shard(s)" in card and "reduced 32-dim" in card
+
+
+def test_the_names_a_user_needs_are_importable_from_pixelnn():
+    from pixelnn.synth.control import ExemplarSet, transfer_labels
+    from pixelnn.synth.grid import Spec
+    from pixelnn.synth.request import Request
+
+    assert (pixelnn.ExemplarSet, pixelnn.transfer_labels, pixelnn.Spec, pixelnn.Request) == (
+        ExemplarSet,
+        transfer_labels,
+        Spec,
+        Request,
+    )
+    with pytest.raises(AttributeError, match="no attribute 'Nonsense'"):
+        pixelnn.Nonsense  # noqa: B018
+
+
+def test_inputs_may_be_float_grayscale_or_pil_and_give_what_uint8_gives(tiny_run):
+    from PIL import Image
+
+    model = pixelnn.load(tiny_run[0])
+    x = tiny_run[1][0]  # (8, 8, 3) uint8
+    grid = "1:1:1,2:1:3"
+    want = model.synthesize(x, grid=grid).candidates[0].image
+    as_float = x.astype(np.float32) / 255.0
+    for given in (as_float, Image.fromarray(x)):
+        assert np.array_equal(model.synthesize(given, grid=grid).candidates[0].image, want)
+    gray = np.full((8, 8), 100, np.uint8)
+    assert np.array_equal(model.check_input(gray), np.full((8, 8, 3), 100, np.uint8))
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (np.full((8, 8, 3), 1.5, np.float32), "values in [0, 1]"),
+        (np.zeros((8, 8, 3), np.int64), "uint8 or float"),
+        (np.zeros((4, 4, 3), np.float32), "got shape (4, 4, 3)"),
+    ],
+)
+def test_inputs_that_cannot_be_used_are_typed_errors_without_the_photo_hint(tiny_run, bad, words):
+    model = pixelnn.load(tiny_run[0])
+    with pytest.raises(ConfigError) as exc:
+        model.synthesize(bad, grid="1:1:1")
+    assert words in str(exc.value) and "--from-photo" not in str(exc.value)
+
+
+def test_a_photo_given_as_input_is_told_to_use_from_photo(tiny_run):
+    model = pixelnn.load(tiny_run[0])
+    with pytest.raises(ConfigError, match="--from-photo"):
+        model.synthesize(np.zeros((32, 32, 3), np.uint8), grid="1:1:1")

@@ -14,7 +14,17 @@ frequencies pixel by pixel from training exemplars matched with hypercolumn desc
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Candidate", "PixelNN", "Result", "list_backbones", "load"]
+__all__ = [
+    "Candidate",
+    "ExemplarSet",
+    "PixelNN",
+    "Request",
+    "Result",
+    "Spec",
+    "list_backbones",
+    "load",
+    "transfer_labels",
+]
 
 
 def load(path, bank=None, search: str = "auto", device: str = "cpu"):
@@ -41,7 +51,13 @@ def list_backbones() -> list[str]:
 
 def __getattr__(name):  # lazy: `import pixelnn` stays cheap for the CLI's --help
     if name in ("PixelNN", "Result", "Candidate"):
-        from .synth import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(f"module 'pixelnn' has no attribute {name!r}")
+        from .synth import pipeline as module
+    elif name == "Request":
+        from .synth import request as module
+    elif name in ("ExemplarSet", "transfer_labels"):
+        from .synth import control as module
+    elif name == "Spec":
+        from .synth import grid as module
+    else:
+        raise AttributeError(f"module 'pixelnn' has no attribute {name!r}")
+    return getattr(module, name)

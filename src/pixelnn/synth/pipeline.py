@@ -29,6 +29,7 @@ from ..features.hypercolumn import global_descriptor
 from ..features.projection import project_taps
 from ..fileio import atomic_folder
 from ..model_folder import ModelFolder
+from ..pixels import as_uint8_image
 from ..regress import checkpoint
 from ..regress.unet import UNet, predict
 from ..search.fast_match import match_all
@@ -205,14 +206,25 @@ class PixelNN:
         cfg = self.model.cfg
         return (cfg.input_size, cfg.input_size, cfg.in_channels)
 
-    def check_input(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim == 2:
-            x = x[:, :, None]
-        if x.shape != self.input_shape or x.dtype != np.uint8:
+    def check_input(self, x) -> np.ndarray:
+        """The input signal as this model takes it, (h, w, c) uint8, from a uint8 array, a float array in
+        [0, 1], grayscale or RGB, or a PIL image; a ConfigError says what is wrong with anything else."""
+        shape = np.shape(x) if not hasattr(x, "mode") else None
+        try:
+            x = as_uint8_image(x, self.input_shape[2])
+        except ValueError as e:
             raise ConfigError(
-                f"this model takes {self.config['signal']} inputs of shape {self.input_shape} uint8; "
-                f"got {x.shape} {x.dtype}. Use --from-photo (or input_from_photo) to make one from a photo."
+                f"this model takes {self.config['signal']} inputs of shape {self.input_shape}: {e}"
+            ) from None
+        if x.shape != self.input_shape:
+            hint = (
+                " Use --from-photo (or input_from_photo) to make one from a photo."
+                if x.shape[0] > self.input_shape[0]
+                else ""
+            )
+            raise ConfigError(
+                f"this model takes {self.config['signal']} inputs of shape {self.input_shape} (uint8, or float in "
+                f"[0, 1]); got shape {shape or x.shape}.{hint}"
             )
         return x
 
