@@ -251,6 +251,8 @@ def _refuse_new_bank_options(bank: Path, **given) -> None:
         "descriptors": (manifest.get("descriptors") or {}).get("dim"),
         "version": manifest["version"],
     }
+    if own["descriptors"] is not None:
+        given.pop("descriptors")  # a bank with reduced descriptors refuses another size itself (bank/build.py)
     for name, value in given.items():
         if value is not None and value != own[name]:
             option = "version" if name == "version" else f"--{name}"  # version has no CLI option
