@@ -315,10 +315,7 @@ def synthesize_to_folder(
     request: a Request, or its values as keyword arguments (grid, labels, ids, like, like_k, regions, copy).
     ray: an address, or 'auto', to synthesize on a Ray cluster (the model must be loaded from a folder).
     """
-    if request is None:
-        request = Request.make(**options)
-    elif options:
-        raise ConfigError(f"give a Request or its values ({', '.join(sorted(options))}), not both")
+    request = Request.given(request, options)
     folders = folder_names(list(names))
     target = (lambda i: None) if targets is None else (lambda i: targets[i])
     jobs = [Job(f, n, x=np.asarray(x), target=target(i)) for i, (f, n, x) in enumerate(zip(folders, names, inputs))]

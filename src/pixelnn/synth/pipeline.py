@@ -288,10 +288,7 @@ class PixelNN:
             (False keeps the grid's order; every candidate is scored either way).
         profile: if given, seconds spent per step are added to it.
         """
-        if request is None:
-            request = Request.make(**options)
-        elif options:
-            raise ConfigError(f"give a Request or its values ({', '.join(sorted(options))}), not both")
+        request = Request.given(request, options)
         with one_blas_thread():
             return self._synthesize(x, request, profile)
 

@@ -117,6 +117,15 @@ class Request:
         )
 
     @classmethod
+    def given(cls, request: Request | None, options: dict) -> Request:
+        """`request`, or one made from its values as keyword arguments (the two ways callers pass one)."""
+        if request is None:
+            return cls.make(**options)
+        if options:
+            raise ConfigError(f"give a Request or its values ({', '.join(sorted(options))}), not both")
+        return request
+
+    @classmethod
     def from_cli(cls, args, size: int) -> Request:
         """The request of `pixelnn synthesize`'s arguments, for a model of size x size outputs."""
         if args.like_k is not None and not args.like:
@@ -142,10 +151,6 @@ class Request:
     def options(self) -> dict:
         """The request as keyword arguments of Request.make (the inverse of make)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def replace(self, **changes) -> Request:
-        """A checked copy with some values changed."""
-        return Request.make(**{**self.options(), **changes})
 
     def key(self) -> str:
         """A short hash of everything the request decides (images and masks by content), for caches."""
